@@ -1,0 +1,1 @@
+"""Evaluation harnesses: tool calling, HealthBench-style rubrics, GPQA-style multiple choice."""

@@ -1,0 +1,1 @@
+"""Thin adapters to host frameworks (TRL, verl). No math here: it lives in rvpo.core."""

@@ -1,0 +1,1 @@
+"""Reward functions: rule rewards, ToolRL-style tool-call rewards, LLM-judged rubric rewards."""

@@ -1,0 +1,62 @@
+"""Small statistics used by experiments and evaluations (numpy/scipy; no torch)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy import stats as _st
+
+
+@dataclass(frozen=True)
+class MeanStd:
+    mean: float
+    std: float
+    n: int
+
+    def __str__(self) -> str:
+        return f"{self.mean:.3f} ± {self.std:.3f}"
+
+
+def mean_std(xs: Sequence[float]) -> MeanStd:
+    """Mean and sample std (ddof=1; 0 for one value) of the finite values of ``xs``."""
+    a = np.asarray([x for x in xs if x is not None and math.isfinite(x)], dtype=float)
+    if a.size == 0:
+        return MeanStd(float("nan"), float("nan"), 0)
+    return MeanStd(float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0, int(a.size))
+
+
+def welch_t(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    """Welch's two-sided t-test of mean(a) != mean(b): returns ``(t, p)`` (nan when undefined)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.size < 2 or b.size < 2:
+        return float("nan"), float("nan")
+    if a.std() == 0 and b.std() == 0:
+        return (0.0, 1.0) if a.mean() == b.mean() else (math.copysign(math.inf, a.mean() - b.mean()), 0.0)
+    res = _st.ttest_ind(a, b, equal_var=False)
+    return float(res.statistic), float(res.pvalue)
+
+
+def bootstrap_se(values: Sequence[float], n_boot: int = 1000, seed: int = 0, clip: tuple[float, float] | None = None) -> float:
+    """Bootstrap standard error of the mean (optionally of the mean clipped to ``clip``)."""
+    a = np.asarray(values, dtype=float)
+    if a.size == 0:
+        return float("nan")
+    rng = np.random.default_rng(seed)
+    means = a[rng.integers(0, a.size, size=(n_boot, a.size))].mean(axis=1)
+    if clip is not None:
+        means = np.clip(means, *clip)
+    return float(means.std(ddof=1)) if n_boot > 1 else 0.0
+
+
+def wilson_ci(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson score interval for a proportion (95% by default)."""
+    if n == 0:
+        return float("nan"), float("nan")
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
