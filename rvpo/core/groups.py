@@ -119,23 +119,31 @@ def group_mean_std(
 def group_zscores(batch: RewardBatch, eps: float = 1e-6, unbiased: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel group z-scores ``Z = (r - mean_G r) / (std_G r + eps)``.
 
+    Deviations are divided by their largest magnitude ``s`` before squaring, and
+    ``Z = u / (std(u) + eps / s)`` with ``u = (r - mean) / s`` (the same number), so that neither
+    tiny (1e-300) nor huge (1e100) spreads underflow or overflow.
+
     Returns:
         z: ``(N, M)`` float64, 0 where the channel abstains, where its group has fewer than two
            present values, or where the group has zero spread on that channel.
         zero_spread: ``(B, M)`` bool, True where a group's channel gave no signal (all Z = 0).
     """
-    g = batch.group_size
-    v = batch.values.view(-1, g, batch.num_channels)  # (B, G, M)
-    p = batch.present.view(-1, g, batch.num_channels)  # (B, G, M)
-    mean, std, count = group_mean_std(batch.values, batch.present, g, unbiased)
-    # zero spread is tested on the values themselves (max == min), not on a rounded std
-    big = torch.tensor(float("inf"), dtype=v.dtype)
-    vmax = torch.where(p, v, -big).amax(dim=1, keepdim=True)
-    vmin = torch.where(p, v, big).amin(dim=1, keepdim=True)
-    signal = (count >= 2) & (vmax > vmin)  # (B, 1, M)
-    z = (v - mean) / (std + eps)
-    z = torch.where(p & signal, z, torch.zeros((), dtype=z.dtype))  # (B, G, M)
-    return z.reshape(-1, batch.num_channels), ~signal.squeeze(1)
+    g, m = batch.group_size, batch.num_channels
+    v = batch.values.view(-1, g, m)  # (B, G, M)
+    p = batch.present.view(-1, g, m)  # (B, G, M)
+    zero = torch.zeros((), dtype=v.dtype)
+    count = p.sum(dim=1, keepdim=True)  # (B, 1, M)
+    mean = v.sum(dim=1, keepdim=True) / count.clamp(min=1)  # (B, 1, M)
+    dev = torch.where(p, v - mean, zero)  # (B, G, M)
+    scale = dev.abs().amax(dim=1, keepdim=True)  # (B, 1, M)
+    signal = (count >= 2) & (scale > 0)  # zero spread (all equal) or < 2 values: no signal
+    safe = torch.where(signal, scale, torch.ones((), dtype=v.dtype))
+    u = dev / safe  # (B, G, M), |u| <= 1
+    ddof = 1 if unbiased else 0
+    std_u = (u.square().sum(dim=1, keepdim=True) / (count - ddof).clamp(min=1)).sqrt()
+    z = u / (std_u + eps / safe)  # eps / safe may be inf for a tiny spread: then Z -> 0, its limit
+    z = torch.where(p & signal, z, zero)  # (B, G, M)
+    return z.reshape(-1, m), ~signal.squeeze(1)
 
 
 def whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-6, unbiased: bool = True) -> torch.Tensor:
@@ -156,5 +164,9 @@ def whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-6, unbiased: boo
     ddof = 1 if unbiased else 0
     if n <= ddof:
         return dev
-    std = (dev.square().sum() / (n - ddof)).sqrt()
-    return dev / (std + eps)
+    scale = dev.abs().max()
+    if scale == 0:
+        return dev
+    u = dev / scale  # |u| <= 1: no underflow or overflow in the square
+    std_u = (u.square().sum() / (n - ddof)).sqrt()
+    return u / (std_u + eps / scale)

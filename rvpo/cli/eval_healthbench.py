@@ -1,0 +1,97 @@
+"""``rvpo eval healthbench``: answer rubric examples with a policy, grade each item with an LLM judge."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from rvpo.cli import UserError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("healthbench", help="HealthBench-style rubric evaluation (policy answers, LLM judge grades)",
+                       description="Answer every example of a HealthBench (or Rubrics-as-Rewards) file with the "
+                                   "policy, grade every rubric item with an OpenAI-compatible judge, and report "
+                                   "the HealthBench score (overall, per axis, per theme, bootstrap SE). The judge "
+                                   "API key is read from RVPO_JUDGE_API_KEY (or OPENAI_API_KEY) only.")
+    p.add_argument("--data", required=True, help="JSONL/JSON/Parquet file in the HealthBench or Rubrics-as-Rewards schema")
+    p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
+                   help="a malformed row: stop with file:line, or skip it and report the count")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N examples")
+    g = p.add_argument_group("policy (a local model, or an OpenAI-compatible endpoint)")
+    g.add_argument("--model", default=None, help="local policy: a model folder, 'smollm2-135m-instruct' or a hub id "
+                                                 "(default: the embedded SmolLM2 when no --policy-base-url)")
+    g.add_argument("--policy-base-url", default=None, help="endpoint policy: server root including /v1")
+    g.add_argument("--policy-model", default=None, help="endpoint policy: model name")
+    g.add_argument("--policy-api-key-env", default="RVPO_POLICY_API_KEY",
+                   help="environment variable holding the policy endpoint's API key")
+    g.add_argument("--max-new-tokens", type=int, default=512, help="answer length limit (tokens)")
+    g.add_argument("--batch-size", type=int, default=8, help="local policy: prompts per generate call")
+    g.add_argument("--policy-concurrency", type=int, default=8, help="endpoint policy: requests in flight")
+    g.add_argument("--temperature", type=float, default=0.0, help="policy sampling temperature (0 = greedy)")
+    g.add_argument("--seed", type=int, default=0, help="sampling seed and bootstrap seed")
+    j = p.add_argument_group("judge (OpenAI-compatible; defaults from RVPO_JUDGE_* environment variables)")
+    j.add_argument("--judge-base-url", default=None, help="judge server root including /v1 (env RVPO_JUDGE_BASE_URL)")
+    j.add_argument("--judge-model", default=None, help="judge model name (env RVPO_JUDGE_MODEL)")
+    j.add_argument("--judge-concurrency", type=int, default=None, help="judge requests in flight (default: JudgeConfig's)")
+    j.add_argument("--judge-cache", default=None, help="verdict cache (sqlite) path; 'none' disables (env RVPO_JUDGE_CACHE)")
+    p.add_argument("--out", default="runs", help="folder under which the run directory is created")
+    p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    p.set_defaults(func=run)
+
+
+def _judge(args):
+    from rvpo.judge import JudgeClient, JudgeConfig
+
+    overrides = {"base_url": args.judge_base_url, "model": args.judge_model, "concurrency": args.judge_concurrency}
+    if args.judge_cache is not None:
+        overrides["cache_path"] = "" if args.judge_cache.lower() == "none" else args.judge_cache
+    try:
+        cfg = JudgeConfig.from_env(**overrides)
+    except (ValueError, TypeError) as e:
+        raise UserError(f"judge: {e}") from None
+    if not cfg.base_url:
+        raise UserError("judge: no endpoint; pass --judge-base-url or set RVPO_JUDGE_BASE_URL "
+                        "(a local one: `rvpo judge serve`)")
+    return JudgeClient(cfg), cfg
+
+
+def run(args) -> int:
+    from rvpo.evals.healthbench import format_report, run_healthbench
+    from rvpo.evals.policy import make_policy
+    from rvpo.rubrics import RubricDataError, load_rubric_file
+    from rvpo.runs import make_run_dir
+
+    if args.limit is not None and args.limit < 1:
+        raise UserError("--limit must be >= 1")
+    try:
+        ds = load_rubric_file(args.data, on_error=args.on_error, limit=args.limit)
+    except RubricDataError as e:
+        raise UserError(str(e)) from None
+    if ds.skipped:
+        print(f"skipped {len(ds.skipped)} malformed rows (first: line {ds.skipped[0][0]}: {ds.skipped[0][1]})",
+              file=sys.stderr)
+    try:
+        policy = make_policy(args.model, args.policy_base_url, args.policy_model, args.policy_api_key_env,
+                             args.max_new_tokens, args.batch_size, args.temperature, args.seed,
+                             args.policy_concurrency)
+    except ValueError as e:
+        raise UserError(f"policy: {e}") from None
+    judge, cfg = _judge(args)
+    run_dir = make_run_dir(args.out, "healthbench")
+    config = {"benchmark": "healthbench", "data": str(args.data), "n_examples": len(ds),
+              "skipped_rows": [list(s) for s in ds.skipped], "policy": policy.describe(),
+              "judge": cfg.as_dict(), "seed": args.seed}
+    try:
+        result = run_healthbench(ds.examples, policy, judge, out_dir=run_dir, config=config, seed=args.seed)
+    except RuntimeError as e:
+        raise UserError(str(e)) from None
+    finally:
+        close = getattr(judge, "close", None)
+        if callable(close):
+            close()
+    if args.json:
+        print(json.dumps(result.summary(), indent=2))
+    else:
+        print(format_report(result))
+    return 0

@@ -1,0 +1,92 @@
+"""``rvpo eval toolcall``: format rate, exact-match rate and mean correctness on held-out prompts.
+
+    rvpo eval toolcall                                   # embedded model, built-in test split
+    rvpo eval toolcall --model runs/train-20261126-1500  # a trained run (LoRA merged into base)
+    rvpo eval toolcall --data ../shared/data/toolrl/rlla_4k_test.parquet --limit 20 --json
+
+Writes a run directory (``--out``, default ``runs/``) with ``config.yaml``, ``results.json``
+(headline numbers) and ``examples.jsonl`` (one record per prompt: completion, scores, parse errors).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from rvpo.cli import UserError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "toolcall",
+        help="tool-call eval: format rate, exact match, mean correctness (ToolRL parsers)",
+        description=__doc__.split("\n\n")[0],
+    )
+    p.add_argument("--model", default=None,
+                   help="the embedded model name (default), a model folder, a run directory or a checkpoint")
+    p.add_argument("--data", default="builtin:test",
+                   help="held-out examples: builtin:test, or a ToolRL parquet / SFT json / BFCL file")
+    p.add_argument("--limit", type=int, default=0, help="evaluate only the first N examples (0 = all)")
+    p.add_argument("--max-new-tokens", type=int, default=64, help="generation budget per prompt")
+    p.add_argument("--batch-size", type=int, default=8, help="prompts generated together")
+    p.add_argument("--out", default="runs", help="root folder for the eval's run directory")
+    p.add_argument("--json", action="store_true", help="print the headline numbers as JSON on stdout")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from rvpo.evals.toolcall import evaluate_toolcall, summary_row
+    from rvpo.runs import append_jsonl, make_run_dir, write_json, write_yaml
+    from rvpo.tasks.toolcall import load_examples
+
+    if args.limit < 0:
+        raise UserError(f"--limit: expected an int >= 0, got {args.limit}")
+    if args.max_new_tokens < 1 or args.batch_size < 1:
+        raise UserError("--max-new-tokens and --batch-size: expected ints >= 1")
+    try:
+        examples = list(load_examples(args.data))
+    except (FileNotFoundError, ValueError) as e:
+        raise UserError(f"--data {args.data!r}: {e}") from None
+    if args.limit:
+        examples = examples[: args.limit]
+    if not examples:
+        raise UserError(f"--data {args.data!r}: no examples")
+    from rvpo.models import ModelNotFoundError
+    from rvpo.train.policy import load_policy
+
+    t0 = time.perf_counter()
+    try:
+        model, tok = load_policy(args.model)
+    except (FileNotFoundError, ModelNotFoundError) as e:
+        raise UserError(str(e)) from None
+    res = evaluate_toolcall(model, examples, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                            tokenizer=tok)
+    res["model"] = args.model or "smollm2-135m-instruct"
+    res["data"] = args.data
+    res["total_seconds"] = round(time.perf_counter() - t0, 2)
+    run_dir = make_run_dir(args.out, "eval-toolcall")
+    write_yaml(run_dir / "config.yaml", {k: v for k, v in vars(args).items() if k != "func"})
+    for rec in res["records"]:
+        append_jsonl(run_dir / "examples.jsonl", rec)
+    head = summary_row(res)
+    head["run_dir"] = str(run_dir)
+    write_json(run_dir / "results.json", head)
+    if args.json:
+        print(json.dumps(head, indent=2))
+    else:
+        print(format_table([("model", head)]))
+        print(f"run dir: {run_dir}", file=sys.stderr)
+    return 0
+
+
+def format_table(rows: list[tuple[str, dict]]) -> str:
+    """Markdown table of eval results: one row per ``(label, result)``."""
+    lines = ["| | n | format rate | exact match | mean correctness |", "| --- | --- | --- | --- | --- |"]
+    for label, r in rows:
+        lo, hi = r["format_ci95"]
+        lines.append(
+            f"| {label} | {r['n']} | {r['format_rate']:.3f} [{lo:.2f}, {hi:.2f}] | {r['exact_match_rate']:.3f} | "
+            f"{r['mean_correctness']:+.3f} ± {r['correctness_se']:.2f} |"
+        )
+    return "\n".join(lines)

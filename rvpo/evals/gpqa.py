@@ -1,0 +1,219 @@
+"""GPQA-style multiple-choice evaluation (GPQA-Diamond and any CSV with the same columns).
+
+Data: the official CSV columns ``Question``, ``Correct Answer``, ``Incorrect Answer 1..3``,
+``Record ID`` (others ignored), either a plain ``.csv`` or a password-protected ``.zip`` holding one
+(read in memory; the authors distribute GPQA that way and ask that questions never appear in plain
+text online). **No question or option text is ever printed, logged or stored**: records hold only the
+Record ID, the chosen letter, the gold letter and whether it is correct; errors name files, rows
+and columns, never cell contents; :class:`GPQAQuestion`'s ``repr`` hides its text.
+
+Protocol (simple-evals ``gpqa_eval.py``): options are shuffled per question with
+``random.Random(seed + index)``; the prompt asks for a final line ``Answer: X``; the letter is
+extracted by :func:`extract_answer` (tolerant of the usual formats); accuracy comes with a 95%
+Wilson interval (:func:`rvpo.stats.wilson_ci`). An unparsable answer counts as wrong and is counted.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+import re
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+DEFAULT_ZIP_PASSWORD = "deserted-untie-orchid"  # public: published by the GPQA authors with the data
+LETTERS = "ABCD"
+REQUIRED_COLUMNS = ("Question", "Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3")
+
+QUERY_TEMPLATE = """\
+Answer the following multiple choice question. The last line of your response should be of the \
+following format: 'Answer: $LETTER' (without quotes) where LETTER is one of ABCD. Think step by step \
+before answering.
+
+{question}
+
+A) {A}
+B) {B}
+C) {C}
+D) {D}"""
+
+
+class GPQADataError(ValueError):
+    """A GPQA file that cannot be read; the message never holds question text."""
+
+
+@dataclass(frozen=True)
+class GPQAQuestion:
+    """One question; ``repr`` shows only the record id (the text must not leak into logs)."""
+
+    record_id: str
+    question: str = field(repr=False)
+    correct: str = field(repr=False)
+    incorrect: tuple[str, str, str] = field(repr=False)
+
+
+def _read_csv_text(path: Path, zip_password: str | None) -> str:
+    if path.suffix.lower() != ".zip":
+        return path.read_text(encoding="utf-8-sig")
+    try:
+        zf = zipfile.ZipFile(path)
+    except zipfile.BadZipFile:
+        raise GPQADataError(f"{path}: not a zip file") from None
+    with zf:
+        names = [n for n in zf.namelist() if n.lower().endswith(".csv") and not n.startswith("__MACOSX")]
+        if len(names) != 1:
+            raise GPQADataError(f"{path}: expected exactly one .csv inside the zip, found {len(names)}")
+        pwd = zip_password.encode() if zip_password else None
+        try:
+            with zf.open(names[0], pwd=pwd) as f:
+                return f.read().decode("utf-8-sig")
+        except RuntimeError as e:  # zipfile: "Bad password for file" / "... is encrypted, password required"
+            raise GPQADataError(f"{path}: cannot decrypt {names[0]} (wrong or missing --zip-password)") from e
+
+
+def load_gpqa(path: str | Path, zip_password: str | None = DEFAULT_ZIP_PASSWORD,
+              limit: int | None = None) -> list[GPQAQuestion]:
+    """Read questions from a ``.csv`` or a (password-protected) ``.zip`` holding one, in memory.
+
+    Raises :class:`GPQADataError` naming the file (and row/column) for a missing file, a wrong
+    password, missing columns or an empty cell; never with cell contents.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise GPQADataError(f"{path}: no such file")
+    reader = csv.DictReader(io.StringIO(_read_csv_text(path, zip_password)))
+    missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise GPQADataError(f"{path}: missing column(s) {missing}; GPQA needs {list(REQUIRED_COLUMNS)}")
+    out = []
+    for i, row in enumerate(reader):
+        if limit is not None and len(out) >= limit:
+            break
+        line = i + 2  # header is line 1 (a quoted cell may span lines; this is the record number + 1)
+        empty = [c for c in REQUIRED_COLUMNS if not (row.get(c) or "").strip()]
+        if empty:
+            raise GPQADataError(f"{path}: record at row {line}: empty column(s) {empty}")
+        rid = (row.get("Record ID") or "").strip() or f"row{line}"
+        out.append(GPQAQuestion(rid, row["Question"].strip(), row["Correct Answer"].strip(),
+                                tuple(row[f"Incorrect Answer {k}"].strip() for k in (1, 2, 3))))
+    if not out:
+        raise GPQADataError(f"{path}: no questions")
+    return out
+
+
+def shuffle_options(q: GPQAQuestion, seed: int, index: int) -> tuple[list[str], str]:
+    """The 4 options in a seeded order (``random.Random(seed + index)``) and the gold letter."""
+    options = [q.correct, *q.incorrect]
+    order = list(range(4))
+    random.Random(seed + index).shuffle(order)
+    return [options[k] for k in order], LETTERS[order.index(0)]
+
+
+def format_prompt(q: GPQAQuestion, options: Sequence[str]) -> list[dict]:
+    """The user message for one question (simple-evals' multiple-choice template)."""
+    return [{"role": "user", "content": QUERY_TEMPLATE.format(question=q.question, **dict(zip(LETTERS, options)))}]
+
+
+_NOT_WORD = r"(?![A-Za-z0-9])"
+_L = r"([A-D])"
+# strongest first; within a pattern the LAST match in the text wins (the final answer)
+_PATTERNS = [
+    # Answer: C | **Answer:** C | answer is (C) | Final answer: **C** | The answer is: $C$ | answer = [B]
+    re.compile(r"(?i:answer)\s*(?:(?i:is)\b)?[\s*_:=\-(\[$\\{]*" + _L + _NOT_WORD),
+    # \boxed{C} | \text{C}
+    re.compile(r"\\(?:boxed|text(?:bf)?)\{\s*\(?" + _L + r"\)?\s*\}"),
+    # The correct option is C. | choice (B) | option D is correct
+    re.compile(r"(?i:option|choice)\s*(?:(?i:is)\b)?[\s*_:(\[]*" + _L + _NOT_WORD),
+    # **C** | **(C)** | **C)**
+    re.compile(r"\*\*\s*\(?" + _L + r"[).:]?\s*\*\*"),
+    # a last line that starts with the letter: "C", "C)", "(C)", "C.", "C: ..."
+    re.compile(r"(?m)^\s*\(?" + _L + r"(?:[).:]|\s*$)"),
+]
+
+
+def extract_answer(text: str) -> str | None:
+    """The chosen letter A-D in a free-form answer, or ``None``.
+
+    >>> [extract_answer(s) for s in ["Answer: C", "the answer is (B).", "**D**", "A) because", "no idea"]]
+    ['C', 'B', 'D', 'A', None]
+    """
+    if not text:
+        return None
+    for k, pat in enumerate(_PATTERNS):
+        if k == len(_PATTERNS) - 1:  # only the last non-empty line may be a bare letter
+            lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+            text = lines[-1] if lines else ""
+        matches = pat.findall(text)
+        if matches:
+            return matches[-1].upper()
+    return None
+
+
+@dataclass
+class GPQAResult:
+    """Accuracy with a 95% Wilson interval and per-question records (no text)."""
+
+    accuracy: float
+    ci_low: float
+    ci_high: float
+    n: int
+    n_correct: int
+    n_unparsed: int
+    records: list[dict[str, Any]]
+    wall_s: float
+    seed: int
+    run_dir: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        return {"accuracy": self.accuracy, "ci95": [self.ci_low, self.ci_high], "n": self.n,
+                "n_correct": self.n_correct, "n_unparsed": self.n_unparsed, "seed": self.seed,
+                "wall_s": round(self.wall_s, 3), "run_dir": self.run_dir}
+
+
+def run_gpqa(questions: Sequence[GPQAQuestion], policy: Any, seed: int = 0,
+             out_dir: str | Path | None = None, config: dict[str, Any] | None = None) -> GPQAResult:
+    """Ask every question (shuffled options), extract letters, score; optionally write a run dir.
+
+    Run dir: ``config.json``, ``results.json`` and ``examples.jsonl`` with records
+    ``{record_id, index, chosen, gold, correct}`` only (never question, option or answer text).
+    """
+    from rvpo.runs import append_jsonl, write_json
+    from rvpo.stats import wilson_ci
+
+    t0 = time.perf_counter()
+    shuffled = [shuffle_options(q, seed, i) for i, q in enumerate(questions)]
+    answers = policy.answer([format_prompt(q, opts) for q, (opts, _) in zip(questions, shuffled)])
+    if len(answers) != len(questions):
+        raise RuntimeError(f"policy returned {len(answers)} answers for {len(questions)} questions")
+    records = []
+    for i, (q, (_, gold), ans) in enumerate(zip(questions, shuffled, answers)):
+        chosen = extract_answer(ans)
+        records.append({"record_id": q.record_id, "index": i, "chosen": chosen, "gold": gold,
+                        "correct": chosen == gold})
+    n, k = len(records), sum(r["correct"] for r in records)
+    lo, hi = wilson_ci(k, n)
+    result = GPQAResult(k / n if n else float("nan"), lo, hi, n, k, sum(r["chosen"] is None for r in records),
+                        records, time.perf_counter() - t0, seed)
+    if out_dir is not None:
+        out = Path(out_dir)
+        result.run_dir = str(out)
+        write_json(out / "config.json", config or {})
+        (out / "examples.jsonl").unlink(missing_ok=True)
+        for rec in records:
+            append_jsonl(out / "examples.jsonl", rec)
+        write_json(out / "results.json", result.summary())
+    return result
+
+
+def format_report(result: GPQAResult) -> str:
+    """Human-readable summary (numbers only)."""
+    lines = [f"accuracy {result.accuracy:.4f} ({result.n_correct}/{result.n}), 95% Wilson CI "
+             f"[{result.ci_low:.4f}, {result.ci_high:.4f}]",
+             f"unparsed answers {result.n_unparsed}, option seed {result.seed}, wall {result.wall_s:.1f}s"]
+    if result.run_dir:
+        lines.append(f"run dir  {result.run_dir}")
+    return "\n".join(lines)

@@ -1,0 +1,120 @@
+"""Judge client configuration: one frozen dataclass, defaults stated once, secrets hidden.
+
+The API key is a field like the others but is excluded from ``repr``/``str``/``as_dict`` so that a
+config can be logged, written to a run directory or shown in an error without leaking it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_CACHE_PATH = os.path.join("~", ".cache", "rvpo", "judge.sqlite")
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+# Environment variables, first match wins.
+ENV_BASE_URL = ("RVPO_JUDGE_BASE_URL", "OPENAI_BASE_URL")
+ENV_MODEL = ("RVPO_JUDGE_MODEL",)
+ENV_API_KEY = ("RVPO_JUDGE_API_KEY", "OPENAI_API_KEY")
+ENV_CACHE_PATH = ("RVPO_JUDGE_CACHE",)
+
+
+def _env(names: tuple[str, ...]) -> str | None:
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    """Where and how to call an OpenAI-compatible Chat Completions judge.
+
+    Build it with :meth:`from_env` to fill ``base_url``, ``model``, ``api_key`` and ``cache_path`` from
+    the environment. ``repr``/``str`` never show the API key (only whether one is set).
+    """
+
+    base_url: str | None = None
+    """Server root including ``/v1``, e.g. ``http://127.0.0.1:8000/v1`` (env RVPO_JUDGE_BASE_URL, OPENAI_BASE_URL)."""
+    model: str = DEFAULT_MODEL
+    """Judge model name sent in each request (env RVPO_JUDGE_MODEL); part of the cache key."""
+    api_key: str | None = field(default=None, repr=False)
+    """Bearer token (env RVPO_JUDGE_API_KEY, OPENAI_API_KEY). Never logged, cached or shown."""
+    concurrency: int = 8
+    """Maximum judge requests in flight at once."""
+    timeout_s: float = 60.0
+    """Per-attempt HTTP timeout in seconds (connect + read)."""
+    max_retries: int = 3
+    """Extra attempts after a 429, a 5xx, a timeout, a connection error or an unreadable body."""
+    max_reasks: int = 2
+    """Extra turns asking the judge to fix a reply that is not a valid verdict JSON."""
+    cache_path: str | None = DEFAULT_CACHE_PATH
+    """sqlite verdict cache (env RVPO_JUDGE_CACHE); ``None`` or ``""`` disables caching."""
+    temperature: float = 0.0
+    """Sampling temperature sent to the judge."""
+    max_tokens: int = 256
+    """Maximum tokens of one judge answer."""
+    json_mode: bool = False
+    """Send ``response_format={"type": "json_object"}`` (the local server then constrains its output)."""
+    backoff_s: float = 0.5
+    """First retry delay in seconds; doubles per retry with jitter, capped at ``backoff_max_s``."""
+    backoff_max_s: float = 8.0
+    """Upper bound of one retry delay (a ``Retry-After`` header is honoured up to this bound)."""
+
+    def __post_init__(self):
+        if self.concurrency < 1:
+            raise ValueError(f"JudgeConfig.concurrency must be >= 1, got {self.concurrency}")
+        if not self.timeout_s > 0:
+            raise ValueError(f"JudgeConfig.timeout_s must be > 0, got {self.timeout_s}")
+        for name in ("max_retries", "max_reasks", "max_tokens"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"JudgeConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if self.max_tokens < 1:
+            raise ValueError(f"JudgeConfig.max_tokens must be >= 1, got {self.max_tokens}")
+        if self.backoff_s < 0 or self.backoff_max_s < 0:
+            raise ValueError("JudgeConfig.backoff_s and backoff_max_s must be >= 0")
+        if not self.model:
+            raise ValueError("JudgeConfig.model must be a non-empty model name (env RVPO_JUDGE_MODEL)")
+        if self.base_url is not None and not str(self.base_url).startswith(("http://", "https://")):
+            raise ValueError(
+                f"JudgeConfig.base_url must start with http:// or https://, got {self.base_url!r}"
+            )
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> "JudgeConfig":
+        """Config from the environment; keyword ``overrides`` win over it (``None`` overrides are ignored).
+
+        >>> JudgeConfig.from_env(model="m", base_url="http://127.0.0.1:8000/v1").model
+        'm'
+        """
+        unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise TypeError(f"JudgeConfig has no field(s) {sorted(unknown)}")
+        values: dict[str, Any] = {}
+        for name, env in (("base_url", ENV_BASE_URL), ("model", ENV_MODEL), ("api_key", ENV_API_KEY),
+                          ("cache_path", ENV_CACHE_PATH)):
+            value = _env(env)
+            if value is not None:
+                values[name] = value
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    @property
+    def resolved_cache_path(self) -> str | None:
+        """``cache_path`` with ``~`` expanded, or ``None`` when caching is off."""
+        return os.path.expanduser(self.cache_path) if self.cache_path else None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Fields as a dict safe to log or save: the API key is replaced by whether one is set."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "api_key"}
+        out["api_key_set"] = bool(self.api_key)
+        return out
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items())
+        return f"JudgeConfig({inner})"
+
+    __str__ = __repr__

@@ -1,0 +1,166 @@
+"""LLM-judged rubric reward: one reward channel per rubric item (M varies per prompt).
+
+Notation: ``N`` completions in a batch, ``M = max_channels`` channels (the largest rubric a prompt
+may have). Row ``i``'s rubric has ``M_i <= M`` items; channels ``M_i..M-1`` are ``None`` (padding).
+
+For every (completion, item) pair one :class:`rvpo.judge.JudgeRequest` is built (the conversation is
+the prompt's messages plus the completion as the last assistant turn); **all** ``sum_i M_i``
+requests go to the judge in one ``judge_many`` call, so they run concurrently up to the judge's
+``concurrency`` and hit its cache. A judge failure (``None`` verdict after retries) becomes a
+``None`` channel value, which the advantage core treats as NaN ("abstain": left out of that
+completion's aggregate). Channel values follow :func:`rvpo.rubrics.scoring.channel_value`: 1 for the
+desirable outcome (positive item met, pitfall not met), else 0 (times ``|points|`` with
+``scale="points"``).
+
+Plugging into TRL::
+
+    reward = RubricReward(JudgeClient(JudgeConfig.from_env()), max_channels=ds.max_items)
+    reward_funcs = expand_multichannel(reward)        # rvpo.integrations.trl
+    train_dataset = to_trl_dataset(ds)                # columns: prompt, rubric, example_id
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from rvpo.rewards.base import completion_text
+from rvpo.rubrics.data import RubricDataset, RubricItem, rubric_from_column, rubric_to_json
+from rvpo.rubrics.scoring import Scale, channel_value
+
+logger = logging.getLogger(__name__)
+
+
+def prompt_messages(prompt: Any) -> list[dict]:
+    """A TRL prompt (a string or a list of chat messages) as a list of ``{role, content}`` messages."""
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    if isinstance(prompt, (list, tuple)):
+        return [{"role": str(m["role"]), "content": str(m["content"])} for m in prompt]
+    raise TypeError(f"prompt must be a string or a list of messages, got {type(prompt).__name__}")
+
+
+@dataclass
+class RubricRewardStats:
+    """Running counts since construction (or the last :meth:`RubricReward.reset_stats`)."""
+
+    calls: int = 0
+    completions: int = 0
+    requests: int = 0
+    abstained: int = 0
+    last_abstained: int = 0
+    abstained_by_channel: list[int] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "calls": self.calls, "completions": self.completions, "requests": self.requests,
+            "abstained": self.abstained, "last_abstained": self.last_abstained,
+            "abstain_rate": self.abstained / self.requests if self.requests else 0.0,
+        }
+
+
+class RubricReward:
+    """Multi-channel reward (``rvpo.rewards.base.MultiChannelReward``) graded by an LLM judge.
+
+    Args:
+        judge: a :class:`rvpo.judge.JudgeClient` (anything with ``judge_many(requests) -> list[Verdict | None]``).
+        max_channels: ``M``, the number of channels; a row whose rubric has more items raises
+            ``ValueError`` (size it with :attr:`RubricDataset.max_items`).
+        rubric_column: the dataset column holding each row's rubric (a JSON string from
+            :func:`rvpo.rubrics.rubric_to_json` or a list of ``{criterion, points, tags}``).
+        scale: ``"unit"`` (0/1 values) or ``"points"`` (0/|points|); see :mod:`rvpo.rubrics.scoring`.
+        name: prefix of the channel names ``<name>_0 .. <name>_{M-1}``.
+
+    Call: ``reward(prompts, completions, rubric=[...]) -> (N, M)`` nested list of ``float | None``.
+    """
+
+    def __init__(self, judge: Any, max_channels: int, rubric_column: str = "rubric",
+                 scale: Scale = "unit", name: str = "rubric"):
+        if max_channels < 1:
+            raise ValueError(f"max_channels must be >= 1, got {max_channels}")
+        if scale not in ("unit", "points"):
+            raise ValueError(f"scale must be 'unit' or 'points', got {scale!r}")
+        self.judge = judge
+        self.max_channels = int(max_channels)
+        self.rubric_column = rubric_column
+        self.scale = scale
+        self.channel_names = [f"{name}_{j}" for j in range(self.max_channels)]
+        self.__name__ = name
+        self.stats = RubricRewardStats(abstained_by_channel=[0] * self.max_channels)
+
+    def reset_stats(self) -> None:
+        self.stats = RubricRewardStats(abstained_by_channel=[0] * self.max_channels)
+
+    def _rubrics(self, n: int, columns: dict[str, Any]) -> list[list[RubricItem]]:
+        if self.rubric_column not in columns:
+            raise KeyError(f"RubricReward needs the dataset column {self.rubric_column!r}; "
+                           f"got columns {sorted(columns)}")
+        col = columns[self.rubric_column]
+        if len(col) != n:
+            raise ValueError(f"column {self.rubric_column!r} has {len(col)} rows for {n} completions")
+        rubrics = []
+        for i, value in enumerate(col):
+            try:
+                items = rubric_from_column(value)
+            except ValueError as e:
+                raise ValueError(f"row {i}: {e}") from None
+            if len(items) > self.max_channels:
+                raise ValueError(f"row {i}: rubric has {len(items)} items but max_channels={self.max_channels}; "
+                                 f"build RubricReward with max_channels >= the dataset's max_items")
+            rubrics.append(items)
+        return rubrics
+
+    def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> list[list[float | None]]:
+        """Judge every (completion, item) pair in one concurrent batch; return ``(N, M)`` values."""
+        from rvpo.judge import JudgeRequest
+
+        if len(prompts) != len(completions):
+            raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
+        rubrics = self._rubrics(len(completions), columns)
+        requests, where = [], []  # where[r] = (row, channel) of request r
+        for i, (prompt, completion, items) in enumerate(zip(prompts, completions, rubrics)):
+            conv = prompt_messages(prompt) + [{"role": "assistant", "content": completion_text(completion)}]
+            for j, it in enumerate(items):
+                requests.append(JudgeRequest(conversation=conv, criterion=it.criterion, points=it.points))
+                where.append((i, j))
+        verdicts = self.judge.judge_many(requests) if requests else []
+        if len(verdicts) != len(requests):
+            raise RuntimeError(f"judge returned {len(verdicts)} verdicts for {len(requests)} requests")
+        out: list[list[float | None]] = [[None] * self.max_channels for _ in completions]  # (N, M)
+        n_abstain = 0
+        for (i, j), v in zip(where, verdicts):
+            met = None if v is None else bool(v.criteria_met)
+            out[i][j] = channel_value(rubrics[i][j], met, self.scale)
+            if met is None:
+                n_abstain += 1
+                self.stats.abstained_by_channel[j] += 1
+        self._log(len(completions), len(requests), n_abstain)
+        return out
+
+    def _log(self, n: int, n_req: int, n_abstain: int) -> None:
+        s = self.stats
+        s.calls += 1
+        s.completions += n
+        s.requests += n_req
+        s.abstained += n_abstain
+        s.last_abstained = n_abstain
+        level = logging.WARNING if n_abstain else logging.DEBUG
+        logger.log(level, "rubric reward: %d completions, %d judge requests, %d abstained (total %d/%d)",
+                   n, n_req, n_abstain, s.abstained, s.requests)
+
+
+# ---------------------------------------------------------------------------------------------
+# datasets for TRL
+
+def to_trl_rows(dataset: RubricDataset, rubric_column: str = "rubric") -> list[dict[str, Any]]:
+    """Rows ``{"prompt": messages, rubric_column: JSON string, "example_id": id}`` (conversational TRL format)."""
+    return [{"prompt": ex.conversation, rubric_column: rubric_to_json(ex.items), "example_id": ex.id}
+            for ex in dataset.examples]
+
+
+def to_trl_dataset(dataset: RubricDataset, rubric_column: str = "rubric"):
+    """A ``datasets.Dataset`` of :func:`to_trl_rows` (the rubric is a JSON string: arrow-friendly)."""
+    from datasets import Dataset
+
+    return Dataset.from_list(to_trl_rows(dataset, rubric_column))

@@ -1,0 +1,197 @@
+"""GPQA-style eval: letter extraction, seeded shuffling, the zip reader, no question text in any output."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from rvpo.cli import main
+from rvpo.evals.gpqa import (
+    DEFAULT_ZIP_PASSWORD,
+    GPQADataError,
+    GPQAQuestion,
+    extract_answer,
+    format_prompt,
+    load_gpqa,
+    run_gpqa,
+    shuffle_options,
+)
+from rvpo.evals.policy import LocalPolicy
+
+ZIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "gpqa" / "gpqa_diamond.zip"
+
+
+def make_tiny_model(path: Path) -> Path:
+    """A random 1-layer Llama with a byte-level tokenizer and a chat template (no download; ~1 MB)."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    vocab = {ch: i for i, ch in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    raw = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.decoder = decoders.ByteLevel()
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="<|im_start|>", eos_token="<|im_end|>",
+                                  pad_token="<pad>")
+    tok.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+                         "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=8192,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    LlamaForCausalLM(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("text,letter", [
+    ("Answer: C", "C"), ("answer:B", "B"), ("**Answer:** A", "A"), ("Final answer: **D**", "D"),
+    ("Thus the answer is (B).", "B"), ("The answer is $C$", "C"), ("So the answer is D because", "D"),
+    ("The correct option is C.", "C"), ("I pick choice (A)", "A"), (r"\boxed{D}", "D"), ("**C**", "C"),
+    ("C)", "C"), ("(B)", "B"), ("B. 45 kJ", "B"), ("Let me think.\nA", "A"),
+    ("A seems wrong. Answer: D\nAnswer: B", "B"),    # the last stated answer wins
+    ("Answer: Based on the data, none", None),        # 'B' of 'Based' is not an answer
+    ("Because the enthalpy is negative.", None), ("no idea", None), ("", None), ("the answer is a guess", None),
+])
+def test_extract_answer_formats(text, letter):
+    assert extract_answer(text) == letter
+
+
+def _q(i: int) -> GPQAQuestion:
+    return GPQAQuestion(f"rec{i}", f"Synthetic question {i} about widgets?", f"right {i}",
+                        (f"wrong {i}a", f"wrong {i}b", f"wrong {i}c"))
+
+
+def test_shuffle_is_seeded_per_index_and_tracks_gold():
+    q = _q(0)
+    golds = set()
+    for i in range(40):
+        opts, gold = shuffle_options(q, seed=7, index=i)
+        assert sorted(opts) == sorted([q.correct, *q.incorrect])
+        assert opts["ABCD".index(gold)] == q.correct
+        assert (opts, gold) == shuffle_options(q, seed=7, index=i)  # reproducible
+        golds.add(gold)
+    assert golds == set("ABCD")  # the correct option moves around
+    prompt = format_prompt(q, shuffle_options(q, 0, 0)[0])[0]["content"]
+    assert "Answer: $LETTER" in prompt and "\nA) " in prompt and "\nD) " in prompt
+
+
+def test_question_repr_hides_text():
+    assert repr(_q(3)) == "GPQAQuestion(record_id='rec3')"
+
+
+def test_real_zip_reads_in_memory_and_wrong_password_fails_cleanly():
+    qs = load_gpqa(ZIP)
+    assert len(qs) == 198 and all(q.record_id.startswith("rec") for q in qs)
+    assert len({q.record_id for q in qs}) == 198
+    with pytest.raises(GPQADataError, match="wrong or missing --zip-password") as e:
+        load_gpqa(ZIP, zip_password="nope")
+    assert _leaks(qs, str(e.value)) == []
+
+
+def _write_csv(path: Path, questions: list[GPQAQuestion], drop: str | None = None) -> Path:
+    cols = ["Record ID", "Question", "Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2",
+            "Incorrect Answer 3", "Subdomain"]
+    cols = [c for c in cols if c != drop]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        for q in questions:
+            row = {"Record ID": q.record_id, "Question": q.question, "Correct Answer": q.correct,
+                   "Incorrect Answer 1": q.incorrect[0], "Incorrect Answer 2": q.incorrect[1],
+                   "Incorrect Answer 3": q.incorrect[2], "Subdomain": "x"}
+            w.writerow({k: v for k, v in row.items() if k in cols})
+    return path
+
+
+def test_plain_csv_schema_and_its_errors(tmp_path):
+    qs = [_q(i) for i in range(3)]
+    assert load_gpqa(_write_csv(tmp_path / "own.csv", qs)) == qs
+    with pytest.raises(GPQADataError, match=r"missing column\(s\) \['Incorrect Answer 2'\]"):
+        load_gpqa(_write_csv(tmp_path / "bad.csv", qs, drop="Incorrect Answer 2"))
+    with pytest.raises(GPQADataError, match="no such file"):
+        load_gpqa(tmp_path / "none.csv")
+
+
+class _Scripted:
+    """Answers in a chosen style: the gold letter, or echoes the prompt (question text) back."""
+
+    def __init__(self, questions, seed, style):
+        self.gold = [shuffle_options(q, seed, i)[1] for i, q in enumerate(questions)]
+        self.style = style
+
+    def answer(self, convs):
+        if self.style == "echo":
+            return [c[-1]["content"] + "\nAnswer: A" for c in convs]
+        return [f"Reasoning...\n**Answer:** {g}" for g in self.gold]
+
+    def describe(self):
+        return {"kind": "scripted"}
+
+
+def _all_output_text(run_dir: Path) -> str:
+    return "".join(p.read_text(encoding="utf-8") for p in sorted(run_dir.rglob("*")) if p.is_file())
+
+
+def _leaks(questions, text: str) -> list[tuple[str, str]]:
+    """(record id, field) of every question/option text found in ``text``; short options such as
+    "10" are skipped (they occur by chance). Returns ids only, so a failing assert prints no text."""
+    out = []
+    for q in questions:
+        for name, s in (("question", q.question), ("correct", q.correct),
+                        *((f"incorrect{k}", v) for k, v in enumerate(q.incorrect, 1))):
+            if len(s) >= 12 and s in text:
+                out.append((q.record_id, name))
+    return out
+
+
+def test_run_gpqa_scores_and_never_stores_text(tmp_path):
+    qs = load_gpqa(ZIP, limit=5)
+    res = run_gpqa(qs, _Scripted(qs, 3, "gold"), seed=3, out_dir=tmp_path / "gold")
+    assert (res.accuracy, res.n, res.n_unparsed) == (1.0, 5, 0) and res.ci_low < 1.0 == res.ci_high
+    echo = run_gpqa(qs, _Scripted(qs, 3, "echo"), seed=3, out_dir=tmp_path / "echo")
+    assert echo.n_correct == sum(r["gold"] == "A" for r in echo.records)
+    for run in (res, echo):
+        recs = [json.loads(line) for line in (Path(run.run_dir) / "examples.jsonl").read_text().splitlines()]
+        assert [set(r) for r in recs] == [{"record_id", "index", "chosen", "gold", "correct"}] * 5
+        assert _leaks(qs, _all_output_text(Path(run.run_dir))) == []  # compared in memory only
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+def test_cli_end_to_end_with_a_tiny_local_model(tiny_model, tmp_path, capsys):
+    model = tiny_model
+    rc = main(["eval", "gpqa", "--data", str(ZIP), "--model", str(model), "--limit", "3",
+               "--max-new-tokens", "4", "--out", str(tmp_path / "runs"), "--json"])
+    out = capsys.readouterr()
+    assert rc == 0
+    summary = json.loads(out.out)
+    lo, hi = summary["ci95"]
+    assert summary["n"] == 3 and lo - 1e-12 <= summary["accuracy"] <= hi <= 1.0
+    run_dir = Path(summary["run_dir"])
+    assert {p.name for p in run_dir.iterdir()} == {"config.json", "results.json", "examples.jsonl"}
+    text = _all_output_text(run_dir) + out.out + out.err
+    assert DEFAULT_ZIP_PASSWORD not in text
+    assert _leaks(load_gpqa(ZIP, limit=3), text) == []
+
+
+def test_cli_wrong_password_is_a_user_error(tmp_path, capsys):
+    rc = main(["eval", "gpqa", "--data", str(ZIP), "--zip-password", "x", "--out", str(tmp_path)])
+    assert rc == 2 and "zip-password" in capsys.readouterr().err
+
+
+def test_local_policy_with_a_loaded_model(tiny_model):
+    from rvpo.models import load_model_and_tokenizer
+
+    model, tok = load_model_and_tokenizer(tiny_model)
+    pol = LocalPolicy(model, tokenizer=tok, max_new_tokens=3, batch_size=2)
+    outs = pol.answer([[{"role": "user", "content": "hi"}]] * 3)
+    assert len(outs) == 3 and len(set(outs)) == 1  # greedy: same prompt, same answer
+    with pytest.raises(ValueError, match="tokenizer"):
+        LocalPolicy(model)
