@@ -59,12 +59,17 @@ def weighted_mean_var(
 
 
 def soft_min(
-    z: torch.Tensor, k: float, mask: torch.Tensor | None = None, weights: torch.Tensor | None = None
+    z: torch.Tensor,
+    k: float,
+    mask: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
+    m_eff: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Weighted soft-min of ``z`` across channels with risk coefficient ``k >= 0``.
 
     Args:
         z: ``(N, M)`` scores.  k: 0 gives the weighted mean, ``inf`` gives the hard min.
+        m_eff: optional ``(N,)`` count of masked-in channels, if the caller has it already.
     Returns:
         agg ``(N,)`` and binding weights ``(N, M)`` = ``softmax(-k z + log w)`` over active
         channels (0 on inactive channels and on rows with none).
@@ -74,22 +79,34 @@ def soft_min(
         raise ValueError(f"k: the risk coefficient must be >= 0, got {k}")
     if math.isinf(k):
         return hard_min(z, mask, weights)
-    wa, active = _active(z, mask, weights)
-    any_active = active.any(dim=1)  # (N,)
     zero = torch.zeros((), dtype=z.dtype)
-    logits = torch.where(active, -k * z + wa.clamp(min=torch.finfo(z.dtype).tiny).log(), -torch.inf)
-    lse = torch.logsumexp(logits, dim=1)  # (N,)
-    lse = torch.where(any_active, lse, zero)
-    binding = torch.where(active, (logits - lse.unsqueeze(1)).exp(), zero)  # (N, M)
+    # log-sum-exp by hand, shifted by the smallest active score, so that exp() is computed once and
+    # serves both the aggregate and the binding weights
+    if weights is None:  # uniform weights: M = number of active channels
+        active = torch.ones_like(z, dtype=torch.bool) if mask is None else mask
+        if m_eff is None:
+            m_eff = active.to(z.dtype).sum(dim=1)
+        log_wsum = m_eff.to(z.dtype).log()  # (N,)
+        zmin = torch.where(active, z, torch.inf).amin(dim=1, keepdim=True)  # (N, 1)
+        e = torch.where(active, ((z - zmin) * (-k)).exp(), zero)  # (N, M), <= 1
+    else:
+        wa, active = _active(z, mask, weights)
+        log_wsum = wa.sum(dim=1).log()
+        zmin = torch.where(active, z, torch.inf).amin(dim=1, keepdim=True)
+        e = torch.where(active, ((z - zmin) * (-k)).exp() * wa, zero)
+    any_active = torch.isfinite(zmin.squeeze(1))  # (N,)
+    zmin = torch.where(any_active.unsqueeze(1), zmin, zero)
+    total = e.sum(dim=1, keepdim=True)  # (N, 1), >= w of the min channel > 0 where any active
+    binding = e / total.clamp(min=torch.finfo(z.dtype).tiny)  # (N, M) = softmax(-k z + log w)
+    lse = -k * zmin.squeeze(1) + total.squeeze(1).clamp(min=torch.finfo(z.dtype).tiny).log()
     if k < _TAYLOR_K:
         # -(1/k) log E_w[exp(-k z)] = mean - k/2 var + k^2/6 kappa3 - ...  (cumulant expansion)
         mean, var, p = weighted_mean_var(z, mask, weights)
-        zc = torch.where(active, z - mean.unsqueeze(1), zero)
+        zc = torch.where(p > 0, z - mean.unsqueeze(1), zero)
         kappa3 = (p * zc.pow(3)).sum(dim=1)
         agg = mean - 0.5 * k * var + (k * k / 6.0) * kappa3
     else:
-        log_wsum = wa.sum(dim=1).clamp(min=torch.finfo(z.dtype).tiny).log()
-        agg = -(lse - log_wsum) / k
+        agg = (log_wsum - lse) / k
     return torch.where(any_active, agg, zero), binding
 
 

@@ -70,7 +70,7 @@ class AdvantageParams:
         """The channel weights as a float64 ``(M,)`` tensor, or None; checks their number."""
         if self.weights is None:
             return None
-        w = torch.as_tensor(self.weights, dtype=torch.float64).flatten()
+        w = torch.as_tensor(self.weights, dtype=torch.float64).flatten()  # callers cast to their dtype
         if w.numel() != m:
             raise ValueError(f"weights: got {w.numel()} weights for {m} reward channels")
         if not torch.isfinite(w).all():
@@ -89,6 +89,7 @@ class AdvantageOutput:
         binding: ``(N, M)`` gradient weight of each channel in the aggregate, ``dA/dZ_j``
             (``softmax(-k Z)`` for rvpo); 0 where a channel is absent.
         present: ``(N, M)`` bool, True where the channel scored the completion.
+        m_eff: ``(N,)`` int64 number of present channels per completion.
         k: the risk coefficient used (None for estimators without one).
         n_nan / n_inf: ``(M,)`` abstentions (NaN) and non-finite inputs (+-inf) per channel.
         zero_spread: ``(B, M)`` True where a group's channel had no spread (gave Z = 0).
@@ -100,16 +101,12 @@ class AdvantageOutput:
     z: torch.Tensor | None
     binding: torch.Tensor
     present: torch.Tensor
+    m_eff: torch.Tensor
     k: float | None
     n_nan: torch.Tensor
     n_inf: torch.Tensor
     zero_spread: torch.Tensor
     estimator: str = ""
-
-    @property
-    def m_eff(self) -> torch.Tensor:
-        """``(N,)`` int64 number of present channels per completion."""
-        return self.present.sum(dim=1)
 
     @property
     def scored(self) -> torch.Tensor:
@@ -204,7 +201,7 @@ def _finish(
     whiten_batch: bool,
 ) -> AdvantageOutput:
     """Shared tail: batch whitening, zero for unscored completions, dtype, diagnostics."""
-    scored = batch.present.any(dim=1)
+    scored = batch.m_eff > 0
     agg = torch.where(scored, agg, torch.zeros((), dtype=agg.dtype))
     adv = whiten(agg, scored, p.eps, p.unbiased) if whiten_batch else agg
     adv = torch.nan_to_num(adv, nan=0.0, posinf=0.0, neginf=0.0)  # belt and braces: never leaks
@@ -214,6 +211,7 @@ def _finish(
         z=z,
         binding=binding,
         present=batch.present,
+        m_eff=batch.m_eff,
         k=k,
         n_nan=batch.n_nan,
         n_inf=batch.n_inf,
@@ -233,7 +231,8 @@ def grpo(batch: RewardBatch, p: AdvantageParams) -> AdvantageOutput:
     w = p.weight_tensor(m)
     w = torch.ones(m, dtype=torch.float64) if w is None else w
     scored = batch.present.any(dim=1, keepdim=True)  # (N, 1)
-    s = (batch.values * w).sum(dim=1, keepdim=True)  # (N, 1); absent channels are 0
+    # raw rewards times arbitrary weights: sum in float64 (cheap: one (N, M) pass) so it cannot overflow
+    s = (batch.values.double() * w).sum(dim=1, keepdim=True)  # (N, 1); absent channels are 0
     mean, std, count = group_mean_std(s, scored, batch.group_size, p.unbiased)  # (B, 1, 1)
     sg = s.view(-1, batch.group_size, 1)
     adv = sg - mean
@@ -244,7 +243,7 @@ def grpo(batch: RewardBatch, p: AdvantageParams) -> AdvantageOutput:
         adv = adv / (bstd + p.eps)
     adv = torch.where(count >= 2, adv, torch.zeros((), dtype=adv.dtype)).view(-1)
     share = torch.where(batch.present, w.abs(), torch.zeros((), dtype=torch.float64))
-    binding = share / share.sum(dim=1, keepdim=True).clamp(min=1e-300)
+    binding = (share / share.sum(dim=1, keepdim=True).clamp(min=1e-300)).to(batch.values.dtype)
     zero = torch.zeros(batch.num_completions // batch.group_size, m, dtype=torch.bool)
     return _finish(batch, p, "grpo", adv, None, zero, binding, None, whiten_batch=False)
 
@@ -254,10 +253,14 @@ def gdpo(batch: RewardBatch, p: AdvantageParams) -> AdvantageOutput:
     """GDPO: per-channel group z-score, weighted sum over present channels, batch whitening."""
     z, zero_spread = group_zscores(batch, p.eps, p.unbiased)
     w = p.weight_tensor(batch.num_channels)
-    w = torch.ones(batch.num_channels, dtype=torch.float64) if w is None else w
-    agg = (z * w).sum(dim=1)  # (N,); absent channels have Z = 0
-    share = torch.where(batch.present, w.abs(), torch.zeros((), dtype=torch.float64))
-    binding = share / share.sum(dim=1, keepdim=True).clamp(min=1e-300)
+    if w is None:
+        agg = z.sum(dim=1)  # (N,); absent channels have Z = 0
+        binding = batch.presence / batch.m_eff.clamp(min=1).unsqueeze(1).to(z.dtype)
+    else:
+        w = w.to(z.dtype)
+        agg = (z * w).sum(dim=1)
+        share = torch.where(batch.present, w.abs(), torch.zeros((), dtype=z.dtype))
+        binding = share / share.sum(dim=1, keepdim=True).clamp(min=torch.finfo(z.dtype).tiny)
     return _finish(batch, p, "gdpo", agg, z, zero_spread, binding, None, p.whiten)
 
 
@@ -265,7 +268,7 @@ def gdpo(batch: RewardBatch, p: AdvantageParams) -> AdvantageOutput:
 def rvpo(batch: RewardBatch, p: AdvantageParams) -> AdvantageOutput:
     """RVPO: per-channel group z-score, weighted soft-min with risk ``k``, batch whitening."""
     z, zero_spread = group_zscores(batch, p.eps, p.unbiased)
-    agg, binding = soft_min(z, p.k, batch.present, p.weight_tensor(batch.num_channels))
+    agg, binding = soft_min(z, p.k, batch.present, p.weight_tensor(batch.num_channels), m_eff=batch.m_eff)
     return _finish(batch, p, "rvpo", agg, z, zero_spread, binding, float(p.k), p.whiten)
 
 

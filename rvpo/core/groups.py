@@ -9,8 +9,10 @@ Conventions (one place, used by every estimator):
     * A reward that is NaN, +inf or -inf *abstains*: it is left out of its group's statistics and
       out of its completion's aggregate. NaN is the declared abstention (a reward function returned
       ``None``); +-inf is counted separately as a non-finite input, then treated the same way.
-    * Statistics are computed in float64 and finite inputs are clipped to +-1e100 first, so that
-      even absurd magnitudes (1e30, 1e300) cannot overflow a square; nothing non-finite leaves here.
+    * Statistics are computed in the rewards' dtype (float32, or float64 when given float64).
+      Finite inputs are clipped to ``finfo.max / (4 G)`` so that group sums cannot overflow, and
+      deviations are rescaled by their largest magnitude before squaring, so that neither tiny
+      (1e-300) nor huge (1e30) rewards underflow or overflow: nothing non-finite leaves here.
     * A (group, channel) with fewer than two present values, or with zero spread, gives Z = 0.
 """
 
@@ -20,7 +22,6 @@ from dataclasses import dataclass
 
 import torch
 
-_CLIP = 1e100  # |r| above this is clipped; squares and sums of squares then stay finite in float64
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,10 @@ class RewardBatch:
     """Sanitised rewards of one batch, grouped by prompt.
 
     Attributes:
-        values: ``(N, M)`` float64 rewards; 0.0 where the channel abstains.
+        values: ``(N, M)`` float32/float64 rewards; 0.0 where the channel abstains.
         present: ``(N, M)`` bool, True where the reward is finite (the channel scores this completion).
+        presence: ``(N, M)`` the same as 0/1 floats (counts are float sums: much faster than bool sums).
+        m_eff: ``(N,)`` int64, number of channels present for each completion.
         group_size: ``G``; completions ``[b*G, (b+1)*G)`` answer prompt ``b``.
         n_nan: ``(M,)`` int64, NaN entries per channel (declared abstentions).
         n_inf: ``(M,)`` int64, +-inf entries per channel (non-finite inputs, treated as abstentions).
@@ -38,6 +41,8 @@ class RewardBatch:
 
     values: torch.Tensor
     present: torch.Tensor
+    presence: torch.Tensor
+    m_eff: torch.Tensor
     group_size: int
     n_nan: torch.Tensor
     n_inf: torch.Tensor
@@ -50,11 +55,6 @@ class RewardBatch:
     @property
     def num_channels(self) -> int:
         return self.values.shape[1]
-
-    @property
-    def m_eff(self) -> torch.Tensor:
-        """``(N,)`` int64: number of channels present for each completion."""
-        return self.present.sum(dim=1)
 
 
 def make_batch(rewards: torch.Tensor, group_size: int) -> RewardBatch:
@@ -78,17 +78,29 @@ def make_batch(rewards: torch.Tensor, group_size: int) -> RewardBatch:
             f"group_size: N={n} completions is not a multiple of group_size={group_size} "
             "(completions must come in contiguous, complete groups)"
         )
-    r = rewards.detach().to(torch.float64)
-    nan = torch.isnan(r)
-    inf = torch.isinf(r)
-    present = ~(nan | inf)
-    values = torch.where(present, r.clamp(-_CLIP, _CLIP), torch.zeros((), dtype=r.dtype))
+    r = rewards.detach()
+    if r.dtype not in (torch.float32, torch.float64):
+        r = r.to(torch.float32)  # half/bfloat16 rewards are summed and squared in float32
+    present = torch.isfinite(r)
+    presence = present.to(r.dtype)
+    missing = n - presence.sum(dim=0)  # (M,)
+    if missing.any():
+        n_nan = torch.isnan(r).to(r.dtype).sum(dim=0)
+        n_inf = missing - n_nan
+    else:
+        n_nan = n_inf = torch.zeros_like(missing)
+    # clip so that a sum over a group cannot overflow (|r| <= max / (4 G)); inputs that large carry
+    # no usable precision anyway
+    lim = torch.finfo(r.dtype).max / (4 * group_size)
+    values = torch.nan_to_num(r, nan=0.0, posinf=0.0, neginf=0.0).clamp_(-lim, lim)
     return RewardBatch(
         values=values,
         present=present,
+        presence=presence,
+        m_eff=presence.sum(dim=1).to(torch.int64),
         group_size=group_size,
-        n_nan=nan.sum(dim=0),
-        n_inf=inf.sum(dim=0),
+        n_nan=n_nan.to(torch.int64),
+        n_inf=n_inf.to(torch.int64),
         dtype=rewards.dtype,
     )
 
@@ -99,7 +111,7 @@ def group_mean_std(
     """Masked per-group, per-channel mean and std.
 
     Args:
-        values: ``(N, C)`` float64, 0 where absent.  present: ``(N, C)`` bool.
+        values: ``(N, C)`` float, 0 where absent.  present: ``(N, C)`` bool.
     Returns:
         mean ``(B, 1, C)``, std ``(B, 1, C)``, count ``(B, 1, C)`` (present values per group).
         ``std`` is 0 where fewer than two values are present (unbiased) or none (biased).
@@ -124,25 +136,27 @@ def group_zscores(batch: RewardBatch, eps: float = 1e-6, unbiased: bool = True) 
     tiny (1e-300) nor huge (1e100) spreads underflow or overflow.
 
     Returns:
-        z: ``(N, M)`` float64, 0 where the channel abstains, where its group has fewer than two
+        z: ``(N, M)`` (the rewards' float dtype), 0 where the channel abstains, where its group has fewer than two
            present values, or where the group has zero spread on that channel.
         zero_spread: ``(B, M)`` bool, True where a group's channel gave no signal (all Z = 0).
     """
     g, m = batch.group_size, batch.num_channels
     v = batch.values.view(-1, g, m)  # (B, G, M)
-    p = batch.present.view(-1, g, m)  # (B, G, M)
-    zero = torch.zeros((), dtype=v.dtype)
-    count = p.sum(dim=1, keepdim=True)  # (B, 1, M)
+    pf = batch.presence.view(-1, g, m)  # (B, G, M) 0/1
+    count = pf.sum(dim=1, keepdim=True)  # (B, 1, M)
     mean = v.sum(dim=1, keepdim=True) / count.clamp(min=1)  # (B, 1, M)
-    dev = torch.where(p, v - mean, zero)  # (B, G, M)
+    dev = (v - mean) * pf  # (B, G, M), 0 where absent
     scale = dev.abs().amax(dim=1, keepdim=True)  # (B, 1, M)
-    signal = (count >= 2) & (scale > 0)  # zero spread (all equal) or < 2 values: no signal
-    safe = torch.where(signal, scale, torch.ones((), dtype=v.dtype))
+    signal = (count >= 2) & (scale > 0)  # fewer than two values, or zero spread: no signal
+    one = torch.ones((), dtype=v.dtype)
+    safe = torch.where(signal, scale, one)
     u = dev / safe  # (B, G, M), |u| <= 1
     ddof = 1 if unbiased else 0
     std_u = (u.square().sum(dim=1, keepdim=True) / (count - ddof).clamp(min=1)).sqrt()
-    z = u / (std_u + eps / safe)  # eps / safe may be inf for a tiny spread: then Z -> 0, its limit
-    z = torch.where(p & signal, z, zero)  # (B, G, M)
+    # eps / safe may be inf for a tiny spread: then Z -> 0, its limit. Where there is no signal
+    # u is all 0, and the denominator is set to 1 so that eps = 0 cannot make 0 / 0.
+    denom = torch.where(signal, std_u + eps / safe, one)  # (B, 1, M)
+    z = u / denom  # (B, G, M): 0 where absent or without signal
     return z.reshape(-1, m), ~signal.squeeze(1)
 
 
@@ -150,7 +164,7 @@ def whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-6, unbiased: boo
     """Batch whitening ``(x - mean) / (std + eps)`` over the entries where ``mask`` is True.
 
     Args:
-        x: ``(N,)`` float64.  mask: ``(N,)`` bool (completions that have an aggregate).
+        x: ``(N,)`` float.  mask: ``(N,)`` bool (completions that have an aggregate).
     Returns:
         ``(N,)``: whitened where ``mask``, 0 elsewhere. With fewer than two masked entries the
         result is only centred (there is no spread to divide by).
