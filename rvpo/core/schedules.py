@@ -123,13 +123,15 @@ def schedule_to_dict(s: Schedule) -> dict[str, Any]:
 
 
 def schedule_to_str(s: Schedule) -> str:
-    """Short string form (``make_schedule`` reads it back)."""
+    """Short, lossless string form (``make_schedule`` reads it back)."""
     if isinstance(s, Constant):
-        return f"constant:{s.value:g}"
+        return f"constant:{s.value!r}"
     if isinstance(s, (Linear, Cosine)):
-        return f"{s.type}:{s.start:g}:{s.end:g}"
-    vals = ",".join(f"{v:g}" for v in s.values)
-    return f"step:{vals}" + (":" + ",".join(f"{b:g}" for b in s.boundaries) if s.boundaries else "")
+        return f"{s.type}:{s.start!r}:{s.end!r}"
+    out = "step:" + ",".join(repr(v) for v in s.values)
+    if s.boundaries != Step(s.values).boundaries:
+        out += ":" + ",".join(repr(b) for b in s.boundaries)
+    return out
 
 
 def make_schedule(spec: Union[Schedule, dict, str, int, float]) -> Schedule:
