@@ -79,7 +79,7 @@ def register(subparsers) -> None:
     tr.add_argument("--batch-prompts", type=_int(1), default=8, help="prompts per step (B <= --prompts)")
     tr.add_argument("--lr", type=_float(0, open_lo=True), default=1.0, help="learning rate on the logits")
     tr.add_argument("--eps", type=_float(), default=1e-6, help="epsilon added to every std in the advantage core")
-    tr.add_argument("--methods", default=None,
+    tr.add_argument("--methods", default=argparse.SUPPRESS, metavar="LIST",
                     help="comma-separated methods: grpo, gdpo, hardmin, rvpo (linear 0.5->2.0), rvpo:K, "
                     "rvpo:linear:A:B (any k schedule), rvpo_explicit:BETA. Default: "
                     "grpo,gdpo,rvpo:1,rvpo:2,rvpo:linear:0.5:2.0,rvpo_explicit:0.5,hardmin "
@@ -88,11 +88,11 @@ def register(subparsers) -> None:
     sw.add_argument("--sweep", choices=("k", "beta", "m_easy"), default=None,
                     help="instead of comparing --methods, sweep rvpo's constant k, rvpo_explicit's beta, or the "
                     "number of easy channels (running --methods at each)")
-    sw.add_argument("--k-values", default=_DEFAULT_K, help="k values for --sweep k (0 = mean of z-scores = gdpo)")
-    sw.add_argument("--beta-values", default=_DEFAULT_BETA, help="beta values for --sweep beta (0 = gdpo)")
-    sw.add_argument("--m-easy-values", default=_DEFAULT_M, help="numbers of easy channels for --sweep m_easy")
+    sw.add_argument("--k-values", default=_DEFAULT_K, metavar="LIST", help="k values for --sweep k (0 = mean of z-scores = gdpo)")
+    sw.add_argument("--beta-values", default=_DEFAULT_BETA, metavar="LIST", help="beta values for --sweep beta (0 = gdpo)")
+    sw.add_argument("--m-easy-values", default=_DEFAULT_M, metavar="LIST", help="numbers of easy channels for --sweep m_easy")
     out = p.add_argument_group("output")
-    out.add_argument("--out", default="runs", help="root folder of the run directory (runs/sim-<time>/)")
+    out.add_argument("--out", default="runs", metavar="DIR", help="root folder of the run directory (runs/sim-<time>/)")
     out.add_argument("--json", action="store_true", help="print the results as JSON on stdout instead of a table")
     out.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
     out.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -102,9 +102,9 @@ def register(subparsers) -> None:
 
 
 def _config(args):
-    from rvpo.sim import SimConfig
+    from rvpo.sim import SimConfig, parse_method
 
-    methods = args.methods
+    methods = getattr(args, "methods", None)
     if methods is None:
         methods = "gdpo,rvpo" if args.sweep == "m_easy" else None
     cfg = SimConfig(
@@ -115,6 +115,13 @@ def _config(args):
     )
     if methods is not None:
         cfg.methods = [m.strip() for m in methods.split(",") if m.strip()]
+        if not cfg.methods:
+            raise UserError(f"--methods: expected comma-separated method names, got {methods!r}")
+    for spec in cfg.methods:
+        try:
+            parse_method(spec)
+        except ValueError as e:
+            raise UserError(f"--methods: {spec!r}: {e}") from None
     try:
         cfg.validate()
     except ValueError as e:
@@ -122,7 +129,7 @@ def _config(args):
         field, sep, rest = msg.partition(": ")
         if sep and field.isidentifier():
             raise UserError(f"--{field.replace('_', '-')}: {rest}") from None
-        raise UserError(f"--methods: {msg}") from None
+        raise UserError(msg) from None
     return cfg
 
 
@@ -134,6 +141,9 @@ def main(args) -> int:
     from rvpo.sim import plots, report
     from rvpo.sim.run import run_methods, run_sweep, sweep_points
 
+    if args.sweep in ("k", "beta") and hasattr(args, "methods"):
+        raise UserError(f"--methods: not used by --sweep {args.sweep} (it sweeps "
+                        f"{'rvpo' if args.sweep == 'k' else 'rvpo_explicit'} itself); leave it out")
     cfg = _config(args)
     values = None
     if args.sweep:

@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from rvpo.core import make_schedule, schedule_to_str
+from rvpo.core import Constant, Cosine, Linear, make_schedule, schedule_to_str
 
 STYLES = ("greedy", "balanced", "plain", "sloppy")
 _KEEPS = torch.tensor([False, True, True, False])  # styles that aim to keep the constraint
@@ -70,7 +70,13 @@ def parse_method(spec: str) -> Method:
         raise ValueError(f"unknown method {name!r}; choose from {', '.join(ESTIMATOR_NAMES)}")
     if name == "rvpo":
         sched = make_schedule(arg or "linear:0.5:2.0")  # ValueError names k_schedule
-        label = f"rvpo[{schedule_to_str(sched).replace('constant:', 'k=')}]"
+        if isinstance(sched, Constant):
+            short = f"k={sched.value:g}"
+        elif isinstance(sched, (Linear, Cosine)):
+            short = f"{sched.type}:{sched.start:g}:{sched.end:g}"
+        else:
+            short = schedule_to_str(sched)
+        label = f"rvpo[{short}]"
         return Method(label, "rvpo", k=schedule_to_str(sched))
     if name == "rvpo_explicit":
         try:
@@ -146,8 +152,10 @@ class SimConfig:
             raise ValueError("init_sat: must be strictly between 0 and 1 (a softmax cannot start at 0 or 1)")
         if not self.methods:
             raise ValueError("methods: need at least one method")
-        for spec in self.methods:
-            parse_method(spec)
+        labels = [parse_method(spec).label for spec in self.methods]
+        dup = sorted({lab for lab in labels if labels.count(lab) > 1})
+        if dup:
+            raise ValueError(f"methods: listed more than once: {', '.join(dup)}")
 
     def parsed_methods(self) -> list[Method]:
         return [parse_method(s) for s in self.methods]
