@@ -35,6 +35,7 @@ __all__ = [
     "parse_gold_calls",
     "split_think",
     "score_calls",
+    "canonicalize_calls",
     "format_score",
     "correctness_score",
     "format_reward",
@@ -283,7 +284,8 @@ _NO_CALL_MODES = ("zero", "abstain", "match")
 
 
 def correctness_score(text: str, ground_truth: str, *, no_call: str = "zero",
-                      max_reward: float = CORRECTNESS_MAX, min_reward: float = CORRECTNESS_MIN) -> float | None:
+                      max_reward: float = CORRECTNESS_MAX, min_reward: float = CORRECTNESS_MIN,
+                      accepted: str | list[dict[str, Any]] | None = None) -> float | None:
     """Correctness of one completion against one ToolRL ground truth, in [min_reward, max_reward].
 
     Gold with tool calls: ``min_reward`` when the completion has no closed ``<tool_call>`` block or
@@ -293,6 +295,9 @@ def correctness_score(text: str, ground_truth: str, *, no_call: str = "zero",
       "abstain": None (TRL/RVPO: this channel abstains for the completion);
       "match": ``max_reward`` if the completion has no ``<tool_call>``/``</tool_call>`` tag, else
         ``min_reward`` (the variant left commented out in ToolRL).
+    ``accepted`` (rvpo extension, BFCL rows): ``[{"name", "parameters": {param: [accepted values]}}]``
+    or its JSON text; predicted calls are first normalised with ``canonicalize_calls``, so any
+    accepted value counts as the gold value. None or "" scores exactly as ToolRL.
     """
     if no_call not in _NO_CALL_MODES:
         raise ValueError(f"no_call must be one of {_NO_CALL_MODES}, got {no_call!r}")
@@ -307,7 +312,62 @@ def correctness_score(text: str, ground_truth: str, *, no_call: str = "zero",
     parsed = parse_output(text)
     if not parsed.ok:
         return min_reward
-    return score_calls(gold, parsed.tool_calls or [], max_reward, min_reward)
+    pred = parsed.tool_calls or []
+    if accepted:
+        pred = canonicalize_calls(pred, gold, _accepted_list(accepted))
+    return score_calls(gold, pred, max_reward, min_reward)
+
+
+@functools.lru_cache(maxsize=4096)
+def _accepted_json(text: str) -> list[dict[str, Any]]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"'accepted' is not valid JSON ({exc.msg}): {text[:120]!r}") from None
+    return _accepted_list(value)
+
+
+def _accepted_list(accepted: Any) -> list[dict[str, Any]]:
+    if isinstance(accepted, str):
+        return _accepted_json(accepted)
+    if not isinstance(accepted, list) or not all(
+            isinstance(a, dict) and isinstance(a.get("name"), str) and isinstance(a.get("parameters"), dict)
+            and all(isinstance(v, list) for v in a["parameters"].values()) for a in accepted):
+        raise ValueError("'accepted' must be a list of {'name': str, 'parameters': {param: [values]}}")
+    return accepted
+
+
+def canonicalize_calls(pred: list[dict[str, Any]], gold: list[dict[str, Any]],
+                       accepted: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Map accepted alternatives onto the gold values (BFCL's answer lists), before ToolRL scoring.
+
+    ``accepted[i]`` lists the accepted values of ``gold[i]``'s parameters ("" = may be omitted).
+    Each predicted call is paired with the same-name accepted entry under which most of its values
+    are accepted (first on ties); an accepted value is replaced by the gold value, or dropped when
+    the gold call leaves that optional parameter out. Other values are left as predicted.
+    """
+    if len(accepted) != len(gold):
+        raise ValueError(f"'accepted' has {len(accepted)} entries but the gold has {len(gold)} calls")
+    out = []
+    for p in pred:
+        cands = [(a, g) for a, g in zip(accepted, gold) if a["name"] == p["name"] == g["name"]]
+        if not cands:
+            out.append(p)
+            continue
+
+        def n_ok(ag: tuple[dict[str, Any], dict[str, Any]]) -> int:
+            return sum(1 for k, v in p["parameters"].items() if v in ag[0]["parameters"].get(k, []))
+
+        acc, g = max(cands, key=n_ok)  # max keeps the first of equal counts
+        params = {}
+        for k, v in p["parameters"].items():
+            if k in acc["parameters"] and v in acc["parameters"][k] and v != "":
+                if k in g["parameters"]:
+                    params[k] = g["parameters"][k]
+                continue  # dropped: an accepted value of an optional parameter the gold omits
+            params[k] = v
+        out.append({"name": p["name"], "parameters": params})
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,6 +380,14 @@ def _check_lengths(completions: Sequence[Any], ground_truth: Sequence[str] | Non
         raise ValueError(f"{fn}: needs the 'ground_truth' column (one gold ToolRL output per completion)")
     if len(ground_truth) != len(completions):
         raise ValueError(f"{fn}: {len(completions)} completions but {len(ground_truth)} ground_truth values")
+
+
+def _accepted_column(column: Any, n: int, fn: str) -> list[Any]:
+    if column is None:
+        return [None] * n
+    if len(column) != n:
+        raise ValueError(f"{fn}: {n} completions but {len(column)} 'accepted' values")
+    return list(column)
 
 
 def make_format_reward(strict_think: bool = True, name: str = "format") -> Callable[..., list[float]]:
@@ -335,11 +403,13 @@ def make_format_reward(strict_think: bool = True, name: str = "format") -> Calla
 
 
 def make_correctness_reward(no_call: str = "zero", max_reward: float = CORRECTNESS_MAX,
-                            min_reward: float = CORRECTNESS_MIN, name: str = "correctness") -> Callable[..., list[float | None]]:
+                            min_reward: float = CORRECTNESS_MIN, name: str = "correctness",
+                            use_accepted: bool = True) -> Callable[..., list[float | None]]:
     """A TRL reward function ``fn(completions, ground_truth, **kw) -> list[float | None]``.
 
     ``no_call`` chooses the score for response-only golds (see ``correctness_score``); ToolRL's
-    ``CORRECTMAX1`` variant is ``max_reward=1, min_reward=-1``.
+    ``CORRECTMAX1`` variant is ``max_reward=1, min_reward=-1``. With ``use_accepted`` an
+    ``accepted`` column (BFCL rows; None/"" elsewhere) widens exact value matches.
     """
     if no_call not in _NO_CALL_MODES:
         raise ValueError(f"no_call must be one of {_NO_CALL_MODES}, got {no_call!r}")
@@ -348,8 +418,10 @@ def make_correctness_reward(no_call: str = "zero", max_reward: float = CORRECTNE
 
     def reward(completions: Sequence[Any], ground_truth: Sequence[str] | None = None, **kwargs: Any) -> list[float | None]:
         _check_lengths(completions, ground_truth, name)
-        return [correctness_score(completion_text(c), gt, no_call=no_call, max_reward=max_reward, min_reward=min_reward)
-                for c, gt in zip(completions, ground_truth)]
+        acc = _accepted_column(kwargs.get("accepted") if use_accepted else None, len(completions), name)
+        return [correctness_score(completion_text(c), gt, no_call=no_call, max_reward=max_reward,
+                                  min_reward=min_reward, accepted=a)
+                for c, gt, a in zip(completions, ground_truth, acc)]
 
     reward.__name__ = name
     reward.__qualname__ = name
@@ -365,10 +437,13 @@ def format_reward(completions: Sequence[Any], ground_truth: Sequence[str] | None
 def correctness_reward(completions: Sequence[Any], ground_truth: Sequence[str] | None = None, **kwargs: Any) -> list[float]:
     """ToolRL correctness reward in [-3, 3] per completion (response-only gold: 0.0, as ToolRL).
 
+    An optional ``accepted`` column (BFCL rows) widens exact value matches (``canonicalize_calls``).
+
     TRL name: "correctness". Use ``make_correctness_reward(no_call="abstain")`` to abstain instead.
     """
     _check_lengths(completions, ground_truth, "correctness")
-    return [float(correctness_score(completion_text(c), gt)) for c, gt in zip(completions, ground_truth)]
+    acc = _accepted_column(kwargs.get("accepted"), len(completions), "correctness")
+    return [float(correctness_score(completion_text(c), gt, accepted=a)) for c, gt, a in zip(completions, ground_truth, acc)]
 
 
 format_reward.__name__ = "format"

@@ -12,6 +12,7 @@ Score completions with ``rvpo.rewards.toolcall.format_reward`` / ``correctness_r
 
 from rvpo.tasks.toolcall.generate import builtin_splits, generate_examples, make_example
 from rvpo.tasks.toolcall.loaders import (
+    bfcl_data_dir,
     gold_completion,
     load_bfcl,
     load_examples,
@@ -24,6 +25,7 @@ from rvpo.tasks.toolcall.schemas import TOOLS, compact_signature, system_prompt
 
 __all__ = [
     "TOOLS",
+    "bfcl_data_dir",
     "builtin_splits",
     "compact_signature",
     "generate_examples",

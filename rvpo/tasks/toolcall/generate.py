@@ -7,6 +7,8 @@ questions none of the offered tools can answer); their gold is ``<think>..</thin
 
 from __future__ import annotations
 
+import copy
+import functools
 import hashlib
 import random
 from typing import Any, Callable
@@ -54,7 +56,8 @@ def _weather(rng: random.Random) -> tuple[str, list[Call], str]:
         unit = rng.choice(["celsius", "fahrenheit"])
         user = rng.choice(["What's the weather in {c} in {u}?", "How warm is it in {c}? Use {u}."]).format(c=city, u=unit)
         return user, [_call("get_weather", city=city, unit=unit)], f"The user wants the weather in {city} in {unit}."
-    user = rng.choice(["What's the weather in {c}?", "Is it raining in {c} right now?", "How is the weather in {c} today?"]).format(c=city)
+    user = rng.choice(["What's the weather in {c}?", "Is it raining in {c} right now?",
+                       "How is the weather in {c} today?"]).format(c=city)
     return user, [_call("get_weather", city=city)], f"The user wants the current weather in {city}."
 
 
@@ -81,7 +84,8 @@ def _currency(rng: random.Random) -> tuple[str, list[Call], str]:
     src, dst = rng.sample(CURRENCIES, 2)
     amount = rng.choice([10, 20, 50, 100, 250, 1000, rng.randint(1, 999)])
     user = rng.choice(["How much is {a} {s} in {d}?", "Convert {a} {s} to {d}."]).format(a=amount, s=src, d=dst)
-    return user, [_call("convert_currency", amount=amount, from_currency=src, to_currency=dst)], f"Currency conversion {src} to {dst}."
+    calls = [_call("convert_currency", amount=amount, from_currency=src, to_currency=dst)]
+    return user, calls, f"Currency conversion {src} to {dst}."
 
 
 def _create_event(rng: random.Random) -> tuple[str, list[Call], str]:
@@ -90,7 +94,8 @@ def _create_event(rng: random.Random) -> tuple[str, list[Call], str]:
         t = _time(rng)
         return (f"Add '{title}' to my calendar on {date} at {t}.", [_call("create_event", title=title, date=date, time=t)],
                 "The user wants a calendar event with a time.")
-    return f"Put '{title}' on my calendar for {date}.", [_call("create_event", title=title, date=date)], "A calendar event, no time given."
+    return (f"Put '{title}' on my calendar for {date}.", [_call("create_event", title=title, date=date)],
+            "A calendar event, no time given.")
 
 
 def _list_events(rng: random.Random) -> tuple[str, list[Call], str]:
@@ -103,8 +108,10 @@ def _search(rng: random.Random) -> tuple[str, list[Call], str]:
     topic = rng.choice(TOPICS)
     if rng.random() < 0.4:
         k = rng.randint(2, 10)
-        return f"Find the top {k} web results about {topic}.", [_call("search_web", query=topic, max_results=k)], "A web search with a result count."
-    return rng.choice(["Search the web for {t}.", "Look up {t} online."]).format(t=topic), [_call("search_web", query=topic)], "A web search."
+        return (f"Find the top {k} web results about {topic}.", [_call("search_web", query=topic, max_results=k)],
+                "A web search with a result count.")
+    user = rng.choice(["Search the web for {t}.", "Look up {t} online."]).format(t=topic)
+    return user, [_call("search_web", query=topic)], "A web search."
 
 
 def _calculate(rng: random.Random) -> tuple[str, list[Call], str]:
@@ -115,17 +122,20 @@ def _calculate(rng: random.Random) -> tuple[str, list[Call], str]:
 
 def _timer(rng: random.Random) -> tuple[str, list[Call], str]:
     m = rng.choice([1, 2, 3, 5, 10, 12, 15, 20, 25, 30, 45, 60])
-    return rng.choice(["Set a timer for {m} minutes.", "Start a {m}-minute timer."]).format(m=m), [_call("set_timer", minutes=m)], "A timer."
+    user = rng.choice(["Set a timer for {m} minutes.", "Start a {m}-minute timer."]).format(m=m)
+    return user, [_call("set_timer", minutes=m)], "A timer."
 
 
 def _translate(rng: random.Random) -> tuple[str, list[Call], str]:
     text, lang = rng.choice(PHRASES), rng.choice(LANGUAGES)
-    return f"Translate '{text}' into {lang}.", [_call("translate", text=text, target_language=lang)], f"Translation into {lang}."
+    calls = [_call("translate", text=text, target_language=lang)]
+    return f"Translate '{text}' into {lang}.", calls, f"Translation into {lang}."
 
 
 def _stock(rng: random.Random) -> tuple[str, list[Call], str]:
     sym = rng.choice(TICKERS)
-    return rng.choice(["What's {s} trading at?", "Get me the latest {s} stock price."]).format(s=sym), [_call("get_stock_price", symbol=sym)], "A stock quote."
+    user = rng.choice(["What's {s} trading at?", "Get me the latest {s} stock price."]).format(s=sym)
+    return user, [_call("get_stock_price", symbol=sym)], "A stock quote."
 
 
 def _time_in(rng: random.Random) -> tuple[str, list[Call], str]:
@@ -143,7 +153,8 @@ def _two_conversions(rng: random.Random) -> tuple[str, list[Call], str]:
     (s1, d1), (s2, d2) = rng.sample(UNIT_PAIRS, 2)
     v1, v2 = rng.randint(1, 200), rng.randint(1, 200)
     return (f"Convert {v1} {s1} to {d1} and {v2} {s2} to {d2}.",
-            [_call("convert_units", value=v1, from_unit=s1, to_unit=d1), _call("convert_units", value=v2, from_unit=s2, to_unit=d2)],
+            [_call("convert_units", value=v1, from_unit=s1, to_unit=d1),
+             _call("convert_units", value=v2, from_unit=s2, to_unit=d2)],
             "Two separate conversions.")
 
 
@@ -196,10 +207,15 @@ def _tool_names(rng: random.Random, needed: list[str], pool: list[str]) -> list[
     return names
 
 
+@functools.lru_cache(maxsize=None)
+def _signature(name: str) -> str:
+    return compact_signature(TOOLS[name])
+
+
 def make_example(user: str, calls: list[Call] | None, think: str, tool_names: list[str],
                  response: str | None = None, source: str = "builtin") -> dict[str, Any]:
     """An example row in rvpo's schema (prompt, ground_truth, id, source) from its parts."""
-    system = system_prompt([compact_signature(TOOLS[n]) for n in tool_names])
+    system = system_prompt([_signature(n) for n in tool_names])
     gold = render_output(calls, think=think, response=response)
     digest = hashlib.sha1(f"{system}\x00{user}\x00{gold}".encode()).hexdigest()[:12]
     return {"prompt": [{"role": "system", "content": system}, {"role": "user", "content": user}],
@@ -222,8 +238,8 @@ def generate_examples(n: int, seed: int = 0, no_call_frac: float = 0.15) -> list
 
     ``no_call_frac`` is the probability that an example needs no tool (gold is a ``<response>``).
     Raises ValueError for n < 0 or no_call_frac outside [0, 1], or when ``n`` distinct examples
-    cannot be drawn (the space holds tens of thousands of tool-call examples but only a few hundred
-    no-call ones, so a huge ``n`` with ``no_call_frac=1`` fails).
+    cannot be drawn (1000 duplicate draws in a row; there are about 19k distinct no-call examples
+    and far more tool-call ones).
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
@@ -232,17 +248,22 @@ def generate_examples(n: int, seed: int = 0, no_call_frac: float = 0.15) -> list
     rng = random.Random(f"rvpo-toolcall-{seed}")
     out: list[dict[str, Any]] = []
     seen: set[str] = set()
-    attempts = 0
+    misses = 0
     while len(out) < n:
-        attempts += 1
-        if attempts > 50 * n + 1000:
-            raise ValueError(f"could only draw {len(out)} distinct examples of the {n} asked (no_call_frac={no_call_frac})")
         ex = _one(rng, no_call_frac)
         if ex["id"] in seen:
+            misses += 1
+            if misses > _MAX_MISSES:
+                raise ValueError(f"could only draw {len(out)} distinct examples of the {n} asked "
+                                 f"(no_call_frac={no_call_frac}): the example space is nearly exhausted")
             continue
+        misses = 0
         seen.add(ex["id"])
         out.append(ex)
     return out
+
+
+_MAX_MISSES = 1000  # consecutive duplicate draws before giving up
 
 
 def builtin_splits(seed: int = 0, n_train: int = 2000, n_test: int = 200,
@@ -255,13 +276,19 @@ def builtin_splits(seed: int = 0, n_train: int = 2000, n_test: int = 200,
     """
     if n_train < 0 or n_test < 0:
         raise ValueError(f"n_train and n_test must be >= 0, got {n_train}, {n_test}")
-    size = max(16, 2 * (n_train + n_test))
+    train, test = _splits(seed, n_train, n_test, no_call_frac)
+    return {"train": copy.deepcopy(train), "test": copy.deepcopy(test)}
+
+
+@functools.lru_cache(maxsize=4)
+def _splits(seed: int, n_train: int, n_test: int, no_call_frac: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    size = 16 + int(max(1.3 * n_train, 7 * n_test))  # about 1/6 of the users are held out
     while True:
         pool = generate_examples(size, seed=seed, no_call_frac=no_call_frac)
         test = [ex for ex in pool if _held_out(ex, seed)][:n_test]
         train = [ex for ex in pool if not _held_out(ex, seed)][:n_train]
         if len(test) == n_test and len(train) == n_train:
-            return {"train": train, "test": test}
+            return train, test
         size *= 2
 
 

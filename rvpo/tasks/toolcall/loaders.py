@@ -127,7 +127,8 @@ def load_toolrl_parquet(path: PathLike) -> list[Example]:
         where = f"{path} row {i}"
         if not isinstance(row.get("reward_model"), dict) or "ground_truth" not in row["reward_model"]:
             raise ValueError(f"{where}: missing reward_model.ground_truth")
-        prompt = [{"role": m.get("role"), "content": m.get("content")} for m in (row.get("prompt") or []) if isinstance(m, dict)]
+        prompt = [{"role": m.get("role"), "content": m.get("content")}
+                  for m in (row.get("prompt") or []) if isinstance(m, dict)]
         index = (row.get("extra_info") or {}).get("index", i - 1)
         out.append(_toolrl_row(prompt, row["reward_model"]["ground_truth"], f"toolrl-{index}", "toolrl", where))
     return out
@@ -187,7 +188,8 @@ def resolve_bfcl_file(name: PathLike, answers: bool = False) -> Path:
 
 
 def _bfcl_answers_next_to(questions: Path) -> Path:
-    for cand in (questions.parent / f"possible_answer_{questions.name}", questions.parent / "possible_answer" / questions.name):
+    d = questions.parent
+    for cand in (d / f"possible_answer_{questions.name}", d / "possible_answer" / questions.name):
         if cand.is_file():
             return cand
     raise ValueError(f"{questions}: no answers file given and none found next to it "
@@ -215,6 +217,9 @@ def _bfcl_gold(answer: Any, where: str) -> tuple[list[dict[str, Any]], list[dict
     return calls, accepted
 
 
+BFCL_NO_CALL_RESPONSE = "I cannot do this with the available tools."
+
+
 def load_bfcl(questions_path: PathLike, answers_path: PathLike | None = None) -> list[Example]:
     """BFCL questions + possible answers -> examples (source "bfcl"), joined on ``id``.
 
@@ -222,16 +227,21 @@ def load_bfcl(questions_path: PathLike, answers_path: PathLike | None = None) ->
     ("simple_python"); ``answers_path`` defaults to the matching possible-answer file (next to a
     path, or in bfcl-eval). Only single-turn entries are supported. Each row adds ``"accepted"``:
     JSON text of ``[{"name", "parameters": {param: [accepted values]}}]`` (BFCL's answer lists).
+    Irrelevance categories (file name contains "irrelevance", no answers file) become no-call
+    examples: the gold is a ``<response>`` and ``accepted`` is "[]".
     """
     qpath = resolve_bfcl_file(questions_path)
-    if answers_path is not None:
+    no_call = answers_path is None and "irrelevance" in qpath.name
+    if no_call:
+        apath = None
+    elif answers_path is not None:
         apath = resolve_bfcl_file(answers_path, answers=True)
     elif Path(questions_path).is_file():
         apath = _bfcl_answers_next_to(qpath)
     else:
         apath = resolve_bfcl_file(questions_path, answers=True)
     answers: dict[str, tuple[str, Any]] = {}
-    for line, rec in _iter_json_records(apath):
+    for line, rec in _iter_json_records(apath) if apath else ():
         if not isinstance(rec, dict) or not isinstance(rec.get("id"), str) or "ground_truth" not in rec:
             raise ValueError(f"{apath} line {line}: expected {{'id': str, 'ground_truth': [...]}}")
         answers[rec["id"]] = (f"{apath} line {line}", rec["ground_truth"])
@@ -245,16 +255,26 @@ def load_bfcl(questions_path: PathLike, answers_path: PathLike | None = None) ->
             raise ValueError(f"{where}: 'question' must hold exactly one turn (multi-turn BFCL is not supported)")
         if not isinstance(functions, list) or not all(isinstance(f, dict) and "name" in f for f in functions):
             raise ValueError(f"{where}: 'function' must be a list of function schemas with a 'name'")
-        if rec["id"] not in answers:
+        if no_call:
+            calls, accepted = [], []
+        elif rec["id"] not in answers:
             raise ValueError(f"{where}: id {rec['id']!r} has no possible answer in {apath}")
-        awhere, answer = answers[rec["id"]]
-        calls, accepted = _bfcl_gold(answer, awhere)
+        else:
+            awhere, answer = answers[rec["id"]]
+            calls, accepted = _bfcl_gold(answer, awhere)
         extra_system = [m["content"] for m in turns[0] if isinstance(m, dict) and m.get("role") == "system"]
         messages = [m for m in turns[0] if isinstance(m, dict) and m.get("role") != "system"]
         system = "\n".join(extra_system + [system_prompt([bfcl_compact_signature(f) for f in functions])])
-        think = "I call " + ", ".join(dict.fromkeys(c["name"] for c in calls)) + " with the values from the request."
-        row = {"prompt": [{"role": "system", "content": system}] + [{"role": m.get("role"), "content": m.get("content")} for m in messages],
-               "ground_truth": render_output(calls, think=think), "id": rec["id"], "source": "bfcl",
+        if calls:
+            think = "I call " + ", ".join(dict.fromkeys(c["name"] for c in calls)) + " with the values from the request."
+            gold = render_output(calls, think=think)
+        else:
+            gold = render_output(None, think="None of the available tools fits this request.",
+                                 response=BFCL_NO_CALL_RESPONSE)
+        prompt = [{"role": "system", "content": system}]
+        prompt += [{"role": m.get("role"), "content": m.get("content")} for m in messages]
+        row = {"prompt": prompt,
+               "ground_truth": gold, "id": rec["id"], "source": "bfcl",
                "accepted": json.dumps(accepted, ensure_ascii=False)}
         out.append(validate_example(row, where))
     return out
@@ -272,7 +292,8 @@ def _load_rvpo_examples(path: PathLike) -> list[Example]:
 def load_examples(spec: str) -> list[Example]:
     """Examples from a spec: "builtin" (= "builtin:train"), "builtin:test", "builtin:train:SEED",
     "bfcl:CATEGORY" (resolved in the installed bfcl-eval), or a file path dispatched by extension
-    and contents (.parquet: ToolRL verl; .json/.jsonl: ToolRL SFT, BFCL questions, or rvpo examples).
+    and contents (.parquet: ToolRL verl or rvpo examples; .json/.jsonl: ToolRL SFT, BFCL questions
+    (answers next to them), or rvpo examples).
     """
     if spec == "builtin" or spec.startswith("builtin:"):
         parts = spec.split(":")
@@ -291,6 +312,11 @@ def load_examples(spec: str) -> list[Example]:
     if not path.is_file():
         raise ValueError(f"no such file: {spec!r} (or use 'builtin', 'builtin:test', 'bfcl:simple_python')")
     if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        if "reward_model" not in pq.read_schema(path).names:  # rvpo rows saved as parquet
+            rows = pq.read_table(path).to_pylist()
+            return [validate_example(r, f"{path} row {i}") for i, r in enumerate(rows, start=1)]
         return load_toolrl_parquet(path)
     if path.suffix not in (".json", ".jsonl"):
         raise ValueError(f"{path}: unknown extension {path.suffix!r} (expected .parquet, .json or .jsonl)")
