@@ -1,0 +1,398 @@
+"""verl (0.9.x) plug-in: RVPO, RVPO-explicit and hard-min as verl advantage estimators.
+
+Importing this module registers ``rvpo``, ``rvpo_explicit`` and ``hardmin`` in verl's
+``ADV_ESTIMATOR_REGISTRY`` (``verl.trainer.ppo.core_algos.register_adv_est``); select one with
+``algorithm.adv_estimator=rvpo``. The math is :func:`rvpo.compute_advantages`; this module only
+moves data between verl's layout and the core's.
+
+Notation: ``N`` responses in the batch (``bs`` in verl), ``L`` response length (padded), ``M``
+reward components, ``G`` responses per prompt (``actor_rollout_ref.rollout.n``).
+
+Where the components come from (verl 0.9.1 passes ``non_tensor_batch`` to ``gdpo`` only, and its
+default V1 trainer does not even fetch the reward-extra keys), in this order:
+  1. ``non_tensor_batch`` given to the estimator (a future verl that passes it to every estimator;
+     tests; direct calls);
+  2. the :func:`batch_context` set by the trainer hook (:mod:`rvpo.integrations.verl_runner`,
+     ``trainer.v1.trainer_mode=rvpo_sync``), which also carries the global step for the k schedule;
+  3. otherwise a ``RuntimeError`` naming the supported route, unless ``algorithm.rvpo_allow_scalar``
+     is true (then the summed scalar reward is used as one component, with a loud warning).
+
+``algorithm.*`` keys (add them with Hydra's ``+algorithm.rvpo_k=...``):
+  rvpo_reward_keys     list of ``compute_score`` dict keys, one component each (falls back to
+                       ``gdpo_reward_keys``); a ``None``/NaN value means the component abstains
+  rvpo_reward_weights  one weight per key (falls back to ``gdpo_reward_weights`` when the keys did)
+  rvpo_k               constant risk coefficient (default 1.0)
+  rvpo_k_schedule      a schedule string/dict (``"linear:0.5:2.0"``); overrides ``rvpo_k``
+  rvpo_beta            variance penalty of ``rvpo_explicit`` (default 0.5)
+  rvpo_eps             added to every std (default 1e-6, as verl's GRPO/GDPO)
+  rvpo_whiten          ``"token"`` (default; verl's ``masked_whiten`` over response tokens, as its
+                       ``gdpo``), ``"sequence"`` (rvpo core: one weight per response) or ``"none"``
+  rvpo_allow_scalar    fall back to the scalar reward when components are missing (default false)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from rvpo.core import Constant, compute_advantages, make_schedule
+
+try:
+    from verl.trainer.ppo import core_algos as _core_algos
+    from verl.utils import torch_functional as _verl_F
+except ImportError as e:  # pragma: no cover - exercised only without verl
+    raise ImportError(
+        "rvpo.integrations.verl needs verl 0.9.x: pip install 'rvpo[verl]' "
+        "(on a CPU-only machine pin torch first, see docs/verl.md)"
+    ) from e
+
+logger = logging.getLogger(__name__)
+
+ESTIMATORS = ("rvpo", "rvpo_explicit", "hardmin")
+WHITEN_MODES = ("token", "sequence", "none")
+ROUTE_HINT = (
+    "verl 0.9.1 passes the per-reward components only to its own 'gdpo' estimator. Launch with "
+    "`python -m rvpo.integrations.verl_runner ... trainer.v1.trainer_mode=rvpo_sync` (V1 trainer), "
+    "whose trainer hook passes the components listed in algorithm.rvpo_reward_keys; see docs/verl.md. "
+    "Set +algorithm.rvpo_allow_scalar=true to fall back to the summed scalar reward instead."
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# the batch context set by the trainer hook
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BatchContext:
+    """What the trainer hook knows about the batch whose advantages are being computed.
+
+    Attributes:
+        non_tensor_batch: ``{key: (N,) array}`` reward components, rows in the batch's order.
+        uids: ``(N,)`` the prompt uid of each row (checked against the estimator's ``index``).
+        global_steps: verl's 1-based ``trainer.global_steps`` of the current step.
+        total_training_steps: verl's ``trainer.total_training_steps``.
+        metrics: the trainer's metrics dict; the estimator adds its ``rvpo/*`` diagnostics to it.
+    """
+
+    non_tensor_batch: Mapping[str, Any] | None = None
+    uids: Sequence[Any] | None = None
+    global_steps: int | None = None
+    total_training_steps: int | None = None
+    metrics: dict | None = field(default=None, repr=False)
+
+
+_CONTEXT: contextvars.ContextVar[BatchContext | None] = contextvars.ContextVar("rvpo_verl_batch", default=None)
+
+
+@contextlib.contextmanager
+def batch_context(**kwargs: Any) -> Iterator[BatchContext]:
+    """Make components / step / metrics visible to the estimator while verl computes advantages."""
+    ctx = BatchContext(**kwargs)
+    token = _CONTEXT.set(ctx)
+    try:
+        yield ctx
+    finally:
+        _CONTEXT.reset(token)
+
+
+def current_context() -> BatchContext | None:
+    return _CONTEXT.get()
+
+
+# ---------------------------------------------------------------------------------------------
+# settings from algorithm.*
+# ---------------------------------------------------------------------------------------------
+
+
+def _cfg_get(config: Any, key: str, default: Any = None) -> Any:
+    if config is None:
+        return default
+    if hasattr(config, "get"):
+        try:
+            v = config.get(key, default)
+        except Exception:  # a dataclass config whose .get rejects unknown keys
+            v = getattr(config, key, default)
+    else:
+        v = getattr(config, key, default)
+    if hasattr(v, "_metadata"):  # OmegaConf ListConfig / DictConfig -> plain python
+        from omegaconf import OmegaConf
+
+        v = OmegaConf.to_container(v, resolve=True)
+    return default if v is None else v
+
+
+@dataclass(frozen=True)
+class RVPOSettings:
+    """The estimator's hyper-parameters, read from verl's ``algorithm`` config."""
+
+    reward_keys: tuple[str, ...] = ()
+    weights: tuple[float, ...] | None = None
+    k: float = 1.0
+    k_schedule: Any = None
+    beta: float = 0.5
+    eps: float = 1e-6
+    whiten: str = "token"
+    allow_scalar: bool = False
+
+    @classmethod
+    def from_config(cls, config: Any) -> "RVPOSettings":
+        keys = _cfg_get(config, "rvpo_reward_keys")
+        weights = _cfg_get(config, "rvpo_reward_weights")
+        if keys is None:
+            keys = _cfg_get(config, "gdpo_reward_keys")
+            if weights is None:
+                weights = _cfg_get(config, "gdpo_reward_weights")
+        if isinstance(keys, str):
+            keys = [keys]
+        keys = tuple(str(x) for x in (keys or ()))
+        if weights is not None:
+            weights = tuple(float(w) for w in weights)
+            if len(weights) != len(keys):
+                raise ValueError(
+                    f"algorithm.rvpo_reward_weights: {len(weights)} weights for {len(keys)} reward keys {list(keys)}"
+                )
+        whiten = str(_cfg_get(config, "rvpo_whiten", "token")).lower()
+        if whiten not in WHITEN_MODES:
+            raise ValueError(f"algorithm.rvpo_whiten: expected one of {WHITEN_MODES}, got {whiten!r}")
+        sched = _cfg_get(config, "rvpo_k_schedule")
+        if sched is not None:
+            try:
+                make_schedule(sched)
+            except (ValueError, TypeError) as e:
+                raise ValueError(f"algorithm.rvpo_k_schedule: {e}") from None
+        return cls(
+            reward_keys=keys,
+            weights=weights,
+            k=float(_cfg_get(config, "rvpo_k", 1.0)),
+            k_schedule=sched,
+            beta=float(_cfg_get(config, "rvpo_beta", 0.5)),
+            eps=float(_cfg_get(config, "rvpo_eps", 1e-6)),
+            whiten=whiten,
+            allow_scalar=bool(_cfg_get(config, "rvpo_allow_scalar", False)),
+        )
+
+    def resolve_k(self, global_steps: int | None, total_training_steps: int | None) -> float:
+        """``k`` for verl's 1-based ``global_steps`` (schedule step ``global_steps - 1``)."""
+        if self.k_schedule is None:
+            return self.k
+        sched = make_schedule(self.k_schedule)
+        if isinstance(sched, Constant):
+            return sched(0, 1)
+        if global_steps is None or total_training_steps is None:
+            raise RuntimeError(
+                f"algorithm.rvpo_k_schedule={self.k_schedule!r} needs the training step, which verl does not "
+                "pass to advantage estimators; run through the rvpo trainer hook "
+                "(trainer.v1.trainer_mode=rvpo_sync), or use a constant algorithm.rvpo_k"
+            )
+        return float(sched(max(int(global_steps) - 1, 0), int(total_training_steps)))
+
+
+# ---------------------------------------------------------------------------------------------
+# layout helpers (no math)
+# ---------------------------------------------------------------------------------------------
+
+
+def _as_float(v: Any, key: str, row: int) -> float:
+    if v is None:
+        return math.nan
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"reward component {key!r}, row {row}: expected a number or None, got {v!r}") from None
+
+
+def stack_components(non_tensor_batch: Mapping[str, Any], keys: Sequence[str], n: int) -> torch.Tensor:
+    """``(N, M)`` float64 rewards from ``non_tensor_batch[key]`` columns; ``None`` becomes NaN."""
+    missing = [k for k in keys if k not in non_tensor_batch]
+    if missing:
+        raise KeyError(
+            f"reward component key(s) {missing} not in the batch; available: {sorted(non_tensor_batch)}. "
+            "algorithm.rvpo_reward_keys must name keys of the dict your compute_score returns."
+        )
+    cols = []
+    for key in keys:
+        col = list(non_tensor_batch[key])
+        if len(col) != n:
+            raise ValueError(f"reward component {key!r}: {len(col)} values for a batch of {n} responses")
+        cols.append([_as_float(v, key, i) for i, v in enumerate(col)])
+    return torch.tensor(cols, dtype=torch.float64).T.reshape(n, len(keys))
+
+
+def group_permutation(index: Sequence[Any]) -> tuple[np.ndarray, int]:
+    """Stable permutation putting rows of the same uid together (groups in first-seen order).
+
+    Returns ``(perm, G)``: ``rows[perm]`` is contiguous groups of ``G``. Raises ``ValueError``
+    when the groups have different sizes.
+    """
+    first: dict[Any, int] = {}
+    members: list[list[int]] = []
+    for i, uid in enumerate(index):
+        j = first.setdefault(uid, len(members))
+        if j == len(members):
+            members.append([])
+        members[j].append(i)
+    sizes = sorted({len(m) for m in members})
+    if len(sizes) != 1:
+        raise ValueError(
+            f"rvpo needs the same number of responses for every prompt uid (actor_rollout_ref.rollout.n); "
+            f"got group sizes {sizes} over {len(members)} uids. Multi-output agent loops and partially "
+            "filtered groups are not supported."
+        )
+    return np.asarray([i for m in members for i in m], dtype=np.int64), sizes[0]
+
+
+def _check_index(index: Any, ctx_uids: Sequence[Any] | None, n: int) -> list:
+    if index is None:
+        if ctx_uids is None:
+            raise ValueError("rvpo needs the prompt uids ('uid' in non_tensor_batch) to form groups")
+        index = ctx_uids
+    index = list(index)
+    if len(index) != n:
+        raise ValueError(f"index: {len(index)} uids for a batch of {n} responses")
+    if ctx_uids is not None and list(ctx_uids) != index:
+        raise RuntimeError("rvpo trainer hook: the components' row order does not match the batch's uids")
+    return index
+
+
+def _component_metrics(rewards: torch.Tensor, keys: Sequence[str]) -> dict[str, float]:
+    out = {}
+    for j, key in enumerate(keys):
+        col = rewards[:, j]
+        ok = torch.isfinite(col)
+        out[f"rvpo/reward/{key}/mean"] = float(col[ok].mean()) if ok.any() else float("nan")
+        out[f"rvpo/reward/{key}/present_frac"] = float(ok.double().mean()) if col.numel() else 0.0
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the estimators
+# ---------------------------------------------------------------------------------------------
+
+
+def compute_multireward_advantage(
+    estimator: str,
+    token_level_rewards: torch.Tensor,
+    response_mask: torch.Tensor,
+    index: Any = None,
+    config: Any = None,
+    non_tensor_batch: Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """verl estimator body shared by ``rvpo``, ``rvpo_explicit`` and ``hardmin``.
+
+    Args:
+        token_level_rewards: ``(N, L)`` verl's scalar reward at the last token (used only by the
+            ``rvpo_allow_scalar`` fallback).
+        response_mask: ``(N, L)`` 1 on response tokens.
+        index: ``(N,)`` prompt uids (``non_tensor_batch["uid"]``).
+        config: verl's ``algorithm`` config (see the module docstring for the keys).
+        non_tensor_batch: ``{key: (N,)}`` with the reward components; else the hook's context.
+        kwargs: ``global_steps`` / ``total_training_steps`` override the context's step.
+    Returns:
+        ``(advantages, returns)``, both ``(N, L)`` in ``token_level_rewards``' dtype, zero off
+        the response mask.
+    """
+    s = RVPOSettings.from_config(config)
+    ctx = current_context()
+    n = response_mask.shape[0]
+    ctx_uids = None
+    if non_tensor_batch is None and ctx is not None and ctx.non_tensor_batch is not None:
+        non_tensor_batch, ctx_uids = ctx.non_tensor_batch, ctx.uids
+    index = _check_index(index, ctx_uids, n)
+
+    if non_tensor_batch is not None and s.reward_keys:
+        keys = list(s.reward_keys)
+        rewards = stack_components(non_tensor_batch, keys, n)  # (N, M)
+    elif s.allow_scalar:
+        logger.warning(
+            "RVPO estimator %r: NO PER-REWARD COMPONENTS (%s); falling back to the summed scalar reward "
+            "because algorithm.rvpo_allow_scalar=true. This is NOT multi-reward RVPO.",
+            estimator, "algorithm.rvpo_reward_keys is empty" if not s.reward_keys else "none passed to the estimator",
+        )
+        keys = ["score"]
+        rewards = token_level_rewards.detach().sum(dim=-1, dtype=torch.float64).cpu().unsqueeze(1)  # (N, 1)
+    elif not s.reward_keys:
+        raise ValueError(
+            "rvpo: set algorithm.rvpo_reward_keys (e.g. +algorithm.rvpo_reward_keys='[format_reward,accuracy_reward]') "
+            "to the compute_score dict keys of the reward components"
+        )
+    else:
+        raise RuntimeError(f"rvpo estimator {estimator!r} got no reward components. {ROUTE_HINT}")
+
+    step = kwargs.get("global_steps", ctx.global_steps if ctx else None)
+    total = kwargs.get("total_training_steps", ctx.total_training_steps if ctx else None)
+    k = s.resolve_k(step, total)
+
+    perm, g = group_permutation(index)
+    out = compute_advantages(
+        rewards[perm], g, estimator, k=k, beta=s.beta, weights=s.weights, eps=s.eps,
+        unbiased=True, whiten=(s.whiten == "sequence"),
+    )
+    per_seq = torch.empty(n, dtype=torch.float64)
+    per_seq[torch.as_tensor(perm)] = out.advantages.double()  # un-permute; (N,)
+    scored = torch.empty(n, dtype=torch.bool)
+    scored[torch.as_tensor(perm)] = out.scored
+
+    mask = response_mask.detach().to(torch.float64).cpu()  # (N, L)
+    adv = per_seq.unsqueeze(-1) * mask  # broadcast over response tokens
+    if s.whiten == "token":
+        # verl's gdpo convention: token-weighted mean / unbiased var, rsqrt(var + 1e-8), over
+        # response tokens of scored responses (unscored ones keep advantage 0)
+        wmask = mask * scored.unsqueeze(-1).to(mask.dtype)
+        adv = _verl_F.masked_whiten(adv, wmask) * wmask if wmask.sum() >= 2 else torch.zeros_like(adv)
+    adv = adv.to(device=token_level_rewards.device, dtype=token_level_rewards.dtype)
+
+    if ctx is not None and ctx.metrics is not None:
+        ctx.metrics.update(out.metrics(keys, prefix="rvpo/"))
+        ctx.metrics.update(_component_metrics(rewards, keys))
+    return adv, adv
+
+
+def _make(name: str):
+    def estimator(token_level_rewards, response_mask, index=None, config=None, non_tensor_batch=None, **kwargs):
+        return compute_multireward_advantage(
+            name, token_level_rewards, response_mask, index=index, config=config,
+            non_tensor_batch=non_tensor_batch, **kwargs,
+        )
+
+    estimator.__name__ = estimator.__qualname__ = f"compute_{name}_outcome_advantage"
+    estimator.__doc__ = f"verl advantage estimator {name!r} (rvpo core); see compute_multireward_advantage."
+    estimator._rvpo_estimator = True
+    return estimator
+
+
+compute_rvpo_outcome_advantage = _make("rvpo")
+compute_rvpo_explicit_outcome_advantage = _make("rvpo_explicit")
+compute_hardmin_outcome_advantage = _make("hardmin")
+_FNS = {
+    "rvpo": compute_rvpo_outcome_advantage,
+    "rvpo_explicit": compute_rvpo_explicit_outcome_advantage,
+    "hardmin": compute_hardmin_outcome_advantage,
+}
+
+
+def register() -> None:
+    """Register the estimators with verl (idempotent; replaces an older copy of this module's)."""
+    registry = _core_algos.ADV_ESTIMATOR_REGISTRY
+    for name, fn in _FNS.items():
+        existing = registry.get(name)
+        if existing is not None and existing is not fn:
+            if not getattr(existing, "_rvpo_estimator", False):
+                raise ValueError(f"verl advantage estimator {name!r} is already registered by {existing!r}")
+            del registry[name]
+        _core_algos.register_adv_est(name)(fn)
+
+
+def is_rvpo_estimator(name: Any) -> bool:
+    return str(getattr(name, "value", name)) in ESTIMATORS
+
+
+register()
