@@ -153,11 +153,11 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 def ensure_converted(name: str = DEFAULT_MODEL, cache_dir: str | os.PathLike | None = None) -> Path:
     """Convert an embedded GGUF model into ``<cache>/<name>`` once; return that folder."""
-    src = gguf_path(name)
     root = model_cache_dir(cache_dir)
     final = root / name
     if (final / _MARKER).is_file():
         return final
+    src = gguf_path(name)  # only needed to convert: a converted cache works without the package
     root.mkdir(parents=True, exist_ok=True)
     with _file_lock(root / f".{name}.lock"):
         if (final / _MARKER).is_file():  # another process finished while we waited

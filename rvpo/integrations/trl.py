@@ -1,0 +1,306 @@
+"""RVPO for TRL's ``GRPOTrainer`` (pinned to TRL 1.16.x): ``RVPOConfig``, ``RVPOTrainer``, ``expand_multichannel``.
+
+TRL computes advantages inline in ``GRPOTrainer._generate_and_score_completions`` (no smaller hook in
+1.16; the maintainers' advice in trl#4525 is to subclass and override that method). We override two
+methods and hold no math here (it lives in :mod:`rvpo.core`):
+
+* ``_calculate_rewards``: call TRL's, stash the returned GLOBAL ``(B_global, K)`` rewards (already
+  gathered across processes; NaN where a reward function returned ``None``), return them unchanged.
+* ``_generate_and_score_completions``: call TRL's (generation, reward scoring, TRL's own aggregation
+  and logging), then recompute advantages from the stashed rewards with
+  :func:`rvpo.compute_advantages` (group size ``num_generations``, or ``num_generations_eval`` in
+  eval), keep this process's slice, replace ``output["advantages"]``, replace the values TRL just
+  appended to the completions table, and add RVPO metrics.
+
+The risk coefficient is ``k = schedule(state.global_step, state.max_steps)``. TRL generates once per
+generation batch (``steps_per_generation * num_iterations`` micro-steps, see
+``GRPOTrainer._prepare_inputs``), so k is evaluated at the optimizer step at which that batch is
+generated and stays fixed for the optimizer steps that reuse it. k is a pure function of the global
+step, so checkpoint/resume needs no extra state.
+
+Notation: ``B`` completions in a generation batch (prompts times ``G`` generations), ``K`` reward
+functions (channels).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+try:
+    import trl
+except ImportError as e:  # pragma: no cover - depends on the environment
+    raise ImportError("rvpo.integrations.trl needs TRL 1.16.x: pip install 'trl>=1.16,<1.17'") from e
+
+from packaging.version import InvalidVersion, Version
+
+TRL_SUPPORTED = (">=1.16", "<1.17")
+
+
+def _check_trl_version(version: str) -> None:
+    """Raise ``ImportError`` unless ``version`` is a 1.16.x release (we override TRL internals)."""
+    try:
+        v = Version(version)
+    except InvalidVersion:
+        raise ImportError(f"rvpo.integrations.trl: cannot read the TRL version {version!r}; "
+                          "install a supported one: pip install 'trl>=1.16,<1.17'") from None
+    if not (Version("1.16") <= Version(v.base_version) < Version("1.17")):
+        raise ImportError(
+            f"rvpo.integrations.trl overrides GRPOTrainer internals tested with TRL 1.16.x only, "
+            f"found trl {version}; install a supported one: pip install 'trl>=1.16,<1.17'"
+        )
+
+
+_check_trl_version(trl.__version__)
+
+from trl import GRPOConfig, GRPOTrainer  # noqa: E402
+
+from rvpo.core import compute_advantages, get_estimator, make_schedule, schedule_to_str  # noqa: E402
+
+__all__ = ["RVPOConfig", "RVPOTrainer", "expand_multichannel", "TRL_SUPPORTED"]
+
+
+@dataclass
+class RVPOConfig(GRPOConfig):
+    """``GRPOConfig`` plus the RVPO advantage estimator (which replaces TRL's aggregation).
+
+    Reward weights come from ``reward_weights`` (one per reward function, default all 1).
+    ``multi_objective_aggregation`` and ``scale_rewards`` then only affect TRL's own advantage
+    computation, which runs and is discarded (its ``frac_reward_zero_std`` metric still reflects it).
+    """
+
+    rvpo_estimator: str = field(
+        default="rvpo",
+        metadata={"help": "Advantage estimator from rvpo's registry (grpo, gdpo, rvpo, rvpo_explicit, hardmin) "
+                          "or a dotted import path 'pkg.mod:fn'. It replaces TRL's multi_objective_aggregation."},
+    )
+    rvpo_k_schedule: str = field(
+        default="linear:0.5:2.0",
+        metadata={"help": "Risk coefficient k of the soft-min over the run: a number, 'constant:K', "
+                          "'linear:START:END', 'cosine:START:END' or 'step:V1,V2,...[:B1,...]' "
+                          "(progress = global_step / (max_steps - 1)). Used by rvpo."},
+    )
+    rvpo_beta: float = field(
+        default=0.5, metadata={"help": "Variance penalty of rvpo_explicit (mean - beta * variance)."}
+    )
+    rvpo_eps: float = field(
+        default=1e-4,
+        metadata={"help": "Added to every standard deviation before dividing. 1e-4 matches TRL's "
+                          "normalize_then_sum (verl uses 1e-6)."},
+    )
+    rvpo_unbiased: bool = field(
+        default=True, metadata={"help": "Unbiased (n-1) standard deviations, as TRL and verl use."}
+    )
+    rvpo_whiten: bool = field(
+        default=True, metadata={"help": "Whiten the aggregate over the batch (gdpo, rvpo, rvpo_explicit, hardmin)."}
+    )
+    rvpo_scale: str = field(
+        default="group",
+        metadata={"help": "grpo estimator only: divide by the 'group' std, the 'batch' std, or 'none' (Dr. GRPO)."},
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        try:
+            get_estimator(self.rvpo_estimator)
+        except ValueError as e:
+            raise ValueError(f"rvpo_estimator: {e}") from None
+        try:
+            self.rvpo_k_schedule = schedule_to_str(make_schedule(self.rvpo_k_schedule))
+        except ValueError as e:
+            raise ValueError(f"rvpo_k_schedule: {e}") from None
+        # check every parameter once, on a dummy batch, so a bad value fails here and not at step 1
+        k = len(self.reward_weights) if self.reward_weights else 1
+        try:
+            compute_advantages(torch.zeros(2, k), 2, **self.rvpo_params(k=make_schedule(self.rvpo_k_schedule)(0, 1),
+                                                                         weights=self.reward_weights))
+        except ValueError as e:
+            raise ValueError(f"RVPOConfig (rvpo_* fields / reward_weights): {e}") from None
+
+    def rvpo_params(self, k: float, weights: Any = None) -> dict[str, Any]:
+        """Keyword arguments of :func:`rvpo.compute_advantages` for this config and a given k."""
+        return {
+            "estimator": self.rvpo_estimator, "k": float(k), "beta": float(self.rvpo_beta),
+            "eps": float(self.rvpo_eps), "unbiased": bool(self.rvpo_unbiased), "whiten": bool(self.rvpo_whiten),
+            "scale": self.rvpo_scale, "weights": weights,
+        }
+
+
+class RVPOTrainer(GRPOTrainer):
+    """``GRPOTrainer`` whose advantages come from an rvpo estimator (see the module docstring).
+
+    Takes exactly ``GRPOTrainer``'s arguments; ``args`` must be an :class:`RVPOConfig` (or None for
+    the defaults). Extra attribute: ``last_rvpo_output``, the :class:`rvpo.AdvantageOutput` of the
+    latest generation batch (global, all processes).
+
+    Logged per generation batch (averaged over logging steps by TRL): ``rvpo/k``, ``rvpo/m_eff_mean``,
+    ``rvpo/unscored_frac``, and per reward function ``rvpo/binding/<name>`` (mean soft-min weight),
+    ``rvpo/min_frac/<name>`` (fraction of completions whose lowest z-score is that channel),
+    ``rvpo/abstain/<name>`` (``None`` rewards in the batch), ``rvpo/nonfinite/<name>``,
+    ``rvpo/zero_spread_frac/<name>`` (groups with no spread); TRL itself logs
+    ``rewards/<name>/mean`` and ``/std``.
+    """
+
+    def __init__(self, model: Any, reward_funcs: Any = None, args: RVPOConfig | None = None, **kwargs: Any):
+        if args is None:
+            name = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "model")
+            args = RVPOConfig(f"{str(name).rstrip('/').split('/')[-1]}-RVPO")
+        if not isinstance(args, RVPOConfig):
+            raise TypeError(f"args: RVPOTrainer needs an RVPOConfig, got {type(args).__name__}")
+        super().__init__(model, reward_funcs, args=args, **kwargs)
+        self.rvpo_schedule = make_schedule(args.rvpo_k_schedule)
+        self._rvpo_rewards: torch.Tensor | None = None
+        self.last_rvpo_output = None
+
+    def rvpo_k(self) -> float:
+        """k for the generation batch made now: ``schedule(global_step, max_steps)``."""
+        return self.rvpo_schedule(self.state.global_step, self.state.max_steps)
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._rvpo_rewards = rewards_per_func  # (B_global, K), NaN = abstain
+        return rewards_per_func
+
+    def _generate_and_score_completions(self, inputs):
+        self._rvpo_rewards = None
+        output = super()._generate_and_score_completions(inputs)
+        rewards = self._rvpo_rewards
+        if rewards is None:
+            raise RuntimeError("RVPOTrainer: GRPOTrainer did not call _calculate_rewards (TRL internals changed?)")
+        self._rvpo_rewards = None
+        mode = "train" if self.model.training else "eval"
+        group = self.num_generations if mode == "train" else getattr(self, "num_generations_eval", None)
+        group = group or self.num_generations
+
+        out = compute_advantages(rewards.detach().float().cpu(), group,
+                                 **self.args.rvpo_params(self.rvpo_k(), self.reward_weights.cpu()))
+        self.last_rvpo_output = out
+        all_adv = out.advantages  # (B_global,)
+        n_local = output["advantages"].shape[0]  # this process's B_local, as TRL sliced it
+        start = self.accelerator.process_index * n_local
+        old = output["advantages"]
+        output["advantages"] = all_adv[start : start + n_local].to(device=old.device, dtype=old.dtype)
+
+        # TRL appended its own advantages of the whole batch to the completions table: replace them
+        logged = self._logs["advantages"]
+        for _ in range(min(all_adv.numel(), len(logged))):
+            logged.pop()
+        logged.extend(all_adv.tolist())
+
+        for name, value in out.metrics(self.reward_func_names, prefix="rvpo/").items():
+            if math.isfinite(value):  # hardmin's k is inf: not a loggable number
+                self._metrics[mode][name].append(value)
+        return output
+
+
+# --- multi-channel rewards -------------------------------------------------------------------
+
+
+class _SharedEvaluation:
+    """One evaluation of a multi-channel reward per batch, shared by its M channel functions.
+
+    The batch key is the identity of the ``prompts`` and ``completions`` lists: TRL passes the same
+    list objects to every reward function of one scoring call and new ones for the next batch.
+    """
+
+    def __init__(self, reward: Any):
+        self.reward = reward
+        self.names = [str(n) for n in reward.channel_names]
+        if not self.names:
+            raise ValueError("channel_names: a multi-channel reward needs at least one channel")
+        if len(set(self.names)) != len(self.names):
+            raise ValueError(f"channel_names: duplicate names in {self.names}")
+        self.calls = 0  # evaluations done (for tests and diagnostics)
+        self._key: tuple[Any, Any] | None = None  # strong references: ids cannot be reused while cached
+        self._rows: list[list[float | None]] | None = None
+        self._task: Any = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_key": None, "_rows": None, "_task": None}
+
+    def _same(self, prompts: Any, completions: Any) -> bool:
+        return self._key is not None and self._key[0] is prompts and self._key[1] is completions
+
+    def _check(self, rows: Any, n: int) -> list[list[float | None]]:
+        m = len(self.names)
+        rows = list(rows)
+        if len(rows) != n:
+            raise ValueError(f"multi-channel reward {type(self.reward).__name__}: returned {len(rows)} rows "
+                             f"for {n} completions")
+        out = []
+        for i, row in enumerate(rows):
+            row = list(row)
+            if len(row) > m:
+                raise ValueError(f"multi-channel reward {type(self.reward).__name__}: row {i} has {len(row)} "
+                                 f"values for {m} channel_names")
+            out.append([None if v is None else float(v) for v in row] + [None] * (m - len(row)))
+        return out
+
+    def rows(self, prompts: Any, completions: Any, kwargs: dict) -> list[list[float | None]]:
+        if not self._same(prompts, completions):
+            self.calls += 1
+            result = self.reward(prompts, completions, **kwargs)
+            self._rows = self._check(result, len(completions))
+            self._key = (prompts, completions)
+        return self._rows
+
+    async def rows_async(self, prompts: Any, completions: Any, kwargs: dict) -> list[list[float | None]]:
+        if not self._same(prompts, completions):
+            self.calls += 1
+            self._key = (prompts, completions)
+
+            async def run():
+                return self._check(await self.reward(prompts, completions, **kwargs), len(completions))
+
+            self._task = asyncio.ensure_future(run())
+        return await self._task
+
+
+class _ChannelReward:
+    """One channel of a multi-channel reward, as a TRL reward function named after the channel."""
+
+    def __init__(self, shared: _SharedEvaluation, index: int):
+        self.shared, self.index = shared, index
+        self.__name__ = shared.names[index]
+
+    def __call__(self, prompts, completions, **kwargs) -> list[float | None]:
+        return [row[self.index] for row in self.shared.rows(prompts, completions, kwargs)]
+
+
+class _AsyncChannelReward(_ChannelReward):
+    async def __call__(self, prompts, completions, **kwargs) -> list[float | None]:
+        rows = await self.shared.rows_async(prompts, completions, kwargs)
+        return [row[self.index] for row in rows]
+
+
+def _is_async(fn: Any) -> bool:
+    import inspect
+
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+
+
+def expand_multichannel(reward: Any) -> list[Callable[..., Any]]:
+    """Turn a multi-channel reward into M TRL reward functions that share one evaluation per batch.
+
+    Args:
+        reward: follows :class:`rvpo.rewards.base.MultiChannelReward`: ``channel_names`` (M names) and
+            ``reward(prompts, completions, **columns) -> (N, M)`` list of rows, ``None`` = abstain;
+            rows shorter than M are padded with ``None`` (variable rubric sizes). May be ``async``.
+
+    Returns:
+        M callables, ``fns[j].__name__ == channel_names[j]``, each returning channel j's column
+        (``list[float | None]`` of length N). Pass them (with other reward functions) as
+        ``reward_funcs``; ``reward_weights`` then needs one weight per channel. The evaluations done
+        so far are counted in ``fns[j].shared.calls``.
+    """
+    if isinstance(reward, (list, tuple)):
+        raise TypeError("expand_multichannel: pass one multi-channel reward, not a list")
+    if not callable(reward) or not hasattr(reward, "channel_names"):
+        raise TypeError(f"expand_multichannel: {type(reward).__name__} has no channel_names or is not callable")
+    shared = _SharedEvaluation(reward)
+    cls = _AsyncChannelReward if _is_async(reward) else _ChannelReward
+    return [cls(shared, j) for j in range(len(shared.names))]
