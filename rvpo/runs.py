@@ -17,7 +17,11 @@ from typing import Any
 
 import yaml
 
-_SECRET_KEYS = re.compile(r"(api[_-]?key|token|secret|password|authorization)", re.I)
+# whole key names only: "api_key", "openai_api_key", "hf_token", "client_secret" are secrets;
+# "max_new_tokens", "api_key_env" (the NAME of a variable) and "api_key_set" are not
+_SECRET_KEYS = re.compile(
+    r"^(?:\w*_)?(?:api[_-]?key|token|access[_-]?token|secret|password|passwd|authorization|bearer)$", re.I
+)
 
 
 def make_run_dir(root: str | os.PathLike = "runs", name: str = "run") -> Path:

@@ -195,3 +195,17 @@ def test_local_policy_with_a_loaded_model(tiny_model):
     assert len(outs) == 3 and len(set(outs)) == 1  # greedy: same prompt, same answer
     with pytest.raises(ValueError, match="tokenizer"):
         LocalPolicy(model)
+
+
+def test_cli_endpoint_policy_that_echoes_the_question_leaks_nothing(tmp_path, capsys):
+    from judge_server_fixture import judge_server
+
+    with judge_server("echo", model_name="echo") as srv:  # answers with the prompt: the question text
+        rc = main(["eval", "gpqa", "--data", str(ZIP), "--limit", "3", "--policy-base-url", srv.url,
+                   "--policy-model", "echo", "--out", str(tmp_path / "runs")])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    recs = [json.loads(line) for line in (run_dir / "examples.jsonl").read_text().splitlines()]
+    assert [r["chosen"] for r in recs] == ["D"] * 3  # the echoed prompt's last line is "D) ..."
+    assert _leaks(load_gpqa(ZIP, limit=3), _all_output_text(run_dir) + out.out + out.err) == []

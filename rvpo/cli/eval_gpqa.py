@@ -8,6 +8,7 @@ from rvpo.cli import UserError
 
 
 def register(sub) -> None:
+    """Add the subcommand's parser to ``rvpo eval``'s subparsers."""
     from rvpo.evals.gpqa import DEFAULT_ZIP_PASSWORD
 
     p = sub.add_parser("gpqa", help="GPQA-style multiple-choice accuracy with a 95% Wilson interval",
@@ -37,8 +38,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    """Run the evaluation; print the report; return the exit code."""
     from rvpo.evals.gpqa import GPQADataError, format_report, load_gpqa, run_gpqa
-    from rvpo.evals.policy import make_policy
+    from rvpo.evals.policy import LocalPolicy, PolicyError, make_policy
     from rvpo.runs import make_run_dir
 
     if args.limit is not None and args.limit < 1:
@@ -51,14 +53,16 @@ def run(args) -> int:
         policy = make_policy(args.model, args.policy_base_url, args.policy_model, args.policy_api_key_env,
                              args.max_new_tokens, args.batch_size, args.temperature, args.seed,
                              args.policy_concurrency)
-    except ValueError as e:
+        if isinstance(policy, LocalPolicy):
+            policy.load()  # a bad --model fails here, before a run directory is made
+    except (ValueError, PolicyError) as e:
         raise UserError(f"policy: {e}") from None
     run_dir = make_run_dir(args.out, "gpqa")
     config = {"benchmark": "gpqa", "data": str(args.data), "n_questions": len(questions), "seed": args.seed,
               "policy": policy.describe()}
     try:
         result = run_gpqa(questions, policy, seed=args.seed, out_dir=run_dir, config=config)
-    except RuntimeError as e:
+    except PolicyError as e:
         raise UserError(str(e)) from None
     print(json.dumps(result.summary(), indent=2) if args.json else format_report(result))
     return 0

@@ -9,6 +9,7 @@ from rvpo.cli import UserError
 
 
 def register(sub) -> None:
+    """Add the subcommand's parser to ``rvpo eval``'s subparsers."""
     p = sub.add_parser("healthbench", help="HealthBench-style rubric evaluation (policy answers, LLM judge grades)",
                        description="Answer every example of a HealthBench (or Rubrics-as-Rewards) file with the "
                                    "policy, grade every rubric item with an OpenAI-compatible judge, and report "
@@ -34,6 +35,9 @@ def register(sub) -> None:
     j.add_argument("--judge-base-url", default=None, help="judge server root including /v1 (env RVPO_JUDGE_BASE_URL)")
     j.add_argument("--judge-model", default=None, help="judge model name (env RVPO_JUDGE_MODEL)")
     j.add_argument("--judge-concurrency", type=int, default=None, help="judge requests in flight (default: JudgeConfig's)")
+    j.add_argument("--judge-timeout", type=float, default=None, help="judge per-attempt timeout in seconds")
+    j.add_argument("--judge-json-mode", action="store_true",
+                   help="ask the judge for JSON output (response_format json_object; constrained on `rvpo judge serve`)")
     j.add_argument("--judge-cache", default=None, help="verdict cache (sqlite) path; 'none' disables (env RVPO_JUDGE_CACHE)")
     p.add_argument("--out", default="runs", help="folder under which the run directory is created")
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
@@ -43,7 +47,8 @@ def register(sub) -> None:
 def _judge(args):
     from rvpo.judge import JudgeClient, JudgeConfig
 
-    overrides = {"base_url": args.judge_base_url, "model": args.judge_model, "concurrency": args.judge_concurrency}
+    overrides = {"base_url": args.judge_base_url, "model": args.judge_model, "concurrency": args.judge_concurrency,
+                 "timeout_s": args.judge_timeout, "json_mode": args.judge_json_mode or None}
     if args.judge_cache is not None:
         overrides["cache_path"] = "" if args.judge_cache.lower() == "none" else args.judge_cache
     try:
@@ -57,8 +62,9 @@ def _judge(args):
 
 
 def run(args) -> int:
+    """Run the evaluation; print the report; return the exit code."""
     from rvpo.evals.healthbench import format_report, run_healthbench
-    from rvpo.evals.policy import make_policy
+    from rvpo.evals.policy import LocalPolicy, PolicyError, make_policy
     from rvpo.rubrics import RubricDataError, load_rubric_file
     from rvpo.runs import make_run_dir
 
@@ -71,25 +77,26 @@ def run(args) -> int:
     if ds.skipped:
         print(f"skipped {len(ds.skipped)} malformed rows (first: line {ds.skipped[0][0]}: {ds.skipped[0][1]})",
               file=sys.stderr)
-    try:
-        policy = make_policy(args.model, args.policy_base_url, args.policy_model, args.policy_api_key_env,
-                             args.max_new_tokens, args.batch_size, args.temperature, args.seed,
-                             args.policy_concurrency)
-    except ValueError as e:
-        raise UserError(f"policy: {e}") from None
     judge, cfg = _judge(args)
-    run_dir = make_run_dir(args.out, "healthbench")
-    config = {"benchmark": "healthbench", "data": str(args.data), "n_examples": len(ds),
-              "skipped_rows": [list(s) for s in ds.skipped], "policy": policy.describe(),
-              "judge": cfg.as_dict(), "seed": args.seed}
     try:
-        result = run_healthbench(ds.examples, policy, judge, out_dir=run_dir, config=config, seed=args.seed)
-    except RuntimeError as e:
-        raise UserError(str(e)) from None
+        try:
+            policy = make_policy(args.model, args.policy_base_url, args.policy_model, args.policy_api_key_env,
+                                 args.max_new_tokens, args.batch_size, args.temperature, args.seed,
+                                 args.policy_concurrency)
+            if isinstance(policy, LocalPolicy):
+                policy.load()  # a bad --model fails here, before a run directory is made
+        except (ValueError, PolicyError) as e:
+            raise UserError(f"policy: {e}") from None
+        run_dir = make_run_dir(args.out, "healthbench")
+        config = {"benchmark": "healthbench", "data": str(args.data), "n_examples": len(ds),
+                  "skipped_rows": [list(s) for s in ds.skipped], "policy": policy.describe(),
+                  "judge": cfg.as_dict(), "seed": args.seed}
+        try:
+            result = run_healthbench(ds.examples, policy, judge, out_dir=run_dir, config=config, seed=args.seed)
+        except PolicyError as e:
+            raise UserError(str(e)) from None
     finally:
-        close = getattr(judge, "close", None)
-        if callable(close):
-            close()
+        judge.close()
     if args.json:
         print(json.dumps(result.summary(), indent=2))
     else:

@@ -169,6 +169,7 @@ class GPQAResult:
     run_dir: str | None = None
 
     def summary(self) -> dict[str, Any]:
+        """Accuracy, CI and counts (no records): what ``results.json`` holds."""
         return {"accuracy": self.accuracy, "ci95": [self.ci_low, self.ci_high], "n": self.n,
                 "n_correct": self.n_correct, "n_unparsed": self.n_unparsed, "seed": self.seed,
                 "wall_s": round(self.wall_s, 3), "run_dir": self.run_dir}

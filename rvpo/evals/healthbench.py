@@ -40,6 +40,7 @@ class HealthBenchResult:
     run_dir: str | None = None
 
     def summary(self) -> dict[str, Any]:
+        """Aggregates, timings, judge stats and the run dir: what ``results.json`` holds."""
         return {**self.scores.as_dict(), "wall_s": round(self.wall_s, 3), "answer_s": round(self.answer_s, 3),
                 "judge_s": round(self.judge_s, 3), "judge_stats": self.judge_stats, "run_dir": self.run_dir}
 

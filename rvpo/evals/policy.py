@@ -20,11 +20,21 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 Conversation = list[dict]
 
 
+class PolicyError(RuntimeError):
+    """The policy could not answer: a model that cannot be loaded, or an endpoint request that failed."""
+
+
 @runtime_checkable
 class Policy(Protocol):
-    def answer(self, conversations: Sequence[Conversation]) -> list[str]: ...
+    """What an eval needs from the model under test."""
 
-    def describe(self) -> dict[str, Any]: ...
+    def answer(self, conversations: Sequence[Conversation]) -> list[str]:
+        """``P`` conversations in, ``P`` answers out, in order."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """Settings to record in the run directory (never secrets)."""
+        ...
 
 
 class LocalPolicy:
@@ -52,22 +62,29 @@ class LocalPolicy:
         self.temperature = temperature
         self.seed = seed
 
-    def _load(self) -> None:
+    def load(self) -> "LocalPolicy":
+        """Load the model now (otherwise on the first :meth:`answer`); :class:`PolicyError` if it cannot be."""
         if self._model is None:
-            from rvpo.models import load_model_and_tokenizer
+            from rvpo.models import ModelNotFoundError, load_model_and_tokenizer
 
-            self._model, self._tokenizer = load_model_and_tokenizer(self._spec)
+            try:
+                self._model, self._tokenizer = load_model_and_tokenizer(self._spec)
+            except (ModelNotFoundError, OSError) as e:
+                raise PolicyError(f"policy model: {e}") from None
+        return self
 
     def answer(self, conversations: Sequence[Conversation]) -> list[str]:
+        """Generate one answer per conversation (loads the model on first use)."""
         from rvpo.generation import generate
 
         if not conversations:
             return []
-        self._load()
+        self.load()
         return generate(self._model, self._tokenizer, list(conversations), max_new_tokens=self.max_new_tokens,
                         temperature=self.temperature, batch_size=self.batch_size, seed=self.seed)
 
     def describe(self) -> dict[str, Any]:
+        """Model and generation settings."""
         name = self._spec if isinstance(self._spec, (str, os.PathLike, type(None))) else type(self._spec).__name__
         return {"kind": "local", "model": str(name) if name is not None else "default",
                 "max_new_tokens": self.max_new_tokens, "batch_size": self.batch_size,
@@ -85,7 +102,7 @@ class OpenAIPolicy:
         temperature: sampling temperature (0: greedy where the server supports it).
         concurrency: requests in flight at once (a thread pool).
         timeout_s, max_retries: per request, handled by the ``openai`` SDK (it retries 429/5xx/timeouts
-            with backoff). A request that still fails raises ``RuntimeError`` naming its index: an
+            with backoff). A request that still fails raises :class:`PolicyError` naming its index: an
             eval never scores a missing answer as a wrong one silently.
     """
 
@@ -113,23 +130,25 @@ class OpenAIPolicy:
         client = self._get_client()
         kwargs: dict[str, Any] = {"model": self.model, "messages": conv, "max_tokens": self.max_new_tokens,
                                   "temperature": self.temperature}
-        if self.seed is not None:
+        if self.seed is not None and self.temperature > 0:
             kwargs["seed"] = self.seed
         try:
             resp = client.chat.completions.create(**kwargs)
         except Exception as e:  # the SDK's messages hold no key; keep only the type and message
-            raise RuntimeError(f"policy endpoint {self.base_url}: request {i} failed: {type(e).__name__}: {e}") from None
+            raise PolicyError(f"policy endpoint {self.base_url}: request {i} failed: {type(e).__name__}: {e}") from None
         if not resp.choices:
-            raise RuntimeError(f"policy endpoint {self.base_url}: request {i}: no choices in the reply")
+            raise PolicyError(f"policy endpoint {self.base_url}: request {i}: no choices in the reply")
         return resp.choices[0].message.content or ""
 
     def answer(self, conversations: Sequence[Conversation]) -> list[str]:
+        """One chat completion per conversation, ``concurrency`` in flight; raises on a failed request."""
         if not conversations:
             return []
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(conversations))) as pool:
             return list(pool.map(self._one, range(len(conversations)), conversations))
 
     def describe(self) -> dict[str, Any]:
+        """Endpoint and sampling settings (the key's variable name, never the key)."""
         return {"kind": "openai", "base_url": self.base_url, "model": self.model, "api_key_env": self.api_key_env,
                 "max_new_tokens": self.max_new_tokens, "temperature": self.temperature,
                 "concurrency": self.concurrency}

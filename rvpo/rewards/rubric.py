@@ -53,6 +53,7 @@ class RubricRewardStats:
     abstained_by_channel: list[int] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
+        """Counts and the overall abstention rate, JSON-ready (for trainer logs)."""
         return {
             "calls": self.calls, "completions": self.completions, "requests": self.requests,
             "abstained": self.abstained, "last_abstained": self.last_abstained,
@@ -90,6 +91,7 @@ class RubricReward:
         self.stats = RubricRewardStats(abstained_by_channel=[0] * self.max_channels)
 
     def reset_stats(self) -> None:
+        """Zero the running counts in :attr:`stats`."""
         self.stats = RubricRewardStats(abstained_by_channel=[0] * self.max_channels)
 
     def _rubrics(self, n: int, columns: dict[str, Any]) -> list[list[RubricItem]]:

@@ -51,9 +51,11 @@ class RubricItem:
 
     @property
     def is_pitfall(self) -> bool:
+        """True for negative points: the judge's "met" means the undesirable behaviour is present."""
         return self.points < 0
 
     def to_dict(self) -> dict[str, Any]:
+        """``{criterion, points, tags}`` (HealthBench item schema; JSON-ready)."""
         return {"criterion": self.criterion, "points": self.points, "tags": list(self.tags)}
 
 
@@ -67,6 +69,7 @@ class RubricExample:
     example_tags: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of every field."""
         return {
             "id": self.id,
             "conversation": self.conversation,

@@ -8,7 +8,7 @@ Example score (simple-evals ``calculate_score``)::
 
     score = sum(points of met items, negatives included) / sum(positive points)
 
-``None`` when no positive-point item is graded. It can be negative (pitfalls) and above nothing else.
+``None`` when no positive-point item is graded. It is at most 1 and can be negative (pitfalls).
 **Abstained items are left out of both sums** (numerator and denominator), and counted; an example
 whose every positive item abstained has score ``None`` and is reported as unscored. (simple-evals
 retries forever instead; we bound retries, so we must say what a failure does.)
@@ -117,6 +117,7 @@ class ClippedMean:
     n: int
 
     def as_dict(self) -> dict[str, float | int]:
+        """``{mean, bootstrap_se, n}``."""
         return {"mean": self.mean, "bootstrap_se": self.bootstrap_se, "n": self.n}
 
 
@@ -144,6 +145,7 @@ class RubricScores:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
+        """JSON-ready nested dict (what ``results.json`` holds)."""
         return {
             "overall": self.overall.as_dict(),
             "by_axis": {k: v.as_dict() for k, v in self.by_axis.items()},
