@@ -49,6 +49,11 @@ class AdvantageParams:
     """unbiased (n-1) standard deviations, as TRL and verl use"""
     whiten: bool = True
     """batch whitening of the aggregate (gdpo, rvpo, rvpo_explicit, hardmin)"""
+    drop_zero_spread: bool = False
+    """rvpo / rvpo_explicit / hardmin: leave a channel out of a group's aggregate when it has no
+    spread in that group (all completions scored alike). Default False: it takes part with Z = 0,
+    as in the paper's formula (and so that whitened rvpo at k -> 0 equals whitened gdpo); then a
+    channel everyone satisfied still pulls positive advantages towards 0 inside the soft-min"""
     scale: Literal["group", "batch", "none"] = "group"
     """grpo only: divide by the group std, the batch std, or nothing (Dr. GRPO)"""
     extra: dict = field(default_factory=dict)
@@ -264,11 +269,22 @@ def gdpo(batch: RewardBatch, p: AdvantageParams) -> AdvantageOutput:
     return _finish(batch, p, "gdpo", agg, z, zero_spread, binding, None, p.whiten)
 
 
+def _aggregation_mask(batch: RewardBatch, zero_spread: torch.Tensor, p: AdvantageParams):
+    """``(N, M)`` channels that enter each completion's aggregate, and their ``(N,)`` count."""
+    if not p.drop_zero_spread:
+        return batch.present, batch.m_eff
+    g, m = batch.group_size, batch.num_channels
+    informative = ~zero_spread.unsqueeze(1).expand(-1, g, m).reshape(-1, m)  # (N, M)
+    mask = batch.present & informative
+    return mask, mask.to(batch.values.dtype).sum(dim=1)
+
+
 @register_estimator("rvpo")
 def rvpo(batch: RewardBatch, p: AdvantageParams) -> AdvantageOutput:
     """RVPO: per-channel group z-score, weighted soft-min with risk ``k``, batch whitening."""
     z, zero_spread = group_zscores(batch, p.eps, p.unbiased)
-    agg, binding = soft_min(z, p.k, batch.present, p.weight_tensor(batch.num_channels), m_eff=batch.m_eff)
+    mask, m_agg = _aggregation_mask(batch, zero_spread, p)
+    agg, binding = soft_min(z, p.k, mask, p.weight_tensor(batch.num_channels), m_eff=m_agg)
     return _finish(batch, p, "rvpo", agg, z, zero_spread, binding, float(p.k), p.whiten)
 
 
@@ -276,7 +292,8 @@ def rvpo(batch: RewardBatch, p: AdvantageParams) -> AdvantageOutput:
 def rvpo_explicit(batch: RewardBatch, p: AdvantageParams) -> AdvantageOutput:
     """RVPO-explicit: ``mean_j Z - beta * var_j Z`` over present channels, batch whitening."""
     z, zero_spread = group_zscores(batch, p.eps, p.unbiased)
-    agg, binding = mean_minus_var(z, p.beta, batch.present, p.weight_tensor(batch.num_channels))
+    mask, _ = _aggregation_mask(batch, zero_spread, p)
+    agg, binding = mean_minus_var(z, p.beta, mask, p.weight_tensor(batch.num_channels))
     return _finish(batch, p, "rvpo_explicit", agg, z, zero_spread, binding, None, p.whiten)
 
 
@@ -284,7 +301,8 @@ def rvpo_explicit(batch: RewardBatch, p: AdvantageParams) -> AdvantageOutput:
 def hardmin(batch: RewardBatch, p: AdvantageParams) -> AdvantageOutput:
     """Hard-min: ``min_j Z`` over present channels (the k -> inf limit of rvpo), batch whitening."""
     z, zero_spread = group_zscores(batch, p.eps, p.unbiased)
-    agg, binding = hard_min(z, batch.present, p.weight_tensor(batch.num_channels))
+    mask, _ = _aggregation_mask(batch, zero_spread, p)
+    agg, binding = hard_min(z, mask, p.weight_tensor(batch.num_channels))
     return _finish(batch, p, "hardmin", agg, z, zero_spread, binding, math.inf, p.whiten)
 
 

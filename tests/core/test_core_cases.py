@@ -230,3 +230,16 @@ def test_dtype_is_preserved_and_one_dimensional_input_is_one_channel():
     r = torch.tensor([1.0, 0.0, 2.0, 3.0], dtype=torch.float32)
     out = compute_advantages(r, 2, "rvpo")
     assert out.advantages.dtype == torch.float32 and out.advantages.shape == (4,)
+
+
+@pytest.mark.parametrize("estimator", ["rvpo", "rvpo_explicit", "hardmin"])
+def test_drop_zero_spread_equals_removing_the_channel(estimator):
+    # channel 2 is constant in group 0 (no signal) but varies in group 1
+    r = t([[1.0, 0.0, 5.0], [0.0, 1.0, 5.0], [0.5, 0.2, 5.0], [0.2, 0.9, 1.0], [0.7, 0.1, 2.0], [0.4, 0.4, 0.0]])
+    dropped = compute_advantages(r, 3, estimator, k=2.0, drop_zero_spread=True, whiten=False).aggregate
+    kept = compute_advantages(r, 3, estimator, k=2.0, whiten=False).aggregate
+    without = compute_advantages(r[:3, :2], 3, estimator, k=2.0, whiten=False).aggregate
+    assert torch.allclose(dropped[:3], without, atol=1e-12)  # group 0: as if the channel were absent
+    assert torch.allclose(dropped[3:], kept[3:], atol=1e-12)  # group 1: the channel has signal
+    if estimator != "hardmin":  # (every completion of group 0 has a negative Z: the min ignores the 0)
+        assert not torch.allclose(kept[:3], without)  # by default the Z = 0 channel takes part
