@@ -98,6 +98,11 @@ class RVPOConfig(GRPOConfig):
     rvpo_whiten: bool = field(
         default=True, metadata={"help": "Whiten the aggregate over the batch (gdpo, rvpo, rvpo_explicit, hardmin)."}
     )
+    rvpo_drop_zero_spread: bool = field(
+        default=False,
+        metadata={"help": "rvpo/rvpo_explicit/hardmin: leave a reward with no spread in a group out of that group's "
+                  "aggregate instead of counting it with z = 0 (see docs/core.md)."},
+    )
     rvpo_scale: str = field(
         default="group",
         metadata={"help": "grpo estimator only: divide by the 'group' std, the 'batch' std, or 'none' (Dr. GRPO)."},
@@ -126,7 +131,7 @@ class RVPOConfig(GRPOConfig):
         return {
             "estimator": self.rvpo_estimator, "k": float(k), "beta": float(self.rvpo_beta),
             "eps": float(self.rvpo_eps), "unbiased": bool(self.rvpo_unbiased), "whiten": bool(self.rvpo_whiten),
-            "scale": self.rvpo_scale, "weights": weights,
+            "scale": self.rvpo_scale, "weights": weights, "drop_zero_spread": bool(self.rvpo_drop_zero_spread),
         }
 
 
