@@ -74,15 +74,18 @@ class JudgeStats:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, name: str, n: int = 1) -> None:
+        """Increment counter ``name`` by ``n`` (thread-safe)."""
         with self._lock:
             setattr(self, name, getattr(self, name) + n)
 
     def fail(self, reason: str) -> None:
+        """Count one abstention for ``reason``."""
         with self._lock:
             self.failures[reason] += 1
 
     @property
     def abstentions(self) -> int:
+        """Total abstentions over all reasons."""
         return sum(self.failures.values())
 
     def as_dict(self) -> dict[str, Any]:

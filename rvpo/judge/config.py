@@ -52,7 +52,7 @@ class JudgeConfig:
     max_reasks: int = 2
     """Extra turns asking the judge to fix a reply that is not a valid verdict JSON."""
     cache_path: str | None = DEFAULT_CACHE_PATH
-    """sqlite verdict cache (env RVPO_JUDGE_CACHE); ``None`` or ``""`` disables caching."""
+    """sqlite verdict cache (env RVPO_JUDGE_CACHE, ``none`` = off); ``None`` or ``""`` disables caching."""
     temperature: float = 0.0
     """Sampling temperature sent to the judge."""
     max_tokens: int = 256
@@ -85,7 +85,10 @@ class JudgeConfig:
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "JudgeConfig":
-        """Config from the environment; keyword ``overrides`` win over it (``None`` overrides are ignored).
+        """Config from the environment; keyword ``overrides`` win over it.
+
+        A ``None`` override means "not given" (so CLI options can be passed through as they are):
+        disable the cache with ``cache_path=""`` (or ``RVPO_JUDGE_CACHE=none``), not with ``None``.
 
         >>> JudgeConfig.from_env(model="m", base_url="http://127.0.0.1:8000/v1").model
         'm'
@@ -98,7 +101,7 @@ class JudgeConfig:
                           ("cache_path", ENV_CACHE_PATH)):
             value = _env(env)
             if value is not None:
-                values[name] = value
+                values[name] = "" if name == "cache_path" and value.lower() in ("none", "off") else value
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 

@@ -1,0 +1,138 @@
+"""Judge throughput, cache and fault tolerance against the local SmolLM2 judge server.
+
+Runs, in one process and against one ``rvpo judge serve --backend model`` subprocess:
+  1. N distinct judge requests at concurrency 1, then the same N at concurrency 8 (no cache):
+     throughput of each and the ratio c8 / c1 (the server batches concurrent requests).
+  2. the concurrency-8 run again with a sqlite cache, twice: the rerun's HTTP call count (goal 0).
+then against a second server with ``--fault-rate`` (default 0.3) injected faults:
+  3. 2N requests, once with no retries/re-asks and once with the default budget; every request ends
+     as a verdict or an abstention, and every abstention is listed with its reason.
+
+Usage: .venv/bin/python benchmarks/bench_judge.py [--n 16] [--free] [--model PATH] [--json-out F]
+``--free`` measures unconstrained generation instead of the constrained JSON verdict. The
+machine's CPU may be shared: read the ratio within this one run, not against other runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+import httpx
+
+from rvpo.judge import JudgeClient, JudgeConfig, JudgeRequest
+from rvpo.judge.server import spawn_server
+
+TOPICS = ["a sore throat", "a sprained ankle", "trouble sleeping", "a mild fever", "heartburn after meals",
+          "a persistent cough", "back pain from sitting", "seasonal allergies", "a small kitchen burn",
+          "motion sickness", "dry eyes from screens", "a tension headache"]
+ADVICE = ["rest and drink plenty of fluids", "see a doctor if it lasts more than a week",
+          "use a cold compress for twenty minutes", "avoid screens an hour before bed",
+          "take an over-the-counter pain reliever as directed on the label"]
+CRITERIA = [(5, "Recommends seeing a clinician if symptoms persist or worsen."),
+            (3, "Mentions staying hydrated."), (-4, "Suggests a prescription-only medicine without a clinician."),
+            (2, "Uses clear, non-technical language.")]
+
+
+def make_requests(n: int) -> list[JudgeRequest]:
+    """``n`` distinct (conversation, rubric item) pairs of realistic health-advice shape."""
+    out = []
+    for i in range(n):
+        topic, advice = TOPICS[i % len(TOPICS)], ADVICE[i % len(ADVICE)]
+        points, criterion = CRITERIA[i % len(CRITERIA)]
+        convo = [{"role": "user", "content": f"I have {topic} since yesterday. What can I do at home? (case {i})"},
+                 {"role": "assistant", "content": f"For {topic}, {advice}. If it gets worse, or you notice new "
+                                                  f"symptoms, contact a healthcare professional."}]
+        out.append(JudgeRequest(convo, criterion, points))
+    return out
+
+
+def timed_run(url: str, reqs: list[JudgeRequest], concurrency: int, json_mode: bool,
+              cache_path: str | None = None, **cfg) -> dict:
+    client = JudgeClient(JudgeConfig(base_url=url, model="smollm2-135m-instruct", concurrency=concurrency,
+                                     json_mode=json_mode, cache_path=cache_path, **cfg))
+    t0 = time.perf_counter()
+    outcomes = client.judge_detailed(reqs)
+    wall = time.perf_counter() - t0
+    client.close()
+    st = client.stats.as_dict()
+    return {"concurrency": concurrency, "n": len(reqs), "wall_s": round(wall, 2),
+            "throughput_rps": round(len(reqs) / wall, 3), "stats": st,
+            "abstained": [(i, o.reason) for i, o in enumerate(outcomes) if o.verdict is None],
+            "verdicts": [None if o.verdict is None else o.verdict.criteria_met for o in outcomes]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=16, help="judge requests per run")
+    ap.add_argument("--model", default="smollm2-135m-instruct", help="model folder or embedded name")
+    ap.add_argument("--free", action="store_true", help="unconstrained generation instead of JSON mode")
+    ap.add_argument("--max-tokens", type=int, default=96, help="max_tokens per judge answer (free mode)")
+    ap.add_argument("--fault-rate", type=float, default=0.3, help="injected fault probability in run 3")
+    ap.add_argument("--fault-n", type=int, default=None, help="requests in the fault runs (default 2 n)")
+    ap.add_argument("--fault-kinds", default="500,429,timeout,malformed,slow", help="kinds for run 3")
+    ap.add_argument("--json-out", default=None, help="also write all results to this JSON file")
+    args = ap.parse_args(argv)
+    json_mode = not args.free
+    reqs = make_requests(args.n)
+    results: dict = {"n": args.n, "json_mode": json_mode, "model": args.model, "cpu_count": os.cpu_count(),
+                     "loadavg_start": os.getloadavg()}
+    print(f"# bench_judge: n={args.n} json_mode={json_mode} model={args.model} "
+          f"loadavg={results['loadavg_start'][0]:.1f} on {os.cpu_count()} CPUs (shared machine)", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        with spawn_server("--backend", "model", "--model", args.model, timeout_s=900) as url:
+            print(f"server up in {time.perf_counter() - t0:.1f}s at {url}", flush=True)
+            warm = timed_run(url, make_requests(2)[:1], 1, json_mode, timeout_s=600, max_tokens=args.max_tokens)
+            print(f"warm-up (system-prompt KV cache): {warm['wall_s']}s", flush=True)
+            c1 = timed_run(url, reqs, 1, json_mode, timeout_s=600, max_tokens=args.max_tokens)
+            print(f"c=1: {c1['throughput_rps']} req/s ({c1['wall_s']}s, abstained {len(c1['abstained'])})", flush=True)
+            c8 = timed_run(url, reqs, 8, json_mode, timeout_s=600, max_tokens=args.max_tokens)
+            print(f"c=8: {c8['throughput_rps']} req/s ({c8['wall_s']}s, abstained {len(c8['abstained'])})", flush=True)
+            ratio = c8["throughput_rps"] / c1["throughput_rps"]
+            print(f"ratio c8/c1 = {ratio:.2f}x", flush=True)
+            cache = os.path.join(tmp, "judge.sqlite")
+            fill = timed_run(url, reqs, 8, json_mode, cache_path=cache, timeout_s=600, max_tokens=args.max_tokens)
+            rerun = timed_run(url, reqs, 8, json_mode, cache_path=cache, timeout_s=600, max_tokens=args.max_tokens)
+            print(f"cache: first run {fill['stats']['calls']} calls, rerun {rerun['stats']['calls']} calls "
+                  f"({rerun['stats']['cache_hits']} hits, {rerun['wall_s']}s)", flush=True)
+            batch_sizes = httpx.get(url + "/stats", timeout=30).json()["batch_sizes"]
+        agree = sum(a == b for a, b in zip(c1["verdicts"], c8["verdicts"], strict=True))
+        print(f"verdicts identical at c=1 and c=8 (batched): {agree}/{len(reqs)}; batch sizes {batch_sizes}")
+        results.update(c1=c1, c8=c8, ratio=round(ratio, 3), cache_fill=fill, cache_rerun=rerun,
+                       server_batch_sizes=batch_sizes, c1_c8_agree=agree)
+        # Client timeout: well above a normal answer at c=8, so only injected hangs time out.
+        timeout = max(10.0, 2 * (c8["stats"]["latency_max_s"] or 1.0))
+        with spawn_server("--backend", "model", "--model", args.model, "--fault-rate", str(args.fault_rate),
+                          "--fault-kinds", args.fault_kinds, "--seed", "0", "--slow", "2", timeout_s=900) as url:
+            freqs = make_requests(args.fault_n or 2 * args.n)
+            for label, budget in (("no retries", dict(max_retries=0, max_reasks=0)),
+                                  ("default retries", dict(max_retries=3, max_reasks=2))):
+                faulty = timed_run(url, freqs, 8, json_mode, timeout_s=timeout, max_tokens=args.max_tokens,
+                                   backoff_s=0.2, **budget)
+                st = faulty["stats"]
+                assert len(faulty["verdicts"]) == faulty["n"] and st["abstentions"] == len(faulty["abstained"])
+                print(f"faults {args.fault_rate:.0%} ({label}: {budget}; client timeout {timeout:.0f}s): "
+                      f"completed {faulty['n']}/{faulty['n']} requests in {faulty['wall_s']}s: "
+                      f"{faulty['n'] - len(faulty['abstained'])} verdicts, {st['abstentions']} abstentions "
+                      f"{st['failures']}; calls {st['calls']}, retries {st['retries']}, reasks {st['reasks']}",
+                      flush=True)
+                for i, reason in faulty["abstained"]:
+                    print(f"  abstained: request {i}: {reason}")
+                results[f"fault_run_{label.replace(' ', '_')}"] = faulty
+            server = httpx.get(url + "/stats", timeout=30).json()
+            print(f"fault server: {server['requests']} requests, faults drawn {server['faults']}", flush=True)
+        results.update(fault_server=server, fault_client_timeout_s=timeout)
+    results["loadavg_end"] = os.getloadavg()
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump(results, f, indent=2, default=str)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
