@@ -17,6 +17,7 @@ these *binding weights* sum to 1 and show which channel is the bottleneck.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 
@@ -69,39 +70,78 @@ def soft_min(
 
     Args:
         z: ``(N, M)`` scores.  k: 0 gives the weighted mean, ``inf`` gives the hard min.
+        mask: ``(N, M)`` bool, or 0/1 floats (faster), of the channels that count.
         m_eff: optional ``(N,)`` count of masked-in channels, if the caller has it already.
     Returns:
         agg ``(N,)`` and binding weights ``(N, M)`` = ``softmax(-k z + log w)`` over active
         channels (0 on inactive channels and on rows with none).
     """
+    agg, binding = soft_min_lazy(z, k, mask, weights, m_eff)
+    return agg, binding()
+
+
+def soft_min_lazy(
+    z: torch.Tensor,
+    k: float,
+    mask: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
+    m_eff: torch.Tensor | None = None,
+    z_bound: float | None = None,
+) -> tuple[torch.Tensor, Callable[[], torch.Tensor]]:
+    """:func:`soft_min` with the binding weights deferred: returns ``agg`` and a function that
+    computes them (one more pass over ``(N, M)``, paid only by callers who log them).
+
+    ``z_bound``: a known bound on ``|z|`` (z-scores of a group of G satisfy ``|Z| < sqrt(G)``),
+    which spares a pass over ``z`` to decide whether exp() needs a shift.
+    """
     k = float(k)
     if math.isnan(k) or k < 0:
         raise ValueError(f"k: the risk coefficient must be >= 0, got {k}")
     if math.isinf(k):
-        return hard_min(z, mask, weights)
+        agg, onehot = hard_min(z, None if mask is None else mask.bool(), weights)
+        return agg, lambda: onehot
     zero = torch.zeros((), dtype=z.dtype)
-    # log-sum-exp by hand, shifted by the smallest active score, so that exp() is computed once and
-    # serves both the aggregate and the binding weights
+    tiny = torch.finfo(z.dtype).tiny
+    # log-sum-exp by hand, so that exp() is computed once and serves both the aggregate and the
+    # binding weights. When k * max|z| is small (always, for z-scores and moderate k: |Z| <= (G-1)/sqrt(G))
+    # exp(-k z) can neither overflow nor underflow and no shift is needed; otherwise shift each row
+    # by its smallest active score.
     if weights is None:  # uniform weights: M = number of active channels
-        active = torch.ones_like(z, dtype=torch.bool) if mask is None else mask
-        if m_eff is None:
-            m_eff = active.to(z.dtype).sum(dim=1)
-        log_wsum = m_eff.to(z.dtype).log()  # (N,)
-        zmin = torch.where(active, z, torch.inf).amin(dim=1, keepdim=True)  # (N, 1)
-        e = torch.where(active, ((z - zmin) * (-k)).exp(), zero)  # (N, M), <= 1
+        if mask is None:
+            wa = torch.ones_like(z)
+        else:  # (N, M) 0/1 floats: multiplying by them is cheaper than torch.where
+            wa = mask if mask.is_floating_point() else mask.to(z.dtype)
+        log_wsum = (wa.sum(dim=1) if m_eff is None else m_eff.to(z.dtype)).log()  # (N,)
+        active = None  # only needed (as wa > 0) on the rare shifted path
     else:
-        wa, active = _active(z, mask, weights)
+        wa, active = _active(z, None if mask is None else mask.bool(), weights)
         log_wsum = wa.sum(dim=1).log()
-        zmin = torch.where(active, z, torch.inf).amin(dim=1, keepdim=True)
-        e = torch.where(active, ((z - zmin) * (-k)).exp() * wa, zero)
-    any_active = torch.isfinite(zmin.squeeze(1))  # (N,)
-    zmin = torch.where(any_active.unsqueeze(1), zmin, zero)
-    total = e.sum(dim=1, keepdim=True)  # (N, 1), >= w of the min channel > 0 where any active
-    binding = e / total.clamp(min=torch.finfo(z.dtype).tiny)  # (N, M) = softmax(-k z + log w)
-    lse = -k * zmin.squeeze(1) + total.squeeze(1).clamp(min=torch.finfo(z.dtype).tiny).log()
+    if z_bound is None:
+        lo, hi = torch.aminmax(z) if z.numel() else (zero, zero)
+        z_bound = max(abs(float(lo)), abs(float(hi)))
+    # one (N, M) buffer, updated in place: fresh multi-MB tensors cost page faults on every call
+    if k * z_bound < 60.0:
+        shift = None
+        e = z.mul(-k).exp_()  # (N, M)
+    else:
+        active = wa > 0 if active is None else active
+        shift = torch.where(active, z, torch.inf).amin(dim=1, keepdim=True)  # (N, 1)
+        shift = torch.where(torch.isfinite(shift), shift, zero)
+        # <= 1 on active channels; inactive ones could overflow (z = 0 far below the shift): exp(-inf) = 0
+        e = torch.where(active, (z - shift).mul_(-k), -torch.inf).exp_()  # (N, M)
+    # masked row sums as a batched dot product: one read of e and wa, no (N, M) write
+    total = torch.bmm(e.unsqueeze(1), wa.unsqueeze(2)).view(-1, 1)  # (N, 1), > 0 where any active
+    any_active = total.squeeze(1) > 0  # (N,)
+    lse = total.squeeze(1).clamp(min=tiny).log()  # (N,)
+
+    def binding() -> torch.Tensor:  # (N, M) = softmax(-k z + log w) over active channels
+        return (e * wa).div_(total.clamp(min=tiny))  # 0 on inactive channels (e is finite)
+
+    if shift is not None:
+        lse = lse - k * shift.squeeze(1)
     if k < _TAYLOR_K:
         # -(1/k) log E_w[exp(-k z)] = mean - k/2 var + k^2/6 kappa3 - ...  (cumulant expansion)
-        mean, var, p = weighted_mean_var(z, mask, weights)
+        mean, var, p = weighted_mean_var(z, wa > 0, weights)
         zc = torch.where(p > 0, z - mean.unsqueeze(1), zero)
         kappa3 = (p * zc.pow(3)).sum(dim=1)
         agg = mean - 0.5 * k * var + (k * k / 6.0) * kappa3

@@ -29,7 +29,7 @@ from typing import Any, Callable, Literal, Sequence
 
 import torch
 
-from rvpo.core.aggregate import hard_min, mean_minus_var, soft_min
+from rvpo.core.aggregate import hard_min, mean_minus_var, soft_min_lazy
 from rvpo.core.groups import RewardBatch, group_mean_std, group_zscores, make_batch, whiten
 
 
@@ -104,7 +104,7 @@ class AdvantageOutput:
     advantages: torch.Tensor
     aggregate: torch.Tensor
     z: torch.Tensor | None
-    binding: torch.Tensor
+    binding_source: torch.Tensor | Callable[[], torch.Tensor]
     present: torch.Tensor
     m_eff: torch.Tensor
     k: float | None
@@ -112,6 +112,13 @@ class AdvantageOutput:
     n_inf: torch.Tensor
     zero_spread: torch.Tensor
     estimator: str = ""
+
+    @property
+    def binding(self) -> torch.Tensor:
+        """``(N, M)`` binding weights, computed on first access (they cost one more ``(N, M)`` pass)."""
+        if callable(self.binding_source):
+            self.binding_source = self.binding_source()
+        return self.binding_source
 
     @property
     def scored(self) -> torch.Tensor:
@@ -201,7 +208,7 @@ def _finish(
     agg: torch.Tensor,
     z: torch.Tensor | None,
     zero_spread: torch.Tensor,
-    binding: torch.Tensor,
+    binding: torch.Tensor | Callable[[], torch.Tensor],
     k: float | None,
     whiten_batch: bool,
 ) -> AdvantageOutput:
@@ -214,7 +221,7 @@ def _finish(
         advantages=adv.to(batch.dtype),
         aggregate=agg,
         z=z,
-        binding=binding,
+        binding_source=binding,
         present=batch.present,
         m_eff=batch.m_eff,
         k=k,
@@ -260,23 +267,27 @@ def gdpo(batch: RewardBatch, p: AdvantageParams) -> AdvantageOutput:
     w = p.weight_tensor(batch.num_channels)
     if w is None:
         agg = z.sum(dim=1)  # (N,); absent channels have Z = 0
-        binding = batch.presence / batch.m_eff.clamp(min=1).unsqueeze(1).to(z.dtype)
+
+        def binding() -> torch.Tensor:  # each present channel's share of the sum
+            return batch.presence / batch.m_eff.clamp(min=1).unsqueeze(1).to(z.dtype)
     else:
         w = w.to(z.dtype)
         agg = (z * w).sum(dim=1)
-        share = torch.where(batch.present, w.abs(), torch.zeros((), dtype=z.dtype))
-        binding = share / share.sum(dim=1, keepdim=True).clamp(min=torch.finfo(z.dtype).tiny)
+
+        def binding() -> torch.Tensor:
+            share = torch.where(batch.present, w.abs(), torch.zeros((), dtype=z.dtype))
+            return share / share.sum(dim=1, keepdim=True).clamp(min=torch.finfo(z.dtype).tiny)
     return _finish(batch, p, "gdpo", agg, z, zero_spread, binding, None, p.whiten)
 
 
 def _aggregation_mask(batch: RewardBatch, zero_spread: torch.Tensor, p: AdvantageParams):
-    """``(N, M)`` channels that enter each completion's aggregate, and their ``(N,)`` count."""
+    """``(N, M)`` 0/1 float mask of the channels in each completion's aggregate, and their ``(N,)`` count."""
     if not p.drop_zero_spread:
-        return batch.present, batch.m_eff
+        return batch.presence, batch.m_eff
     g, m = batch.group_size, batch.num_channels
     informative = ~zero_spread.unsqueeze(1).expand(-1, g, m).reshape(-1, m)  # (N, M)
-    mask = batch.present & informative
-    return mask, mask.to(batch.values.dtype).sum(dim=1)
+    mask = (batch.present & informative).to(batch.values.dtype)
+    return mask, mask.sum(dim=1)
 
 
 @register_estimator("rvpo")
@@ -284,7 +295,9 @@ def rvpo(batch: RewardBatch, p: AdvantageParams) -> AdvantageOutput:
     """RVPO: per-channel group z-score, weighted soft-min with risk ``k``, batch whitening."""
     z, zero_spread = group_zscores(batch, p.eps, p.unbiased)
     mask, m_agg = _aggregation_mask(batch, zero_spread, p)
-    agg, binding = soft_min(z, p.k, mask, p.weight_tensor(batch.num_channels), m_eff=m_agg)
+    # |Z| < sqrt(G) for a z-score over G values, so the soft-min can skip its overflow check
+    bound = math.sqrt(batch.group_size)
+    agg, binding = soft_min_lazy(z, p.k, mask, p.weight_tensor(batch.num_channels), m_eff=m_agg, z_bound=bound)
     return _finish(batch, p, "rvpo", agg, z, zero_spread, binding, float(p.k), p.whiten)
 
 
@@ -293,7 +306,7 @@ def rvpo_explicit(batch: RewardBatch, p: AdvantageParams) -> AdvantageOutput:
     """RVPO-explicit: ``mean_j Z - beta * var_j Z`` over present channels, batch whitening."""
     z, zero_spread = group_zscores(batch, p.eps, p.unbiased)
     mask, _ = _aggregation_mask(batch, zero_spread, p)
-    agg, binding = mean_minus_var(z, p.beta, mask, p.weight_tensor(batch.num_channels))
+    agg, binding = mean_minus_var(z, p.beta, mask.bool(), p.weight_tensor(batch.num_channels))
     return _finish(batch, p, "rvpo_explicit", agg, z, zero_spread, binding, None, p.whiten)
 
 
@@ -302,7 +315,7 @@ def hardmin(batch: RewardBatch, p: AdvantageParams) -> AdvantageOutput:
     """Hard-min: ``min_j Z`` over present channels (the k -> inf limit of rvpo), batch whitening."""
     z, zero_spread = group_zscores(batch, p.eps, p.unbiased)
     mask, _ = _aggregation_mask(batch, zero_spread, p)
-    agg, binding = hard_min(z, mask, p.weight_tensor(batch.num_channels))
+    agg, binding = hard_min(z, mask.bool(), p.weight_tensor(batch.num_channels))
     return _finish(batch, p, "hardmin", agg, z, zero_spread, binding, math.inf, p.whiten)
 
 

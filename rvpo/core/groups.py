@@ -11,13 +11,14 @@ Conventions (one place, used by every estimator):
       ``None``); +-inf is counted separately as a non-finite input, then treated the same way.
     * Statistics are computed in the rewards' dtype (float32, or float64 when given float64).
       Finite inputs are clipped to ``finfo.max / (4 G)`` so that group sums cannot overflow, and
-      deviations are rescaled by their largest magnitude before squaring, so that neither tiny
-      (1e-300) nor huge (1e30) rewards underflow or overflow: nothing non-finite leaves here.
+      when magnitudes are too large to square safely, deviations are rescaled by their largest
+      magnitude before squaring: nothing non-finite leaves here, whatever comes in.
     * A (group, channel) with fewer than two present values, or with zero spread, gives Z = 0.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -81,21 +82,22 @@ def make_batch(rewards: torch.Tensor, group_size: int) -> RewardBatch:
     r = rewards.detach()
     if r.dtype not in (torch.float32, torch.float64):
         r = r.to(torch.float32)  # half/bfloat16 rewards are summed and squared in float32
-    present = torch.isfinite(r)
-    presence = present.to(r.dtype)
+    # presence as 0/1 floats: r - r is 0 where finite and NaN elsewhere (cheaper than isfinite, and
+    # float sums are much cheaper than bool sums)
+    presence = torch.nan_to_num_((r - r).add_(1.0), nan=0.0)  # (N, M)
     missing = n - presence.sum(dim=0)  # (M,)
-    if missing.any():
+    if missing.any() and not torch.isfinite(torch.nansum(r)):  # maybe an inf (or a huge sum): count
         n_nan = torch.isnan(r).to(r.dtype).sum(dim=0)
         n_inf = missing - n_nan
-    else:
-        n_nan = n_inf = torch.zeros_like(missing)
+    else:  # only NaN is missing
+        n_nan, n_inf = missing, torch.zeros_like(missing)
     # clip so that a sum over a group cannot overflow (|r| <= max / (4 G)); inputs that large carry
     # no usable precision anyway
     lim = torch.finfo(r.dtype).max / (4 * group_size)
     values = torch.nan_to_num(r, nan=0.0, posinf=0.0, neginf=0.0).clamp_(-lim, lim)
     return RewardBatch(
         values=values,
-        present=present,
+        present=presence.bool(),
         presence=presence,
         m_eff=presence.sum(dim=1).to(torch.int64),
         group_size=group_size,
@@ -131,13 +133,14 @@ def group_mean_std(
 def group_zscores(batch: RewardBatch, eps: float = 1e-6, unbiased: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel group z-scores ``Z = (r - mean_G r) / (std_G r + eps)``.
 
-    Deviations are divided by their largest magnitude ``s`` before squaring, and
-    ``Z = u / (std(u) + eps / s)`` with ``u = (r - mean) / s`` (the same number), so that neither
-    tiny (1e-300) nor huge (1e100) spreads underflow or overflow.
+    A spread at the rounding level of the group mean (equal values whose computed mean is off by
+    an ulp) is zero spread. When any ``|r|`` is too large for its square to be summed safely, the
+    deviations are first divided by their largest magnitude ``s`` and ``Z = u / (std(u) + eps / s)``
+    with ``u = (r - mean) / s`` (the same number); a spread whose square underflows counts as zero.
 
     Returns:
-        z: ``(N, M)`` (the rewards' float dtype), 0 where the channel abstains, where its group has fewer than two
-           present values, or where the group has zero spread on that channel.
+        z: ``(N, M)`` in the rewards' dtype; 0 where the channel abstains, where its group has fewer
+           than two present values, or where the group has zero spread on that channel.
         zero_spread: ``(B, M)`` bool, True where a group's channel gave no signal (all Z = 0).
     """
     g, m = batch.group_size, batch.num_channels
@@ -145,18 +148,24 @@ def group_zscores(batch: RewardBatch, eps: float = 1e-6, unbiased: bool = True) 
     pf = batch.presence.view(-1, g, m)  # (B, G, M) 0/1
     count = pf.sum(dim=1, keepdim=True)  # (B, 1, M)
     mean = v.sum(dim=1, keepdim=True) / count.clamp(min=1)  # (B, 1, M)
-    dev = (v - mean) * pf  # (B, G, M), 0 where absent
-    scale = dev.abs().amax(dim=1, keepdim=True)  # (B, 1, M)
-    signal = (count >= 2) & (scale > 0)  # fewer than two values, or zero spread: no signal
-    one = torch.ones((), dtype=v.dtype)
-    safe = torch.where(signal, scale, one)
-    u = dev / safe  # (B, G, M), |u| <= 1
+    dev = (v - mean).mul_(pf)  # (B, G, M), 0 where absent
     ddof = 1 if unbiased else 0
-    std_u = (u.square().sum(dim=1, keepdim=True) / (count - ddof).clamp(min=1)).sqrt()
-    # eps / safe may be inf for a tiny spread: then Z -> 0, its limit. Where there is no signal
-    # u is all 0, and the denominator is set to 1 so that eps = 0 cannot make 0 / 0.
-    denom = torch.where(signal, std_u + eps / safe, one)  # (B, 1, M)
-    z = u / denom  # (B, G, M): 0 where absent or without signal
+    dof = (count - ddof).clamp(min=1)
+    noise = (g * torch.finfo(v.dtype).eps) * mean.abs()  # rounding level of the mean
+    lo, hi = torch.aminmax(batch.values) if batch.values.numel() else (v.new_zeros(()), v.new_zeros(()))
+    if max(-float(lo), float(hi)) <= math.sqrt(torch.finfo(v.dtype).max / (8 * g)):
+        std = torch.linalg.vector_norm(dev, dim=1, keepdim=True) / dof.sqrt()  # (B, 1, M), one pass
+        signal = (count >= 2) & (std > noise)
+        denom = torch.where(signal, std + eps, torch.inf)  # no signal: Z = dev / inf = 0 exactly
+        z = dev.div_(denom)  # (B, G, M), in place: dev is not needed any more
+    else:  # huge magnitudes: rescale before squaring
+        scale = dev.abs().amax(dim=1, keepdim=True)  # (B, 1, M)
+        signal = (count >= 2) & (scale > noise)
+        safe = torch.where(signal, scale, torch.inf)
+        u = dev / safe  # |u| <= 1; exactly 0 where there is no signal
+        std_u = (u.square().sum(dim=1, keepdim=True) / dof).sqrt()
+        denom = torch.where(signal, std_u + eps / safe, torch.ones((), dtype=v.dtype))
+        z = u / denom
     return z.reshape(-1, m), ~signal.squeeze(1)
 
 

@@ -243,3 +243,25 @@ def test_drop_zero_spread_equals_removing_the_channel(estimator):
     assert torch.allclose(dropped[3:], kept[3:], atol=1e-12)  # group 1: the channel has signal
     if estimator != "hardmin":  # (every completion of group 0 has a negative Z: the min ignores the 0)
         assert not torch.allclose(kept[:3], without)  # by default the Z = 0 channel takes part
+
+
+def test_equal_values_whose_mean_rounds_are_zero_spread():
+    # 0.1 * 3 / 3 != 0.1 in floating point; the rounding residue must not become a signal
+    r = t([[0.1], [0.1], [0.1]])
+    out = compute_advantages(r, 3, "rvpo", eps=0.0)
+    assert out.zero_spread.tolist() == [[True]]
+    assert out.z.abs().max().item() == 0.0 and out.advantages.abs().max().item() == 0.0
+
+
+def test_soft_min_shifted_and_unshifted_paths_agree():
+    z = t([[3.0, -2.0, 0.5], [40.0, 41.0, 45.0]])
+    for k in (1.0, 10.0, 100.0):  # k * max|z| below and above the no-shift threshold
+        a, w = soft_min(z, k)
+        ref = -(torch.logsumexp(-k * z, dim=1) - math.log(3)) / k
+        assert torch.allclose(a, ref, atol=1e-9)
+        assert torch.allclose(w, torch.softmax(-k * z, dim=1), atol=1e-12)
+    # shifted path with an inactive channel far below the active ones (exp(-k (0 - 40)) would overflow)
+    a, w = soft_min(t([[40.0, 41.0, 0.0]]), 50.0, mask=torch.tensor([[True, True, False]]))
+    assert torch.isfinite(a).all() and w[0, 2].item() == 0.0 and w.sum().item() == pytest.approx(1.0)
+    a32, _ = soft_min(torch.tensor([[40.0, 41.0]]), 50.0)  # float32: exp(-2000) would underflow unshifted
+    assert torch.isfinite(a32).all() and a32.item() == pytest.approx(40.0 + math.log(2 / (1 + math.exp(-50))) / 50, abs=1e-4)
