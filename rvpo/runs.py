@@ -74,6 +74,19 @@ def write_yaml(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, yaml.safe_dump(redact(obj), sort_keys=False))
 
 
+def write_jsonl(path: str | os.PathLike, records: list[dict]) -> None:
+    """Atomically write ``records`` as JSON Lines (secret-looking keys redacted)."""
+    atomic_write_text(path, "".join(json.dumps(redact(r), default=str) + "\n" for r in records))
+
+
+def write_eval_outputs(out_dir: str | os.PathLike, config: dict, records: list[dict], summary: dict) -> None:
+    """An evaluation's run directory: ``config.json``, ``examples.jsonl`` (per example), ``results.json``."""
+    out = Path(out_dir)
+    write_json(out / "config.json", config)
+    write_jsonl(out / "examples.jsonl", records)
+    write_json(out / "results.json", summary)
+
+
 def append_jsonl(path: str | os.PathLike, record: dict) -> None:
     """Append one JSON line and flush it to disk (a crash loses at most the line being written)."""
     path = Path(path)

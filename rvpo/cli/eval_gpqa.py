@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from rvpo.cli import UserError
+from rvpo.cli._policy import add_policy_args, build_policy
 
 
 def register(sub) -> None:
@@ -20,18 +21,7 @@ def register(sub) -> None:
     p.add_argument("--zip-password", default=DEFAULT_ZIP_PASSWORD,
                    help="password of the zip (default: the one the GPQA authors publish)")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N questions")
-    p.add_argument("--seed", type=int, default=0, help="option-shuffle seed (question i uses seed + i)")
-    g = p.add_argument_group("policy (a local model, or an OpenAI-compatible endpoint)")
-    g.add_argument("--model", default=None, help="local policy: a model folder, 'smollm2-135m-instruct' or a hub id "
-                                                 "(default: the embedded SmolLM2 when no --policy-base-url)")
-    g.add_argument("--policy-base-url", default=None, help="endpoint policy: server root including /v1")
-    g.add_argument("--policy-model", default=None, help="endpoint policy: model name")
-    g.add_argument("--policy-api-key-env", default="RVPO_POLICY_API_KEY",
-                   help="environment variable holding the policy endpoint's API key")
-    g.add_argument("--max-new-tokens", type=int, default=512, help="answer length limit (tokens)")
-    g.add_argument("--batch-size", type=int, default=8, help="local policy: prompts per generate call")
-    g.add_argument("--policy-concurrency", type=int, default=8, help="endpoint policy: requests in flight")
-    g.add_argument("--temperature", type=float, default=0.0, help="policy sampling temperature (0 = greedy)")
+    add_policy_args(p, seed_help="option-shuffle seed (question i uses seed + i) and sampling seed")
     p.add_argument("--out", default="runs", help="folder under which the run directory is created")
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of text")
     p.set_defaults(func=run)
@@ -40,23 +30,14 @@ def register(sub) -> None:
 def run(args) -> int:
     """Run the evaluation; print the report; return the exit code."""
     from rvpo.evals.gpqa import GPQADataError, format_report, load_gpqa, run_gpqa
-    from rvpo.evals.policy import LocalPolicy, PolicyError, make_policy
+    from rvpo.evals.policy import PolicyError
     from rvpo.runs import make_run_dir
 
-    if args.limit is not None and args.limit < 1:
-        raise UserError("--limit must be >= 1")
+    policy = build_policy(args)
     try:
         questions = load_gpqa(args.data, args.zip_password, limit=args.limit)
     except GPQADataError as e:
         raise UserError(str(e)) from None
-    try:
-        policy = make_policy(args.model, args.policy_base_url, args.policy_model, args.policy_api_key_env,
-                             args.max_new_tokens, args.batch_size, args.temperature, args.seed,
-                             args.policy_concurrency)
-        if isinstance(policy, LocalPolicy):
-            policy.load()  # a bad --model fails here, before a run directory is made
-    except (ValueError, PolicyError) as e:
-        raise UserError(f"policy: {e}") from None
     run_dir = make_run_dir(args.out, "gpqa")
     config = {"benchmark": "gpqa", "data": str(args.data), "n_questions": len(questions), "seed": args.seed,
               "policy": policy.describe()}

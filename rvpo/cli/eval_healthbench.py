@@ -6,6 +6,7 @@ import json
 import sys
 
 from rvpo.cli import UserError
+from rvpo.cli._policy import add_policy_args, build_policy
 
 
 def register(sub) -> None:
@@ -19,18 +20,7 @@ def register(sub) -> None:
     p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
                    help="a malformed row: stop with file:line, or skip it and report the count")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N examples")
-    g = p.add_argument_group("policy (a local model, or an OpenAI-compatible endpoint)")
-    g.add_argument("--model", default=None, help="local policy: a model folder, 'smollm2-135m-instruct' or a hub id "
-                                                 "(default: the embedded SmolLM2 when no --policy-base-url)")
-    g.add_argument("--policy-base-url", default=None, help="endpoint policy: server root including /v1")
-    g.add_argument("--policy-model", default=None, help="endpoint policy: model name")
-    g.add_argument("--policy-api-key-env", default="RVPO_POLICY_API_KEY",
-                   help="environment variable holding the policy endpoint's API key")
-    g.add_argument("--max-new-tokens", type=int, default=512, help="answer length limit (tokens)")
-    g.add_argument("--batch-size", type=int, default=8, help="local policy: prompts per generate call")
-    g.add_argument("--policy-concurrency", type=int, default=8, help="endpoint policy: requests in flight")
-    g.add_argument("--temperature", type=float, default=0.0, help="policy sampling temperature (0 = greedy)")
-    g.add_argument("--seed", type=int, default=0, help="sampling seed and bootstrap seed")
+    add_policy_args(p, seed_help="sampling seed and bootstrap seed")
     j = p.add_argument_group("judge (OpenAI-compatible; defaults from RVPO_JUDGE_* environment variables)")
     j.add_argument("--judge-base-url", default=None, help="judge server root including /v1 (env RVPO_JUDGE_BASE_URL)")
     j.add_argument("--judge-model", default=None, help="judge model name (env RVPO_JUDGE_MODEL)")
@@ -64,12 +54,11 @@ def _judge(args):
 def run(args) -> int:
     """Run the evaluation; print the report; return the exit code."""
     from rvpo.evals.healthbench import format_report, run_healthbench
-    from rvpo.evals.policy import LocalPolicy, PolicyError, make_policy
+    from rvpo.evals.policy import PolicyError
     from rvpo.rubrics import RubricDataError, load_rubric_file
     from rvpo.runs import make_run_dir
 
-    if args.limit is not None and args.limit < 1:
-        raise UserError("--limit must be >= 1")
+    policy = build_policy(args)
     try:
         ds = load_rubric_file(args.data, on_error=args.on_error, limit=args.limit)
     except RubricDataError as e:
@@ -79,14 +68,6 @@ def run(args) -> int:
               file=sys.stderr)
     judge, cfg = _judge(args)
     try:
-        try:
-            policy = make_policy(args.model, args.policy_base_url, args.policy_model, args.policy_api_key_env,
-                                 args.max_new_tokens, args.batch_size, args.temperature, args.seed,
-                                 args.policy_concurrency)
-            if isinstance(policy, LocalPolicy):
-                policy.load()  # a bad --model fails here, before a run directory is made
-        except (ValueError, PolicyError) as e:
-            raise UserError(f"policy: {e}") from None
         run_dir = make_run_dir(args.out, "healthbench")
         config = {"benchmark": "healthbench", "data": str(args.data), "n_examples": len(ds),
                   "skipped_rows": [list(s) for s in ds.skipped], "policy": policy.describe(),

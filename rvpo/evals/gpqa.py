@@ -182,7 +182,7 @@ def run_gpqa(questions: Sequence[GPQAQuestion], policy: Any, seed: int = 0,
     Run dir: ``config.json``, ``results.json`` and ``examples.jsonl`` with records
     ``{record_id, index, chosen, gold, correct}`` only (never question, option or answer text).
     """
-    from rvpo.runs import append_jsonl, write_json
+    from rvpo.runs import write_eval_outputs
     from rvpo.stats import wilson_ci
 
     t0 = time.perf_counter()
@@ -200,13 +200,8 @@ def run_gpqa(questions: Sequence[GPQAQuestion], policy: Any, seed: int = 0,
     result = GPQAResult(k / n if n else float("nan"), lo, hi, n, k, sum(r["chosen"] is None for r in records),
                         records, time.perf_counter() - t0, seed)
     if out_dir is not None:
-        out = Path(out_dir)
-        result.run_dir = str(out)
-        write_json(out / "config.json", config or {})
-        (out / "examples.jsonl").unlink(missing_ok=True)
-        for rec in records:
-            append_jsonl(out / "examples.jsonl", rec)
-        write_json(out / "results.json", result.summary())
+        result.run_dir = str(out_dir)
+        write_eval_outputs(out_dir, config or {}, records, result.summary())
     return result
 
 

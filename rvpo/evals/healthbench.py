@@ -101,7 +101,7 @@ def run_healthbench(examples: Sequence[RubricExample], policy: Any, judge: Any,
         config: settings to save as ``config.json`` (secret-looking keys are redacted on write).
         n_boot, seed: bootstrap samples and seed for the standard errors.
     """
-    from rvpo.runs import append_jsonl, write_json
+    from rvpo.runs import write_eval_outputs
 
     t0 = time.perf_counter()
     answers = policy.answer([ex.conversation for ex in examples])
@@ -120,13 +120,8 @@ def run_healthbench(examples: Sequence[RubricExample], policy: Any, judge: Any,
         logger.warning("healthbench: the judge abstained on %d of %d rubric items (left out of the scores)",
                        scores.n_abstained, scores.n_items)
     if out_dir is not None:
-        out = Path(out_dir)
-        result.run_dir = str(out)
-        write_json(out / "config.json", config or {})
-        (out / "examples.jsonl").unlink(missing_ok=True)
-        for rec in records:
-            append_jsonl(out / "examples.jsonl", rec)
-        write_json(out / "results.json", result.summary())
+        result.run_dir = str(out_dir)
+        write_eval_outputs(out_dir, config or {}, records, result.summary())
     return result
 
 
