@@ -379,16 +379,24 @@ _FNS = {
 }
 
 
+def register_idempotent(registry: dict, name: str, obj, marker: str, register_fn, what: str) -> None:
+    """Put ``obj`` under ``name`` in a verl registry. Re-registering is a no-op, an older copy of ours
+    (an object carrying the attribute ``marker``, e.g. after a module reload) is replaced, and anyone
+    else's entry under that name is refused."""
+    existing = registry.get(name)
+    if existing is not None and existing is not obj:
+        if not getattr(existing, marker, False):
+            raise ValueError(f"verl {what} {name!r} is already registered by {existing!r}")
+        del registry[name]
+    if registry.get(name) is not obj:
+        register_fn(name)(obj)
+
+
 def register() -> None:
     """Register the estimators with verl (idempotent; replaces an older copy of this module's)."""
-    registry = _core_algos.ADV_ESTIMATOR_REGISTRY
     for name, fn in _FNS.items():
-        existing = registry.get(name)
-        if existing is not None and existing is not fn:
-            if not getattr(existing, "_rvpo_estimator", False):
-                raise ValueError(f"verl advantage estimator {name!r} is already registered by {existing!r}")
-            del registry[name]
-        _core_algos.register_adv_est(name)(fn)
+        register_idempotent(_core_algos.ADV_ESTIMATOR_REGISTRY, name, fn, "_rvpo_estimator",
+                            _core_algos.register_adv_est, "advantage estimator")
 
 
 def is_rvpo_estimator(name: Any) -> bool:

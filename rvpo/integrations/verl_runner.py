@@ -131,14 +131,9 @@ for _cls in _TRAINERS.values():
 def register() -> None:
     """Register the estimators and the ``rvpo_*`` V1 trainers with verl (idempotent)."""
     rvpo_verl.register()
-    reg = trainer_base.TRAINER_REGISTRY
     for name, cls in _TRAINERS.items():
-        existing = reg.get(name)
-        if existing is not None and existing is not cls:
-            if not getattr(existing, "_rvpo_trainer", False):
-                raise ValueError(f"verl trainer {name!r} is already registered to {existing!r}")
-            del reg[name]
-        trainer_base.register_trainer(name)(cls)
+        rvpo_verl.register_idempotent(trainer_base.TRAINER_REGISTRY, name, cls, "_rvpo_trainer",
+                                      trainer_base.register_trainer, "trainer")
 
 
 register()
