@@ -4,7 +4,7 @@
     rvpo eval toolcall --model runs/train-20261126-1500  # a trained run (LoRA merged into base)
     rvpo eval toolcall --data ../shared/data/toolrl/rlla_4k_test.parquet --limit 20 --json
 
-Writes a run directory (``--out``, default ``runs/``) with ``config.yaml``, ``results.json``
+Writes a run directory (``--out``, default ``runs/``) with ``config.json``, ``results.json``
 (headline numbers) and ``examples.jsonl`` (one record per prompt: completion, scores, parse errors).
 """
 
@@ -36,8 +36,9 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from rvpo.evals.toolcall import evaluate_toolcall, summary_row
-    from rvpo.runs import append_jsonl, make_run_dir, write_json, write_yaml
+    from rvpo.evals.toolcall import evaluate_toolcall, markdown_table, summary_row
+    from rvpo.runs import append_jsonl, make_run_dir
+    from rvpo.train.run import dump_json
     from rvpo.tasks.toolcall import load_examples
 
     if args.limit < 0:
@@ -66,27 +67,16 @@ def run(args) -> int:
     res["data"] = args.data
     res["total_seconds"] = round(time.perf_counter() - t0, 2)
     run_dir = make_run_dir(args.out, "eval-toolcall")
-    write_yaml(run_dir / "config.yaml", {k: v for k, v in vars(args).items() if k != "func"})
+    dump_json(run_dir / "config.json", {k: v for k, v in vars(args).items() if k != "func"})
     for rec in res["records"]:
         append_jsonl(run_dir / "examples.jsonl", rec)
     head = summary_row(res)
     head["run_dir"] = str(run_dir)
-    write_json(run_dir / "results.json", head)
+    dump_json(run_dir / "results.json", head)
     if args.json:
         print(json.dumps(head, indent=2))
     else:
-        print(format_table([("model", head)]))
+        print(markdown_table([(str(res["model"]), head)]))
         print(f"run dir: {run_dir}", file=sys.stderr)
     return 0
 
-
-def format_table(rows: list[tuple[str, dict]]) -> str:
-    """Markdown table of eval results: one row per ``(label, result)``."""
-    lines = ["| | n | format rate | exact match | mean correctness |", "| --- | --- | --- | --- | --- |"]
-    for label, r in rows:
-        lo, hi = r["format_ci95"]
-        lines.append(
-            f"| {label} | {r['n']} | {r['format_rate']:.3f} [{lo:.2f}, {hi:.2f}] | {r['exact_match_rate']:.3f} | "
-            f"{r['mean_correctness']:+.3f} ± {r['correctness_se']:.2f} |"
-        )
-    return "\n".join(lines)

@@ -126,3 +126,17 @@ def evaluate_toolcall(
 def summary_row(result: dict[str, Any]) -> dict[str, Any]:
     """The headline numbers of an eval result (no per-example records)."""
     return {k: v for k, v in result.items() if k != "records"}
+
+
+def markdown_table(rows: Sequence[tuple[str, dict]]) -> str:
+    """Markdown table of eval results, one row per ``(label, result)`` (95% Wilson CI, bootstrap SE)."""
+    lines = ["| model | n | format rate [95% CI] | exact match [95% CI] | mean correctness ± SE |",
+             "| --- | --- | --- | --- | --- |"]
+    for label, r in rows:
+        f_lo, f_hi = r["format_ci95"]
+        e_lo, e_hi = r["exact_match_ci95"]
+        lines.append(
+            f"| {label} | {r['n']} | {r['format_rate']:.3f} [{f_lo:.2f}, {f_hi:.2f}] | "
+            f"{r['exact_match_rate']:.3f} [{e_lo:.2f}, {e_hi:.2f}] | {r['mean_correctness']:+.3f} ± {r['correctness_se']:.2f} |"
+        )
+    return "\n".join(lines)

@@ -6,24 +6,26 @@ command-line overrides (``--steps 10``, ``--set lora.r=8``). Every value is chec
 :func:`validate`, and errors name the field: ``config field 'group_size': expected an int >= 2,
 got 'x'``; unknown YAML keys name the file and suggest the closest field.
 
-Sizing of the defaults (measured on a 2-core CPU, see docs/train.md): LoRA, G=4 completions for 2
-prompts per step, 48 new tokens, 20 steps, 16 held-out eval prompts before and after training, so
-that ``rvpo train`` with no arguments finishes in under 10 minutes including model conversion.
+Sizing of the defaults (2-core CPU, see docs/train.md "Measured cost"): LoRA, G=4 completions of 1
+prompt per step, 48 new tokens, 12 steps, 16 held-out eval prompts (one greedy batch) before and
+after training, so that ``rvpo train`` with no arguments fits in about 10 minutes on an otherwise
+idle 2-core machine including model conversion. It is a demonstration of the pipeline, not enough
+training to learn the task; see benchmarks/learning_toolcall.py.
 """
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import difflib
-import functools
-import inspect
 import math
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any, Literal, get_type_hints
 
 import yaml
+
+from rvpo.train import schema
+from rvpo.train.schema import ConfigError, field_docs  # noqa: F401  (re-exported)
 
 Scale = Literal["group", "batch", "none"]
 
@@ -56,7 +58,7 @@ class EvalConfig:
     """number of held-out prompts (the first N of the split); 0 means all"""
     max_new_tokens: int = 64
     """generation budget per eval prompt"""
-    batch_size: int = 8
+    batch_size: int = 16
     """prompts generated together"""
 
 
@@ -82,15 +84,17 @@ class TrainConfig:
     """unbiased (n-1) group standard deviations"""
     whiten: bool = True
     """batch whitening of the aggregated advantage (gdpo, rvpo, rvpo_explicit, hardmin)"""
+    drop_zero_spread: bool = False
+    """rvpo/rvpo_explicit/hardmin: leave a channel with no spread in a group out of that group's aggregate"""
     scale: Scale = "group"
     """grpo only: divide by the group std, the batch std, or nothing (Dr. GRPO)"""
     reward_weights: tuple[float, ...] | None = None
     """one weight per reward channel (format, correctness); default all 1"""
-    steps: int = 20
+    steps: int = 12
     """optimizer steps (each step samples prompts_per_step prompts x group_size completions)"""
     group_size: int = 4
     """G: completions sampled per prompt (the group for advantage baselines)"""
-    prompts_per_step: int = 2
+    prompts_per_step: int = 1
     """prompts per optimizer step (batch = prompts_per_step * group_size completions)"""
     max_completion_length: int = 48
     """maximum new tokens per sampled completion"""
@@ -125,42 +129,9 @@ class TrainConfig:
         return self.prompts_per_step * self.group_size
 
 
-class ConfigError(ValueError):
-    """A bad config value or key; the message names the field (and the file, for YAML)."""
-
-
-# ----------------------------------------------------------------------------- field docs
-
-
-@functools.lru_cache(maxsize=None)
-def field_docs(cls: type) -> dict[str, str]:
-    """``{field_name: docstring}`` from the string literal under each field in ``cls``'s source."""
-    tree = ast.parse(inspect.getsource(cls))
-    body = tree.body[0].body
-    docs: dict[str, str] = {}
-    for node, nxt in zip(body, body[1:]):
-        if (
-            isinstance(node, ast.AnnAssign)
-            and isinstance(node.target, ast.Name)
-            and isinstance(nxt, ast.Expr)
-            and isinstance(nxt.value, ast.Constant)
-            and isinstance(nxt.value.value, str)
-        ):
-            docs[node.target.id] = " ".join(nxt.value.value.split())
-    return docs
-
-
 def iter_fields(cls: type = TrainConfig, prefix: str = ""):
-    """Yield ``(dotted_name, type, default, doc)`` for every leaf field of the tree."""
-    hints = get_type_hints(cls)
-    docs = field_docs(cls)
-    for f in fields(cls):
-        tp = hints[f.name]
-        if dataclasses.is_dataclass(tp):
-            yield from iter_fields(tp, f"{prefix}{f.name}.")
-            continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        yield f"{prefix}{f.name}", tp, default, docs.get(f.name, "")
+    """Yield ``(dotted_name, type, default, doc)`` for every leaf field of the config tree."""
+    return schema.iter_fields(cls, prefix)
 
 
 def field_names() -> list[str]:
@@ -168,83 +139,8 @@ def field_names() -> list[str]:
     return [name for name, *_ in iter_fields()]
 
 
-# ----------------------------------------------------------------------------- coercion
-
-
-def _type_name(tp: Any) -> str:
-    if get_origin(tp) is Literal:
-        return "one of " + ", ".join(repr(a) for a in get_args(tp))
-    return getattr(tp, "__name__", str(tp))
-
-
 def _coerce(name: str, tp: Any, value: Any, from_string: bool) -> Any:
-    """Convert ``value`` to the field type ``tp`` (strings from the command line are parsed)."""
-    origin, args = get_origin(tp), get_args(tp)
-    what = RULES[name][0] if name in RULES else _describe(tp)
-    bad = ConfigError(f"config field {name!r}: expected {what}, got {value!r}")
-    if type(None) in args:  # Optional[X]
-        if value is None or (from_string and str(value).strip().lower() in ("none", "null", "")):
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(name, inner[0], value, from_string)
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"config field {name!r}: expected {_type_name(tp)}, got {value!r}")
-        return value
-    if origin is tuple:
-        if from_string and isinstance(value, str):
-            value = [v for v in (s.strip() for s in value.split(",")) if v]
-        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
-            raise bad
-        return tuple(_coerce(name, args[0], v, from_string) for v in value)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if from_string and isinstance(value, str) and value.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
-            return value.lower() in ("true", "yes", "1", "on")
-        raise bad
-    if tp is int:
-        if isinstance(value, bool):
-            raise bad
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if from_string and isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                raise bad from None
-        raise bad
-    if tp is float:
-        if isinstance(value, bool):
-            raise bad
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):  # YAML reads "1e-4" as a string
-            try:
-                return float(value)
-            except ValueError:
-                raise bad from None
-        raise bad
-    if tp is str:
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and name == "k_schedule":
-            return str(value)  # a constant k written as a bare number
-        if not isinstance(value, str):
-            raise bad
-        return value
-    raise bad
-
-
-def _describe(tp: Any) -> str:
-    origin, args = get_origin(tp), get_args(tp)
-    if type(None) in args:
-        return _describe([a for a in args if a is not type(None)][0]) + " or null"
-    if origin is tuple:
-        return f"a list of {_describe(args[0])}"
-    if origin is Literal:
-        return _type_name(tp)
-    return {bool: "true or false", int: "an int", float: "a number", str: "a string"}.get(tp, str(tp))
+    return schema.coerce(name, tp, value, from_string, RULES[name][0] if name in RULES else None)
 
 
 # ----------------------------------------------------------------------------- building
@@ -445,5 +341,13 @@ def describe_fields() -> str:
     rows = ["| field | type | default | meaning |", "| --- | --- | --- | --- |"]
     for name, tp, default, doc in iter_fields():
         d = list(default) if isinstance(default, tuple) else default
-        rows.append(f"| `{name}` | {_describe(tp)} | `{d}` | {doc} |")
+        rows.append(f"| `{name}` | {schema.describe_type(tp)} | `{d}` | {doc} |")
     return "\n".join(rows)
+
+
+def save_config(path: str | Path, cfg: TrainConfig) -> None:
+    """Write the resolved config as YAML (atomically). Not ``rvpo.runs.write_yaml``: its secret
+    redaction matches field names such as ``eval.max_new_tokens``; a TrainConfig holds no secrets."""
+    from rvpo.runs import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -1,0 +1,301 @@
+"""``rvpo train``: one linear function of named stages.
+
+    run dir -> data -> model -> eval before -> trainer -> train (Ctrl-C safe) -> final save
+            -> eval after -> plots -> summary
+
+Training itself is TRL's GRPOTrainer with RVPO advantages (:class:`rvpo.integrations.trl.RVPOTrainer`);
+this module only wires the config into it and writes the run directory::
+
+    <out>/train-<timestamp>/
+      config.yaml        resolved config (what --resume reads back)
+      metrics.jsonl      one JSON object per step (rewards/<ch>/mean, rvpo/k, rvpo/binding/<ch>, loss, ...)
+      checkpoints/       HF Trainer checkpoints (checkpoint-<step>/, resumable)
+      final/             trained weights or LoRA adapter + tokenizer
+      eval_before.json, eval_after.json   held-out tool-call eval (with per-example records)
+      plots/             reward_<channel>.png, k_binding.png
+      summary.md         config, timings, final metrics, before/after table
+      INTERRUPTED        present while a run stopped by Ctrl-C has not been resumed
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from rvpo.runs import atomic_write_text, make_run_dir, read_jsonl
+from rvpo.train.config import save_config
+from rvpo.train.config import ConfigError, TrainConfig, from_dict, to_dict
+
+logger = logging.getLogger(__name__)
+INTERRUPTED = "INTERRUPTED"
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: its folder, whether Ctrl-C stopped it, stage timings and evals."""
+
+    run_dir: Path
+    interrupted: bool = False
+    last_step: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    eval_before: dict | None = None
+    eval_after: dict | None = None
+
+
+def dump_json(path: Path, obj: object) -> None:
+    """Atomic JSON write. (Not ``rvpo.runs.write_json``: its secret redaction also hits keys such as
+    ``max_new_tokens``; these files hold no secrets.)"""
+    atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- stages
+
+
+def open_run_dir(cfg: TrainConfig, resume: str | Path | None) -> tuple[Path, int]:
+    """A fresh run directory, or the resumed one with metrics trimmed to its latest checkpoint.
+
+    Returns ``(run_dir, resume_step)``; ``resume_step`` is 0 for a fresh run.
+    """
+    from rvpo.train.policy import latest_checkpoint
+
+    if resume is None:
+        run_dir = make_run_dir(cfg.out, "train")
+        save_config(run_dir / "config.yaml", cfg)
+        return run_dir, 0
+    run_dir = Path(resume)
+    last = latest_checkpoint(run_dir)
+    step = last[0] if last else 0
+    metrics = run_dir / "metrics.jsonl"
+    if metrics.is_file():  # drop steps after the checkpoint: they are re-run, so they must not repeat
+        kept = [r for r in read_jsonl(metrics) if r.get("step", 0) <= step]
+        atomic_write_text(metrics, "".join(json.dumps(r) + "\n" for r in kept))
+    save_config(run_dir / "config.yaml", cfg)
+    (run_dir / INTERRUPTED).unlink(missing_ok=True)
+    return run_dir, step
+
+
+def load_resume_config(run_dir: str | Path) -> TrainConfig:
+    """The resolved config a run directory was started with (``config.yaml``)."""
+    import yaml
+
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume {str(run_dir)!r}: no config.yaml there (not an rvpo train run directory)")
+    return from_dict(yaml.safe_load(path.read_text()) or {}, where=f"{path}: ")
+
+
+def load_data(cfg: TrainConfig) -> tuple[list[dict], list[dict]]:
+    """``(train_examples, eval_examples)`` per ``cfg.data`` / ``cfg.eval.data`` and their limits."""
+    from rvpo.tasks.toolcall import load_examples
+
+    def load(name: str, spec: str) -> list[dict]:
+        try:
+            rows = list(load_examples(spec))
+        except (ValueError, OSError) as e:
+            raise ConfigError(f"config field {name!r}: {e}") from None
+        if not rows:
+            raise ConfigError(f"config field {name!r}: {spec!r} gave no examples")
+        return rows
+
+    train = load("data", cfg.data)
+    if cfg.train_examples:
+        train = train[: cfg.train_examples]
+    evals: list[dict] = []
+    if cfg.eval.enabled:
+        evals = load("eval.data", cfg.eval.data)
+        if cfg.eval.examples:
+            evals = evals[: cfg.eval.examples]
+    return train, evals
+
+
+def reward_funcs(cfg: TrainConfig) -> list[Callable]:
+    """The two ToolRL channels, named ``format`` and ``correctness`` (TRL logs ``rewards/<name>/mean``)."""
+    from rvpo.rewards.toolcall import make_correctness_reward, make_format_reward
+
+    return [make_format_reward(name="format"), make_correctness_reward(name="correctness")]
+
+
+def trainer_args(cfg: TrainConfig, output_dir: Path) -> Any:
+    """Map the config onto :class:`rvpo.integrations.trl.RVPOConfig` (a TRL GRPOConfig)."""
+    import torch
+
+    from rvpo.integrations.trl import RVPOConfig
+
+    cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    return RVPOConfig(
+        output_dir=str(output_dir),
+        rvpo_estimator=cfg.estimator,
+        rvpo_k_schedule=cfg.k_schedule,
+        rvpo_beta=cfg.beta,
+        rvpo_eps=cfg.eps,
+        rvpo_unbiased=cfg.unbiased,
+        rvpo_whiten=cfg.whiten,
+        rvpo_scale=cfg.scale,
+        rvpo_drop_zero_spread=cfg.drop_zero_spread,
+        reward_weights=list(cfg.reward_weights) if cfg.reward_weights else None,
+        num_generations=cfg.group_size,
+        per_device_train_batch_size=cfg.batch_size,  # one step = prompts_per_step groups of G
+        gradient_accumulation_steps=1,
+        max_completion_length=cfg.max_completion_length,
+        temperature=cfg.temperature,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type="constant",
+        beta=cfg.kl_beta,
+        loss_type=cfg.loss_type,
+        max_steps=cfg.steps,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit or None,
+        report_to=cfg.report_to,
+        use_cpu=not cuda,
+        bf16=bool(cuda and torch.cuda.is_bf16_supported()),
+        fp16=False,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+
+
+def build_trainer(cfg: TrainConfig, model: Any, tok: Any, train: Sequence[dict], output_dir: Path,
+                  callbacks: Sequence[Any]) -> Any:
+    """An RVPOTrainer with our callbacks instead of transformers' progress printing."""
+    from datasets import Dataset
+    from transformers import PrinterCallback, ProgressCallback
+
+    from rvpo.integrations.trl import RVPOTrainer
+
+    peft_config = None
+    if cfg.lora.enabled:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                                 target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM")
+    columns = ("prompt", "ground_truth", "id")
+    dataset = Dataset.from_list([{c: ex[c] for c in columns} for ex in train])
+    trainer = RVPOTrainer(model=model, reward_funcs=reward_funcs(cfg), args=trainer_args(cfg, output_dir),
+                          train_dataset=dataset, processing_class=tok, peft_config=peft_config,
+                          callbacks=list(callbacks))
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def run_trainer(trainer: Any, resume_from: Path | None, interrupt: Any) -> bool:
+    """``trainer.train()`` under the Ctrl-C handler; returns True when it was interrupted.
+
+    First Ctrl-C: the step finishes, a checkpoint is saved, training stops (``interrupt``).
+    Second Ctrl-C: stop at once and save the last completed step's state as ``checkpoint-<step>``.
+    """
+    try:
+        with interrupt:
+            trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    except KeyboardInterrupt:
+        step = trainer.state.global_step
+        _stderr(f"stopping now: saving checkpoint-{step}")
+        if step > 0:
+            trainer._save_checkpoint(trainer.model, trial=None)
+        return True
+    return interrupt.interrupted
+
+
+def run_eval(cfg: TrainConfig, model: Any, tok: Any, examples: Sequence[dict], path: Path) -> dict:
+    """Tool-call eval of ``model`` on ``examples``; written to ``path`` (records included)."""
+    from rvpo.evals.toolcall import evaluate_toolcall
+
+    res = evaluate_toolcall(model, examples, max_new_tokens=cfg.eval.max_new_tokens,
+                            batch_size=cfg.eval.batch_size, tokenizer=tok)
+    dump_json(path, res)
+    return res
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def train(
+    cfg: TrainConfig,
+    resume: str | Path | None = None,
+    callbacks: Sequence[Any] = (),
+    log: Callable[[str], None] = _stderr,
+    progress: bool = True,
+) -> TrainResult:
+    """Run (or resume) one training run end to end; see the module docstring for the stages.
+
+    Args:
+        cfg: a validated config (for ``resume``, normally the run directory's own config).
+        resume: a run directory to continue from its latest checkpoint.
+        callbacks: extra transformers ``TrainerCallback`` objects (tests, custom logging).
+        log: where stage messages go (stderr by default).
+        progress: show the tqdm progress bar.
+    """
+    from rvpo.models import load_model_and_tokenizer, resolve_model
+    from rvpo.train.callbacks import GracefulInterrupt, MetricsWriter, ProgressBar
+    from rvpo.train.plots import plot_metrics
+    from rvpo.train.policy import latest_checkpoint
+    from rvpo.train.summary import write_summary
+
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def lap(name: str, t0: float) -> float:
+        timings[name] = round(time.perf_counter() - t0, 1)
+        return time.perf_counter()
+
+    run_dir, resume_step = open_run_dir(cfg, resume)
+    res = TrainResult(run_dir=run_dir, timings=timings)
+    log(f"run dir: {run_dir}" + (f" (resuming after step {resume_step})" if resume else ""))
+    t = time.perf_counter()
+    train_rows, eval_rows = load_data(cfg)
+    t = lap("data", t)
+    model_path = resolve_model(cfg.model)  # first use of the embedded model converts it (~30 s)
+    t = lap("model_resolve", t)
+    model, tok = load_model_and_tokenizer(model_path)
+    t = lap("model_load", t)
+
+    before_path = run_dir / "eval_before.json"
+    if eval_rows and before_path.is_file():
+        res.eval_before = json.loads(before_path.read_text())
+    elif eval_rows:
+        log(f"eval before training: {len(eval_rows)} held-out prompts, greedy, {cfg.eval.max_new_tokens} tokens")
+        res.eval_before = run_eval(cfg, model, tok, eval_rows, before_path)
+        t = lap("eval_before", t)
+
+    metrics = MetricsWriter(run_dir / "metrics.jsonl")
+    interrupt = GracefulInterrupt(log=log)
+    cbs = [metrics, interrupt] + ([ProgressBar()] if progress else []) + list(callbacks)
+    trainer = build_trainer(cfg, model, tok, train_rows, run_dir / "checkpoints", cbs)
+    last = latest_checkpoint(run_dir) if resume else None
+    log(f"training: {cfg.estimator}, k {cfg.k_schedule}, {cfg.steps} steps x {cfg.prompts_per_step} prompts x "
+        f"G={cfg.group_size}, {cfg.max_completion_length} tokens, " + ("LoRA" if cfg.lora.enabled else "full"))
+    t = time.perf_counter()
+    res.interrupted = run_trainer(trainer, last[1] if last else None, interrupt)
+    t = lap("train", t)
+    res.last_step = trainer.state.global_step
+
+    if res.interrupted:
+        ckpt = latest_checkpoint(run_dir)
+        dump_json(run_dir / INTERRUPTED, {"step": res.last_step, "checkpoint": str(ckpt[1]) if ckpt else None})
+        log(f"interrupted after step {res.last_step}; continue with: rvpo train --resume {run_dir}")
+    else:
+        trainer.save_model(str(run_dir / "final"))
+        tok.save_pretrained(str(run_dir / "final"))
+        if eval_rows:
+            log("eval after training")
+            policy = trainer.model.merge_and_unload() if cfg.lora.enabled else trainer.model
+            res.eval_after = run_eval(cfg, policy, tok, eval_rows, run_dir / "eval_after.json")
+            t = lap("eval_after", t)
+    plot_metrics(run_dir / "metrics.jsonl", run_dir / "plots")
+    timings["total"] = round(time.perf_counter() - t_start, 1)
+    write_summary(run_dir, cfg, res, final_logs=metrics.final)
+    log(f"summary: {run_dir / 'summary.md'}")
+    return res

@@ -1,0 +1,85 @@
+"""``summary.md`` of a training run: status, config, timings, training curves, before/after eval."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rvpo.runs import atomic_write_text, read_jsonl
+from rvpo.train.config import TrainConfig, to_dict
+from rvpo.train.plots import channels
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return "n/a" if not math.isfinite(v) else f"{v:+.3f}"
+    return "n/a" if v is None else str(v)
+
+
+def _mean(xs: list[float]) -> float:
+    xs = [x for x in xs if isinstance(x, (int, float)) and math.isfinite(x)]
+    return sum(xs) / len(xs) if xs else math.nan
+
+
+def training_table(records: list[dict], window: int = 5) -> str:
+    """Per-channel reward: first step, mean of the first and last ``window`` steps, last step."""
+    if not records:
+        return "(no training steps logged)"
+    w = min(window, len(records))
+    lines = [f"| channel | step {records[0]['step']} | mean of first {w} | mean of last {w} | step {records[-1]['step']} |",
+             "| --- | --- | --- | --- | --- |"]
+    for ch in channels(records):
+        key = f"rewards/{ch}/mean"
+        vals = [r.get(key) for r in records]
+        lines.append(f"| {ch} | {_fmt(vals[0])} | {_fmt(_mean(vals[:w]))} | {_fmt(_mean(vals[-w:]))} | {_fmt(vals[-1])} |")
+    ks = [r["rvpo/k"] for r in records if isinstance(r.get("rvpo/k"), (int, float))]
+    if ks:
+        lines.append(f"\nk went from {ks[0]:.3f} to {ks[-1]:.3f}.")
+    return "\n".join(lines)
+
+
+def write_summary(run_dir: Path, cfg: TrainConfig, res: Any, final_logs: dict | None = None) -> Path:
+    """Write ``run_dir/summary.md`` from the run's files and ``res`` (a ``TrainResult``)."""
+    from rvpo.evals.toolcall import markdown_table
+
+    run_dir = Path(run_dir)
+    metrics = run_dir / "metrics.jsonl"
+    records = read_jsonl(metrics) if metrics.is_file() else []
+    status = (f"**interrupted** after step {res.last_step} of {cfg.steps} (resume: `rvpo train --resume {run_dir}`)"
+              if res.interrupted else f"completed {res.last_step} of {cfg.steps} steps")
+    out = [f"# rvpo train: {run_dir.name}", "", f"Status: {status}.", ""]
+    out += ["## Setup", "",
+            f"- model `{cfg.model}`, data `{cfg.data}`, {'LoRA r=%d' % cfg.lora.r if cfg.lora.enabled else 'full fine-tune'}",
+            f"- estimator `{cfg.estimator}`, k schedule `{cfg.k_schedule}`, KL beta {cfg.kl_beta}",
+            f"- {cfg.steps} steps x {cfg.prompts_per_step} prompts x G={cfg.group_size} completions, "
+            f"max {cfg.max_completion_length} new tokens, lr {cfg.learning_rate:g}, seed {cfg.seed}", ""]
+    out += ["## Wall time (this session)", "", "| stage | seconds |", "| --- | --- |"]
+    out += [f"| {k} | {v:.1f} |" for k, v in res.timings.items()]
+    out += ["", "## Training (per-channel reward means over the G completions of each step)", "",
+            training_table(records), ""]
+    if final_logs:
+        keep = {k: final_logs[k] for k in ("train_runtime", "train_loss", "train_steps_per_second") if k in final_logs}
+        if keep:
+            out += ["Trainer: " + ", ".join(f"{k} {v:.4g}" for k, v in keep.items()), ""]
+    out += ["## Held-out evaluation (greedy)", ""]
+    rows = [(label, r) for label, r in (("before", res.eval_before), ("after", res.eval_after)) if r]
+    if rows:
+        out += [markdown_table(rows), "",
+                "format: ToolRL format reward == 1; exact match: correctness == 3 (all calls, keys and "
+                "values right; for response-only gold: no call made); correctness in [-3, 3].", ""]
+        if res.eval_before and res.eval_after:
+            d = {m: res.eval_after[m] - res.eval_before[m] for m in ("format_rate", "exact_match_rate", "mean_correctness")}
+            out += ["Change after - before: " + ", ".join(f"{k} {v:+.3f}" for k, v in d.items()) +
+                    f" (n={res.eval_after['n']}; small n: read the confidence intervals).", ""]
+    else:
+        out += ["(disabled, or skipped because training was interrupted)", ""]
+    plots = sorted((run_dir / "plots").glob("*.png")) if (run_dir / "plots").is_dir() else []
+    if plots:
+        out += ["## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots] + [""]
+    out += ["## Resolved config", "", "```yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False).rstrip(), "```", ""]
+    path = run_dir / "summary.md"
+    atomic_write_text(path, "\n".join(out))
+    return path
