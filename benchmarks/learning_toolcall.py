@@ -3,7 +3,10 @@
     python benchmarks/learning_toolcall.py                      # defaults below (CPU, ~15 min on 2 cores)
     python benchmarks/learning_toolcall.py --steps 60 --seeds 0 1 2 3 4   # a longer study (GPU advised)
 
-Each run is ``rvpo train`` (LoRA, the same sizes for both estimators, no before/after eval); the
+Each seed gets one supervised warm start (``rvpo train``'s default: SFT on gold answers, without
+which SmolLM2-135M never writes the format and every advantage is 0); every estimator then runs RL
+from that same warm start. Each run is ``rvpo train`` (LoRA, the same sizes for both estimators,
+no before/after eval); the
 per-step numbers are the training batch's own reward means from TRL's logs (``rewards/format/mean``
 = format rate of the step's G x prompts_per_step sampled completions, ``rewards/correctness/mean``).
 "zero-spread groups" is the mean share of groups in which all G completions got the same total
@@ -40,7 +43,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=8, help="optimizer steps per run")
     p.add_argument("--group-size", type=int, default=4, help="G: completions per prompt")
     p.add_argument("--prompts-per-step", type=int, default=1, help="prompts per step")
-    p.add_argument("--max-completion-length", type=int, default=48, help="new tokens per completion")
+    p.add_argument("--max-completion-length", type=int, default=64, help="new tokens per completion")
+    p.add_argument("--warmstart-steps", type=int, default=12, help="SFT steps of the shared warm start (0: none)")
     p.add_argument("--k-schedule", default="linear:0.5:2.0", help="k schedule (rvpo, rvpo_explicit)")
     p.add_argument("--learning-rate", type=float, default=1e-4, help="learning rate (LoRA)")
     p.add_argument("--model", default="smollm2-135m-instruct", help="policy model")
@@ -58,11 +62,26 @@ def steps_to(values: list[float], threshold: float) -> int | None:
     return None
 
 
-def run_one(args, estimator: str, seed: int, root: Path) -> dict:
+def shared_warm_start(args, seed: int, root: Path) -> str:
+    """Train one warm start for ``seed`` into ``root/warmstart-s<seed>/warmstart``; return the folder."""
+    from rvpo.models import load_model_and_tokenizer
+    from rvpo.tasks.toolcall import load_examples
+    from rvpo.train.config import build_config
+    from rvpo.train.warmstart import warm_start
+
+    cfg = build_config(overrides={"model": args.model, "seed": seed, "warmstart.steps": args.warmstart_steps})
+    model, tok = load_model_and_tokenizer(cfg.model)
+    out = root / f"warmstart-s{seed}"
+    warm_start(cfg, model, tok, load_examples(cfg.data), out)
+    return str(out / "warmstart")
+
+
+def run_one(args, estimator: str, seed: int, root: Path, warm_dir: str) -> dict:
     from rvpo.train.config import build_config
     from rvpo.train.run import train
 
     cfg = build_config(overrides={
+        "warmstart.enabled": bool(warm_dir), "warmstart.from_dir": warm_dir, "warmstart.eval": False,
         "model": args.model, "estimator": estimator, "k_schedule": args.k_schedule, "seed": seed,
         "steps": args.steps, "group_size": args.group_size, "prompts_per_step": args.prompts_per_step,
         "max_completion_length": args.max_completion_length, "learning_rate": args.learning_rate,
@@ -170,8 +189,9 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     runs = []
     for seed in args.seeds:
+        warm_dir = shared_warm_start(args, seed, out) if args.warmstart_steps > 0 else ""
         for e in args.estimators:
-            r = run_one(args, e, seed, out)
+            r = run_one(args, e, seed, out, warm_dir)
             runs.append(r)
             print(f"{e} seed {seed}: format {['%.2f' % x for x in r['format']]} "
                   f"steps-to-{args.threshold:.0%} {r['steps_to']} ({r['wall_s']:.0f} s)", flush=True)

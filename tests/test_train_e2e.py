@@ -11,11 +11,12 @@ import json
 import os
 import signal
 
+import pytest
 import yaml
 from transformers import TrainerCallback
 
 from rvpo.runs import append_jsonl, read_jsonl
-from rvpo.train.config import build_config
+from rvpo.train.config import ConfigError, build_config
 from rvpo.train.run import INTERRUPTED, load_resume_config, train
 
 
@@ -23,7 +24,8 @@ def _cfg(tmp_path, model, **over):
     base = {"model": model, "out": str(tmp_path / "runs"), "steps": "3", "group_size": "2",
             "prompts_per_step": "1", "max_completion_length": "4", "train_examples": "8", "save_steps": "1",
             "save_total_limit": "0", "lora.r": "2", "lora.alpha": "4", "eval.examples": "2",
-            "eval.max_new_tokens": "4", "eval.batch_size": "2", "estimator": "rvpo", "k_schedule": "linear:0.5:2.0"}
+            "eval.max_new_tokens": "4", "eval.batch_size": "2", "estimator": "rvpo", "k_schedule": "linear:0.5:2.0",
+            "warmstart.steps": "2", "warmstart.batch_size": "2"}
     base.update(over)
     return build_config(string_overrides=base)
 
@@ -82,7 +84,10 @@ def test_ctrl_c_then_resume_keeps_every_step_once(tmp_path, tiny_llama_dir, caps
     assert {p.name for p in (run / "plots").glob("*.png")} >= {"reward_format.png", "reward_correctness.png",
                                                               "k_binding.png"}
     summary = (run / "summary.md").read_text()
-    assert "completed 4 of 4 steps" in summary and "| before | 2 |" in summary and "| after | 2 |" in summary
+    assert "completed 4 of 4 steps" in summary and "| before | 2 |" in summary and "| after RL | 2 |" in summary
+    # the warm start ran once (before the interruption) and was reused, not redone, by the resume
+    assert (run / "warmstart" / "adapter_config.json").is_file() and "| after warm start (SFT) | 2 |" in summary
+    assert not (run / "sft-tmp").exists()
 
     # the trained run directory is a valid --model for the eval
     capsys.readouterr()
@@ -98,3 +103,18 @@ def test_second_ctrl_c_stops_at_once_and_saves(tmp_path, tiny_llama_dir):
     ckpt = res.run_dir / "checkpoints" / "checkpoint-1"
     assert (ckpt / "trainer_state.json").is_file() and (ckpt / "model.safetensors").is_file()
     assert _steps(res.run_dir) == [1]
+
+
+def test_warm_start_is_reusable_and_a_missing_one_is_a_config_error(tmp_path, tiny_llama_dir):
+    first = train(_cfg(tmp_path, tiny_llama_dir, steps="1", **{"eval.enabled": "false"}), progress=False,
+                  log=lambda m: None)
+    saved = first.run_dir / "warmstart"
+    assert (saved / "adapter_config.json").is_file()
+    msgs: list[str] = []
+    cfg = _cfg(tmp_path, tiny_llama_dir, steps="1", **{"eval.enabled": "false", "warmstart.from_dir": str(saved)})
+    second = train(cfg, progress=False, log=msgs.append)
+    assert any("reusing" in m for m in msgs) and not any("SFT steps" in m for m in msgs)
+    assert second.last_step == 1 and not (second.run_dir / "warmstart").exists()
+    bad = _cfg(tmp_path, tiny_llama_dir, **{"warmstart.from_dir": str(tmp_path / "nope")})
+    with pytest.raises(ConfigError, match="warmstart.from_dir"):
+        train(bad, progress=False, log=lambda m: None)

@@ -1,7 +1,7 @@
 """``rvpo train``: one linear function of named stages.
 
-    run dir -> data -> model -> eval before -> trainer -> train (Ctrl-C safe) -> final save
-            -> eval after -> plots -> summary
+    run dir -> data -> model -> eval before -> warm start (SFT) -> eval -> trainer
+            -> train (Ctrl-C safe) -> final save -> eval after -> plots -> summary
 
 Training itself is TRL's GRPOTrainer with RVPO advantages (:class:`rvpo.integrations.trl.RVPOTrainer`);
 this module only wires the config into it and writes the run directory::
@@ -10,8 +10,9 @@ this module only wires the config into it and writes the run directory::
       config.yaml        resolved config (what --resume reads back)
       metrics.jsonl      one JSON object per step (rewards/<ch>/mean, rvpo/k, rvpo/binding/<ch>, loss, ...)
       checkpoints/       HF Trainer checkpoints (checkpoint-<step>/, resumable)
+      warmstart/         the adapter (or weights) after the supervised warm start
       final/             trained weights or LoRA adapter + tokenizer
-      eval_before.json, eval_after.json   held-out tool-call eval (with per-example records)
+      eval_before.json, eval_warmstart.json, eval_after.json   held-out tool-call evals
       plots/             reward_<channel>.png, k_binding.png
       summary.md         config, timings, final metrics, before/after table
       INTERRUPTED        present while a run stopped by Ctrl-C has not been resumed
@@ -44,6 +45,7 @@ class TrainResult:
     last_step: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     eval_before: dict | None = None
+    eval_warmstart: dict | None = None
     eval_after: dict | None = None
 
 
@@ -175,12 +177,12 @@ def build_trainer(cfg: TrainConfig, model: Any, tok: Any, train: Sequence[dict],
 
     from rvpo.integrations.trl import RVPOTrainer
 
-    peft_config = None
-    if cfg.lora.enabled:
-        from peft import LoraConfig
+    from peft import PeftModel
 
-        peft_config = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                                 target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM")
+    from rvpo.train.warmstart import lora_config
+
+    # a warm-started model already carries its LoRA adapter: RL keeps training that one
+    peft_config = None if isinstance(model, PeftModel) else lora_config(cfg)
     columns = ("prompt", "ground_truth", "id")
     dataset = Dataset.from_list([{c: ex[c] for c in columns} for ex in train])
     trainer = RVPOTrainer(model=model, reward_funcs=reward_funcs(cfg), args=trainer_args(cfg, output_dir),
@@ -217,6 +219,33 @@ def run_eval(cfg: TrainConfig, model: Any, tok: Any, examples: Sequence[dict], p
                             batch_size=cfg.eval.batch_size, tokenizer=tok)
     dump_json(path, res)
     return res
+
+
+def warm_start_stage(cfg: TrainConfig, model: Any, tok: Any, train_rows: Sequence[dict], eval_rows: Sequence[dict],
+                     run_dir: Path, resume: Any, log: Callable[[str], None]) -> tuple[Any, dict | None]:
+    """Run (or, on resume, reload) the supervised warm start; evaluate after it if configured."""
+    from rvpo.train.warmstart import load_warm_start, warm_start
+
+    if not cfg.warmstart.enabled:
+        return model, None
+    if resume and (run_dir / "warmstart").is_dir():
+        model = load_warm_start(cfg, model, run_dir / "warmstart")
+    elif cfg.warmstart.from_dir:
+        if not Path(cfg.warmstart.from_dir).is_dir():
+            raise ConfigError(f"config field 'warmstart.from_dir': no such folder {cfg.warmstart.from_dir!r}")
+        log(f"warm start: reusing {cfg.warmstart.from_dir}")
+        model = load_warm_start(cfg, model, Path(cfg.warmstart.from_dir))
+    else:
+        ws = cfg.warmstart
+        log(f"warm start: {ws.steps} SFT steps x {ws.batch_size} gold answers, lr {ws.learning_rate:g}")
+        model = warm_start(cfg, model, tok, train_rows, run_dir)
+    path = run_dir / "eval_warmstart.json"
+    if not (cfg.warmstart.eval and eval_rows):
+        return model, None
+    if path.is_file():
+        return model, json.loads(path.read_text())
+    log("eval after the warm start")
+    return model, run_eval(cfg, model, tok, eval_rows, path)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -269,6 +298,9 @@ def train(
         log(f"eval before training: {len(eval_rows)} held-out prompts, greedy, {cfg.eval.max_new_tokens} tokens")
         res.eval_before = run_eval(cfg, model, tok, eval_rows, before_path)
         t = lap("eval_before", t)
+
+    model, res.eval_warmstart = warm_start_stage(cfg, model, tok, train_rows, eval_rows, run_dir, resume, log)
+    t = lap("warmstart", t)
 
     metrics = MetricsWriter(run_dir / "metrics.jsonl")
     interrupt = GracefulInterrupt(log=log)

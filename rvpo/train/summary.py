@@ -54,7 +54,9 @@ def write_summary(run_dir: Path, cfg: TrainConfig, res: Any, final_logs: dict | 
     out += ["## Setup", "",
             f"- model `{cfg.model}`, data `{cfg.data}`, {'LoRA r=%d' % cfg.lora.r if cfg.lora.enabled else 'full fine-tune'}",
             f"- estimator `{cfg.estimator}`, k schedule `{cfg.k_schedule}`, KL beta {cfg.kl_beta}",
-            f"- {cfg.steps} steps x {cfg.prompts_per_step} prompts x G={cfg.group_size} completions, "
+            "- warm start: " + (f"{cfg.warmstart.steps} SFT steps x {cfg.warmstart.batch_size} gold answers"
+                                 if cfg.warmstart.enabled else "none"),
+            f"- {cfg.steps} RL steps x {cfg.prompts_per_step} prompts x G={cfg.group_size} completions, "
             f"max {cfg.max_completion_length} new tokens, lr {cfg.learning_rate:g}, seed {cfg.seed}", ""]
     out += ["## Wall time (this session)", "", "| stage | seconds |", "| --- | --- |"]
     out += [f"| {k} | {v:.1f} |" for k, v in res.timings.items()]
@@ -65,14 +67,17 @@ def write_summary(run_dir: Path, cfg: TrainConfig, res: Any, final_logs: dict | 
         if keep:
             out += ["Trainer: " + ", ".join(f"{k} {v:.4g}" for k, v in keep.items()), ""]
     out += ["## Held-out evaluation (greedy)", ""]
-    rows = [(label, r) for label, r in (("before", res.eval_before), ("after", res.eval_after)) if r]
+    rows = [(label, r) for label, r in (("before", res.eval_before), ("after warm start (SFT)", res.eval_warmstart),
+                                        ("after RL", res.eval_after)) if r]
     if rows:
         out += [markdown_table(rows), "",
                 "format: ToolRL format reward == 1; exact match: correctness == 3 (all calls, keys and "
                 "values right; for response-only gold: no call made); correctness in [-3, 3].", ""]
-        if res.eval_before and res.eval_after:
-            d = {m: res.eval_after[m] - res.eval_before[m] for m in ("format_rate", "exact_match_rate", "mean_correctness")}
-            out += ["Change after - before: " + ", ".join(f"{k} {v:+.3f}" for k, v in d.items()) +
+        base = res.eval_warmstart or res.eval_before  # RL's own effect is measured from where RL started
+        if base and res.eval_after:
+            d = {m: res.eval_after[m] - base[m] for m in ("format_rate", "exact_match_rate", "mean_correctness")}
+            since = "after RL - after warm start" if res.eval_warmstart else "after - before"
+            out += [f"Change {since}: " + ", ".join(f"{k} {v:+.3f}" for k, v in d.items()) +
                     f" (n={res.eval_after['n']}; small n: read the confidence intervals).", ""]
     else:
         out += ["(disabled, or skipped because training was interrupted)", ""]

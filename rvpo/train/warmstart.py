@@ -1,0 +1,69 @@
+"""Supervised warm start before RL: a few TRL ``SFTTrainer`` steps on gold answers.
+
+A policy that never produces the required output format gives every completion of a group the
+same rewards, so every advantage is 0 and RL cannot start. The warm start trains on the first
+``steps * batch_size`` training examples (prompt + gold completion, loss on the completion only),
+saves the adapter (or weights) to ``<run_dir>/warmstart/`` and hands the model to the RL stage,
+which keeps training the same LoRA adapter.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, Sequence
+
+from rvpo.train.config import TrainConfig
+
+
+def lora_config(cfg: TrainConfig) -> Any:
+    """The run's peft ``LoraConfig`` (None when LoRA is disabled)."""
+    if not cfg.lora.enabled:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                      target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM")
+
+
+def warm_start(cfg: TrainConfig, model: Any, tok: Any, train_rows: Sequence[dict], out_dir: Path) -> Any:
+    """SFT ``model`` on gold answers; return the trained model (a peft model when LoRA is on)."""
+    import datasets
+    import torch
+    from datasets import Dataset
+    from transformers import PrinterCallback, ProgressCallback
+    from trl import SFTConfig, SFTTrainer
+
+    datasets.disable_progress_bars()  # per-map bars for a few dozen rows are noise next to ours
+    ws = cfg.warmstart
+    n = ws.steps * ws.batch_size
+    rows = [{"prompt": ex["prompt"], "completion": [{"role": "assistant", "content": ex["ground_truth"]}]}
+            for ex in list(train_rows)[:n]]
+    cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    args = SFTConfig(
+        output_dir=str(out_dir / "sft-tmp"), use_cpu=not cuda, per_device_train_batch_size=ws.batch_size,
+        max_steps=ws.steps, learning_rate=ws.learning_rate, lr_scheduler_type="constant", warmup_steps=0,
+        logging_steps=max(1, ws.steps // 4), save_strategy="no", report_to="none", bf16=False, fp16=False,
+        gradient_checkpointing=False, seed=cfg.seed, data_seed=cfg.seed, disable_tqdm=True,
+        completion_only_loss=True,
+    )
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
+                         peft_config=lora_config(cfg))
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    trainer.train()
+    trainer.save_model(str(out_dir / "warmstart"))
+    shutil.rmtree(out_dir / "sft-tmp", ignore_errors=True)  # save_strategy "no": only empty scaffolding
+    return trainer.model
+
+
+def load_warm_start(cfg: TrainConfig, model: Any, path: Path) -> Any:
+    """A saved warm start (a ``warmstart/`` folder), ready to keep training."""
+    path = Path(path)
+    if not cfg.lora.enabled:
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM.from_pretrained(str(path))
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, str(path), is_trainable=True)
