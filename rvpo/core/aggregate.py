@@ -87,12 +87,15 @@ def soft_min_lazy(
     weights: torch.Tensor | None = None,
     m_eff: torch.Tensor | None = None,
     z_bound: float | None = None,
+    neg_kz: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, Callable[[], torch.Tensor]]:
     """:func:`soft_min` with the binding weights deferred: returns ``agg`` and a function that
     computes them (one more pass over ``(N, M)``, paid only by callers who log them).
 
     ``z_bound``: a known bound on ``|z|`` (z-scores of a group of G satisfy ``|Z| < sqrt(G)``),
     which spares a pass over ``z`` to decide whether exp() needs a shift.
+    ``neg_kz``: ``-k * z`` if the caller has it already (then ``z`` is not read; requires
+    ``k * z_bound < 60`` and ``k >= 1e-5``, i.e. no shift and no series).
     """
     k = float(k)
     if math.isnan(k) or k < 0:
@@ -120,7 +123,12 @@ def soft_min_lazy(
         lo, hi = torch.aminmax(z) if z.numel() else (zero, zero)
         z_bound = max(abs(float(lo)), abs(float(hi)))
     # one (N, M) buffer, updated in place: fresh multi-MB tensors cost page faults on every call
-    if k * z_bound < 60.0:
+    if neg_kz is not None:
+        if not (k * z_bound < 60.0 and k >= _TAYLOR_K):
+            raise ValueError("neg_kz: only for k >= 1e-5 with k * z_bound < 60")
+        shift = None
+        e = neg_kz.exp()  # (N, M)
+    elif k * z_bound < 60.0:
         shift = None
         e = z.mul(-k).exp_()  # (N, M)
     else:

@@ -103,7 +103,7 @@ class AdvantageOutput:
 
     advantages: torch.Tensor
     aggregate: torch.Tensor
-    z: torch.Tensor | None
+    z_source: torch.Tensor | Callable[[], torch.Tensor] | None
     binding_source: torch.Tensor | Callable[[], torch.Tensor]
     present: torch.Tensor
     m_eff: torch.Tensor
@@ -112,6 +112,13 @@ class AdvantageOutput:
     n_inf: torch.Tensor
     zero_spread: torch.Tensor
     estimator: str = ""
+
+    @property
+    def z(self) -> torch.Tensor | None:
+        """``(N, M)`` per-channel group z-scores (0 where absent), or None (grpo)."""
+        if callable(self.z_source):
+            self.z_source = self.z_source()
+        return self.z_source
 
     @property
     def binding(self) -> torch.Tensor:
@@ -206,7 +213,7 @@ def _finish(
     p: AdvantageParams,
     name: str,
     agg: torch.Tensor,
-    z: torch.Tensor | None,
+    z: torch.Tensor | Callable[[], torch.Tensor] | None,
     zero_spread: torch.Tensor,
     binding: torch.Tensor | Callable[[], torch.Tensor],
     k: float | None,
@@ -220,7 +227,7 @@ def _finish(
     return AdvantageOutput(
         advantages=adv.to(batch.dtype),
         aggregate=agg,
-        z=z,
+        z_source=z,
         binding_source=binding,
         present=batch.present,
         m_eff=batch.m_eff,
@@ -293,11 +300,20 @@ def _aggregation_mask(batch: RewardBatch, zero_spread: torch.Tensor, p: Advantag
 @register_estimator("rvpo")
 def rvpo(batch: RewardBatch, p: AdvantageParams) -> AdvantageOutput:
     """RVPO: per-channel group z-score, weighted soft-min with risk ``k``, batch whitening."""
-    z, zero_spread = group_zscores(batch, p.eps, p.unbiased)
-    mask, m_agg = _aggregation_mask(batch, zero_spread, p)
     # |Z| < sqrt(G) for a z-score over G values, so the soft-min can skip its overflow check
     bound = math.sqrt(batch.group_size)
-    agg, binding = soft_min_lazy(z, p.k, mask, p.weight_tensor(batch.num_channels), m_eff=m_agg, z_bound=bound)
+    w = p.weight_tensor(batch.num_channels)
+    if 1e-5 <= p.k < 60.0 / bound:  # the common case: get -k Z in the z-score pass, Z itself lazily
+        neg_kz, zero_spread = group_zscores(batch, p.eps, p.unbiased, factor=-p.k)
+        mask, m_agg = _aggregation_mask(batch, zero_spread, p)
+        agg, binding = soft_min_lazy(neg_kz, p.k, mask, w, m_eff=m_agg, z_bound=bound, neg_kz=neg_kz)
+
+        def z():
+            return neg_kz * (-1.0 / p.k)
+    else:
+        z, zero_spread = group_zscores(batch, p.eps, p.unbiased)
+        mask, m_agg = _aggregation_mask(batch, zero_spread, p)
+        agg, binding = soft_min_lazy(z, p.k, mask, w, m_eff=m_agg, z_bound=bound)
     return _finish(batch, p, "rvpo", agg, z, zero_spread, binding, float(p.k), p.whiten)
 
 

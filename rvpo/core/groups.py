@@ -130,8 +130,12 @@ def group_mean_std(
     return mean, std, count
 
 
-def group_zscores(batch: RewardBatch, eps: float = 1e-6, unbiased: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel group z-scores ``Z = (r - mean_G r) / (std_G r + eps)``.
+def group_zscores(
+    batch: RewardBatch, eps: float = 1e-6, unbiased: bool = True, factor: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel group z-scores ``Z = (r - mean_G r) / (std_G r + eps)``, times ``factor``.
+
+    (``factor`` lets the soft-min get ``-k Z`` in the same pass that divides by the std.)
 
     A spread at the rounding level of the group mean (equal values whose computed mean is off by
     an ulp) is zero spread. When any ``|r|`` is too large for its square to be summed safely, the
@@ -158,7 +162,7 @@ def group_zscores(batch: RewardBatch, eps: float = 1e-6, unbiased: bool = True) 
         std = (dev.square().sum(dim=1, keepdim=True) / dof).sqrt()  # (B, 1, M)
         signal = (count >= 2) & (std > noise)
         denom = torch.where(signal, std + eps, torch.inf)  # no signal: Z = dev / inf = 0 exactly
-        z = dev.div_(denom)  # (B, G, M), in place: dev is not needed any more
+        z = dev.div_(denom if factor == 1.0 else denom / factor)  # (B, G, M), in place: dev is done
     else:  # huge magnitudes: rescale before squaring
         scale = dev.abs().amax(dim=1, keepdim=True)  # (B, 1, M)
         signal = (count >= 2) & (scale > noise)
@@ -166,7 +170,7 @@ def group_zscores(batch: RewardBatch, eps: float = 1e-6, unbiased: bool = True) 
         u = dev / safe  # |u| <= 1; exactly 0 where there is no signal
         std_u = (u.square().sum(dim=1, keepdim=True) / dof).sqrt()
         denom = torch.where(signal, std_u + eps / safe, torch.ones((), dtype=v.dtype))
-        z = u / denom
+        z = u / denom if factor == 1.0 else u / (denom / factor)
     return z.reshape(-1, m), ~signal.squeeze(1)
 
 

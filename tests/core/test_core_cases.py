@@ -265,3 +265,16 @@ def test_soft_min_shifted_and_unshifted_paths_agree():
     assert torch.isfinite(a).all() and w[0, 2].item() == 0.0 and w.sum().item() == pytest.approx(1.0)
     a32, _ = soft_min(torch.tensor([[40.0, 41.0]]), 50.0)  # float32: exp(-2000) would underflow unshifted
     assert torch.isfinite(a32).all() and a32.item() == pytest.approx(40.0 + math.log(2 / (1 + math.exp(-50))) / 50, abs=1e-4)
+
+
+@pytest.mark.parametrize("k", [2e-6, 0.5, 3.0, 25.0, 1e4])  # series, fused -kZ, fused, shifted, shifted
+def test_every_soft_min_path_matches_the_loop_and_reports_the_same_z(k):
+    gen = torch.Generator().manual_seed(7)
+    r = torch.randn(6 * 16, 5, generator=gen, dtype=torch.float64)
+    r[torch.rand(r.shape, generator=gen) < 0.2] = NAN
+    out = compute_advantages(r, 16, "rvpo", k=k)
+    ref = reference_advantages(r, 16, "rvpo", k=k)
+    assert torch.allclose(out.advantages, ref, rtol=1e-7, atol=1e-7), (out.advantages - ref).abs().max()
+    z_gdpo = compute_advantages(r, 16, "gdpo").z
+    assert torch.allclose(out.z, z_gdpo, atol=1e-12)
+    assert torch.allclose(out.binding.sum(dim=1), torch.ones(r.shape[0], dtype=torch.float64))
