@@ -114,11 +114,11 @@ def soft_min_lazy(
             wa = torch.ones_like(z)
         else:  # (N, M) 0/1 floats: multiplying by them is cheaper than torch.where
             wa = mask if mask.is_floating_point() else mask.to(z.dtype)
-        log_wsum = (wa.sum(dim=1) if m_eff is None else m_eff.to(z.dtype)).log()  # (N,)
+        wsum = wa.sum(dim=1) if m_eff is None else m_eff.to(z.dtype)  # (N,)
         active = None  # only needed (as wa > 0) on the rare shifted path
     else:
         wa, active = _active(z, None if mask is None else mask.bool(), weights)
-        log_wsum = wa.sum(dim=1).log()
+        wsum = wa.sum(dim=1)
     if z_bound is None:
         lo, hi = torch.aminmax(z) if z.numel() else (zero, zero)
         z_bound = max(abs(float(lo)), abs(float(hi)))
@@ -139,12 +139,16 @@ def soft_min_lazy(
         e = torch.where(active, (z - shift).mul_(-k), -torch.inf).exp_()  # (N, M)
     # masked row sums as a batched dot product: one read of e and wa, no (N, M) write
     total = torch.bmm(e.unsqueeze(1), wa.unsqueeze(2)).view(-1, 1)  # (N, 1), > 0 where any active
-    any_active = total.squeeze(1) > 0  # (N,)
-    lse = total.squeeze(1).clamp(min=tiny).log()  # (N,)
 
     def binding() -> torch.Tensor:  # (N, M) = softmax(-k z + log w) over active channels
         return (e * wa).div_(total.clamp(min=tiny))  # 0 on inactive channels (e is finite)
 
+    if shift is None and k >= _TAYLOR_K:  # the common case, in four (N,)-sized steps
+        # A = log(sum w / sum w exp(-k z)) / k; e >= exp(-60) here, so total > 0 wherever sum w > 0,
+        # and a row with no active channel is 0 / 0 -> NaN -> 0
+        return torch.log(wsum / total.view(-1)).div_(k).nan_to_num_(0.0), binding
+    any_active = total.squeeze(1) > 0  # (N,)
+    lse = total.squeeze(1).clamp(min=tiny).log()  # (N,)
     if shift is not None:
         lse = lse - k * shift.squeeze(1)
     if k < _TAYLOR_K:
@@ -154,7 +158,7 @@ def soft_min_lazy(
         kappa3 = (p * zc.pow(3)).sum(dim=1)
         agg = mean - 0.5 * k * var + (k * k / 6.0) * kappa3
     else:
-        agg = (log_wsum - lse) / k
+        agg = (wsum.clamp(min=tiny).log() - lse) / k
     return torch.where(any_active, agg, zero), binding
 
 
