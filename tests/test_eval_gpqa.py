@@ -11,6 +11,7 @@ import pytest
 from rvpo.cli import main
 from rvpo.evals.gpqa import (
     DEFAULT_ZIP_PASSWORD,
+    INCORRECT_COLUMNS,
     GPQADataError,
     GPQAQuestion,
     extract_answer,
@@ -93,16 +94,14 @@ def test_real_zip_reads_in_memory_and_wrong_password_fails_cleanly():
 
 
 def _write_csv(path: Path, questions: list[GPQAQuestion], drop: str | None = None) -> Path:
-    cols = ["Record ID", "Question", "Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2",
-            "Incorrect Answer 3", "Subdomain"]
+    cols = ["Record ID", "Question", "Correct Answer", *INCORRECT_COLUMNS, "Subdomain"]
     cols = [c for c in cols if c != drop]
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=cols)
         w.writeheader()
         for q in questions:
             row = {"Record ID": q.record_id, "Question": q.question, "Correct Answer": q.correct,
-                   "Incorrect Answer 1": q.incorrect[0], "Incorrect Answer 2": q.incorrect[1],
-                   "Incorrect Answer 3": q.incorrect[2], "Subdomain": "x"}
+                   **dict(zip(INCORRECT_COLUMNS, q.incorrect)), "Subdomain": "x"}
             w.writerow({k: v for k, v in row.items() if k in cols})
     return path
 

@@ -1,6 +1,6 @@
 """GPQA-style multiple-choice evaluation (GPQA-Diamond and any CSV with the same columns).
 
-Data: the official CSV columns ``Question``, ``Correct Answer``, ``Incorrect Answer 1..3``,
+Data: the official CSV columns ``Question``, ``Correct Answer``, ``Incorrect Answer {1,2,3}``,
 ``Record ID`` (others ignored), either a plain ``.csv`` or a password-protected ``.zip`` holding one
 (read in memory; the authors distribute GPQA that way and ask that questions never appear in plain
 text online). **No question or option text is ever printed, logged or stored**: records hold only the
@@ -27,7 +27,8 @@ from typing import Any, Sequence
 
 DEFAULT_ZIP_PASSWORD = "deserted-untie-orchid"  # public: published by the GPQA authors with the data
 LETTERS = "ABCD"
-REQUIRED_COLUMNS = ("Question", "Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3")
+INCORRECT_COLUMNS = tuple(f"Incorrect Answer {i}" for i in (1, 2, 3))
+REQUIRED_COLUMNS = ("Question", "Correct Answer", *INCORRECT_COLUMNS)
 
 QUERY_TEMPLATE = """\
 Answer the following multiple choice question. The last line of your response should be of the \
@@ -99,7 +100,7 @@ def load_gpqa(path: str | Path, zip_password: str | None = DEFAULT_ZIP_PASSWORD,
             raise GPQADataError(f"{path}: record at row {line}: empty column(s) {empty}")
         rid = (row.get("Record ID") or "").strip() or f"row{line}"
         out.append(GPQAQuestion(rid, row["Question"].strip(), row["Correct Answer"].strip(),
-                                tuple(row[f"Incorrect Answer {k}"].strip() for k in (1, 2, 3))))
+                                tuple(row[c].strip() for c in INCORRECT_COLUMNS)))
     if not out:
         raise GPQADataError(f"{path}: no questions")
     return out
