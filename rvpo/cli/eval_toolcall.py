@@ -37,8 +37,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from rvpo.evals.toolcall import evaluate_toolcall, markdown_table, summary_row
-    from rvpo.runs import append_jsonl, make_run_dir
-    from rvpo.train.run import dump_json
+    from rvpo.runs import make_run_dir, write_eval_outputs
     from rvpo.tasks.toolcall import load_examples
 
     if args.limit < 0:
@@ -67,12 +66,10 @@ def run(args) -> int:
     res["data"] = args.data
     res["total_seconds"] = round(time.perf_counter() - t0, 2)
     run_dir = make_run_dir(args.out, "eval-toolcall")
-    dump_json(run_dir / "config.json", {k: v for k, v in vars(args).items() if k != "func"})
-    for rec in res["records"]:
-        append_jsonl(run_dir / "examples.jsonl", rec)
     head = summary_row(res)
     head["run_dir"] = str(run_dir)
-    dump_json(run_dir / "results.json", head)
+    config = {k: v for k, v in vars(args).items() if k != "func"}
+    write_eval_outputs(run_dir, config, res["records"], head)
     if args.json:
         print(json.dumps(head, indent=2))
     else:

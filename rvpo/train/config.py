@@ -374,8 +374,7 @@ def describe_fields() -> str:
 
 
 def save_config(path: str | Path, cfg: TrainConfig) -> None:
-    """Write the resolved config as YAML (atomically). Not ``rvpo.runs.write_yaml``: its secret
-    redaction matches field names such as ``eval.max_new_tokens``; a TrainConfig holds no secrets."""
-    from rvpo.runs import atomic_write_text
+    """Write the resolved config as YAML (atomically)."""
+    from rvpo.runs import write_yaml
 
-    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    write_yaml(path, to_dict(cfg))

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from rvpo.runs import atomic_write_text, make_run_dir, read_jsonl
+from rvpo.runs import make_run_dir, read_jsonl, write_json, write_jsonl
 from rvpo.train.config import save_config
-from rvpo.train.config import ConfigError, TrainConfig, from_dict, to_dict
+from rvpo.train.config import ConfigError, TrainConfig, from_dict
 
 logger = logging.getLogger(__name__)
 INTERRUPTED = "INTERRUPTED"
@@ -47,12 +47,6 @@ class TrainResult:
     eval_before: dict | None = None
     eval_warmstart: dict | None = None
     eval_after: dict | None = None
-
-
-def dump_json(path: Path, obj: object) -> None:
-    """Atomic JSON write. (Not ``rvpo.runs.write_json``: its secret redaction also hits keys such as
-    ``max_new_tokens``; these files hold no secrets.)"""
-    atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
 def _stderr(msg: str) -> None:
@@ -79,7 +73,7 @@ def open_run_dir(cfg: TrainConfig, resume: str | Path | None) -> tuple[Path, int
     metrics = run_dir / "metrics.jsonl"
     if metrics.is_file():  # drop steps after the checkpoint: they are re-run, so they must not repeat
         kept = [r for r in read_jsonl(metrics) if r.get("step", 0) <= step]
-        atomic_write_text(metrics, "".join(json.dumps(r) + "\n" for r in kept))
+        write_jsonl(metrics, kept)
     save_config(run_dir / "config.yaml", cfg)
     (run_dir / INTERRUPTED).unlink(missing_ok=True)
     return run_dir, step
@@ -217,7 +211,7 @@ def run_eval(cfg: TrainConfig, model: Any, tok: Any, examples: Sequence[dict], p
 
     res = evaluate_toolcall(model, examples, max_new_tokens=cfg.eval.max_new_tokens,
                             batch_size=cfg.eval.batch_size, tokenizer=tok)
-    dump_json(path, res)
+    write_json(path, res)
     return res
 
 
@@ -316,7 +310,7 @@ def train(
 
     if res.interrupted:
         ckpt = latest_checkpoint(run_dir)
-        dump_json(run_dir / INTERRUPTED, {"step": res.last_step, "checkpoint": str(ckpt[1]) if ckpt else None})
+        write_json(run_dir / INTERRUPTED, {"step": res.last_step, "checkpoint": str(ckpt[1]) if ckpt else None})
         log(f"interrupted after step {res.last_step}; continue with: rvpo train --resume {run_dir}")
     else:
         trainer.save_model(str(run_dir / "final"))
