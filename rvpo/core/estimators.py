@@ -239,6 +239,20 @@ def _finish(
     )
 
 
+def _weight_shares(batch: RewardBatch, w: torch.Tensor | None):
+    """Binding weights of a weighted sum, computed on first access: each present channel's share
+    ``|w_j| / sum |w|`` (uniform over present channels when ``w`` is None)."""
+    dtype = batch.presence.dtype
+
+    def binding() -> torch.Tensor:  # (N, M)
+        if w is None:
+            return batch.presence / batch.m_eff.clamp(min=1).unsqueeze(1).to(dtype)
+        share = torch.where(batch.present, w.abs().to(dtype), torch.zeros((), dtype=dtype))
+        return share / share.sum(dim=1, keepdim=True).clamp(min=torch.finfo(dtype).tiny)
+
+    return binding
+
+
 @register_estimator("grpo")
 def grpo(batch: RewardBatch, p: AdvantageParams) -> AdvantageOutput:
     """GRPO: weighted sum of raw rewards over present channels, then group-normalise.
@@ -261,8 +275,7 @@ def grpo(batch: RewardBatch, p: AdvantageParams) -> AdvantageOutput:
         _, bstd, _ = group_mean_std(s, scored, s.shape[0], p.unbiased)
         adv = adv / (bstd + p.eps)
     adv = torch.where(count >= 2, adv, torch.zeros((), dtype=adv.dtype)).view(-1)
-    share = torch.where(batch.present, w.abs(), torch.zeros((), dtype=torch.float64))
-    binding = (share / share.sum(dim=1, keepdim=True).clamp(min=1e-300)).to(batch.values.dtype)
+    binding = _weight_shares(batch, p.weight_tensor(m))
     zero = torch.zeros(batch.num_completions // batch.group_size, m, dtype=torch.bool)
     return _finish(batch, p, "grpo", adv, None, zero, binding, None, whiten_batch=False)
 
@@ -272,18 +285,8 @@ def gdpo(batch: RewardBatch, p: AdvantageParams) -> AdvantageOutput:
     """GDPO: per-channel group z-score, weighted sum over present channels, batch whitening."""
     z, zero_spread = group_zscores(batch, p.eps, p.unbiased)
     w = p.weight_tensor(batch.num_channels)
-    if w is None:
-        agg = z.sum(dim=1)  # (N,); absent channels have Z = 0
-
-        def binding() -> torch.Tensor:  # each present channel's share of the sum
-            return batch.presence / batch.m_eff.clamp(min=1).unsqueeze(1).to(z.dtype)
-    else:
-        w = w.to(z.dtype)
-        agg = (z * w).sum(dim=1)
-
-        def binding() -> torch.Tensor:
-            share = torch.where(batch.present, w.abs(), torch.zeros((), dtype=z.dtype))
-            return share / share.sum(dim=1, keepdim=True).clamp(min=torch.finfo(z.dtype).tiny)
+    agg = z.sum(dim=1) if w is None else (z * w.to(z.dtype)).sum(dim=1)  # (N,); absent channels have Z = 0
+    binding = _weight_shares(batch, w)
     return _finish(batch, p, "gdpo", agg, z, zero_spread, binding, None, p.whiten)
 
 
