@@ -3,17 +3,24 @@
 A run directory holds ``config.yaml`` (resolved), ``metrics.jsonl``, results and plots. Files are
 written to a temporary sibling and renamed into place, so a crash or Ctrl-C leaves either the old
 or the new file, never half of one.
+
+Every writer here is strict JSON (a NaN or infinity is written as ``null``; ``allow_nan=False``) and
+redacts secrets: values of secret-looking keys, and the ``user:password@`` part of any URL.
+A run that fails before it has produced anything leaves no folder behind: create the folder with
+:func:`new_run_dir` (a context manager) once the inputs are validated.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 
@@ -24,10 +31,26 @@ _SECRET_KEYS = re.compile(
 )
 
 
+# the userinfo part of a URL, which may hold a key: "scheme://anything@host", or without a scheme
+# (a mistyped URL) "user:password@host" at the start of a word (a colon, so that "me@example.com" stays)
+_URL_USERINFO = re.compile(r"\b([a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)
+_BARE_USERINFO = re.compile(r"(?<![\w.+:/-])[^\s/@:'\"]+:[^\s/@'\"]+@(?=[\w\[])")
+
+SETUP_FILES = ("config.yaml", "config.json")
+"""Files a run writes before it starts; a folder holding only these is removed by :func:`new_run_dir`."""
+
+
+class RunDirError(OSError):
+    """The run directory cannot be created (a file in the way, no permission); names the path."""
+
+
 def make_run_dir(root: str | os.PathLike = "runs", name: str = "run") -> Path:
-    """Create and return a fresh ``root/<name>-<YYYYmmdd-HHMMSS>[-n]`` folder."""
+    """Create and return a fresh ``root/<name>-<YYYYmmdd-HHMMSS>[-n]`` folder (:class:`RunDirError` if impossible)."""
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunDirError(f"cannot create a run directory under {root}: {e.strerror or e}") from None
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for n in range(1000):
         path = root / (f"{name}-{stamp}" + (f"-{n}" if n else ""))
@@ -36,7 +59,70 @@ def make_run_dir(root: str | os.PathLike = "runs", name: str = "run") -> Path:
             return path
         except FileExistsError:
             continue
-    raise RuntimeError(f"could not create a run directory under {root}")
+        except OSError as e:
+            raise RunDirError(f"cannot create a run directory under {root}: {e.strerror or e}") from None
+    raise RunDirError(f"could not create a run directory under {root}")
+
+
+def check_run_root(root: str | os.PathLike) -> Path:
+    """Raise :class:`RunDirError` now if run folders cannot be made under ``root`` (call it before heavy work).
+
+    ``root`` may not exist yet; its nearest existing ancestor must be a writable folder.
+    """
+    root = Path(root)
+    probe = root
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise RunDirError(f"cannot create a run directory under {root}: {probe} is not a folder")
+    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+        raise RunDirError(f"cannot create a run directory under {root}: {probe} is not writable")
+    return root
+
+
+def remove_if_unstarted(path: str | os.PathLike, setup_files: tuple[str, ...] = SETUP_FILES) -> bool:
+    """Delete run folder ``path`` if it holds nothing but ``setup_files``; return whether it was removed.
+
+    Only those named files and the folder itself are deleted (never a tree): a folder with any other
+    entry (metrics, a checkpoint, results) is a started run and is kept.
+    """
+    path = Path(path)
+    try:
+        entries = list(path.iterdir())
+    except OSError:
+        return False
+    if any(e.name not in setup_files or not e.is_file() for e in entries):
+        return False
+    for e in entries:
+        e.unlink(missing_ok=True)
+    try:
+        path.rmdir()
+    except OSError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def new_run_dir(root: str | os.PathLike = "runs", name: str = "run",
+                setup_files: tuple[str, ...] = SETUP_FILES) -> Iterator[Path]:
+    """:func:`make_run_dir`, removed again if the body raises before the run produced anything.
+
+    >>> with new_run_dir(args.out, "gpqa") as run_dir:      # doctest: +SKIP
+    ...     write_json(run_dir / "config.json", config)      # a setup file: still removed on failure
+    ...     result = run_gpqa(..., out_dir=run_dir)          # raises -> the folder is gone
+
+    On any exception (``KeyboardInterrupt`` included) the folder is deleted when it holds nothing but
+    ``setup_files`` (see :func:`remove_if_unstarted`); a run that has written anything else keeps
+    its folder. The exception propagates unchanged.
+    """
+    path = make_run_dir(root, name)
+    try:
+        yield path
+    except BaseException:
+        remove_if_unstarted(path, setup_files)
+        raise
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -55,28 +141,53 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         raise
 
 
+def redact_url(text: Any) -> str:
+    """``text`` with the userinfo of every URL in it replaced: ``http://u:KEY@h/v1`` -> ``http://***@h/v1``."""
+    return _BARE_USERINFO.sub("***@", _URL_USERINFO.sub(r"\1***@", str(text)))
+
+
 def redact(obj: Any) -> Any:
-    """Copy of ``obj`` with the values of secret-looking keys (api_key, token, ...) replaced."""
+    """Copy of ``obj`` with the values of secret-looking keys (api_key, token, ...) and URL userinfo replaced."""
     if isinstance(obj, dict):
         return {k: ("***" if _SECRET_KEYS.search(str(k)) and v else redact(v)) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [redact(v) for v in obj]
+    if isinstance(obj, str) and "@" in obj:
+        return redact_url(obj)
     return obj
 
 
+def _finite(obj: Any) -> Any:
+    """Copy of ``obj`` with every non-finite float (NaN, +-inf) replaced by ``None``."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if hasattr(obj, "item") and getattr(obj, "ndim", None) == 0 and getattr(obj, "dtype", None) is not None:
+        return _finite(obj.item())  # numpy / torch scalars
+    return obj
+
+
+def to_json(obj: Any, indent: int | None = 2) -> str:
+    """Strict JSON text of ``obj``: secrets redacted, NaN/inf written as ``null``, other objects as ``str``."""
+    return json.dumps(_finite(redact(obj)), indent=indent, default=str, allow_nan=False)
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Atomically write ``obj`` as indented JSON (secret-looking keys redacted)."""
-    atomic_write_text(path, json.dumps(redact(obj), indent=2, default=str) + "\n")
+    """Atomically write ``obj`` as indented strict JSON (see :func:`to_json`)."""
+    atomic_write_text(path, to_json(obj) + "\n")
 
 
 def write_yaml(path: str | os.PathLike, obj: Any) -> None:
-    """Atomically write ``obj`` as YAML (secret-looking keys redacted)."""
+    """Atomically write ``obj`` as YAML (secrets redacted; YAML has ``.nan``, so NaN stays NaN)."""
     atomic_write_text(path, yaml.safe_dump(redact(obj), sort_keys=False))
 
 
 def write_jsonl(path: str | os.PathLike, records: list[dict]) -> None:
-    """Atomically write ``records`` as JSON Lines (secret-looking keys redacted)."""
-    atomic_write_text(path, "".join(json.dumps(redact(r), default=str) + "\n" for r in records))
+    """Atomically write ``records`` as strict JSON Lines (see :func:`to_json`)."""
+    atomic_write_text(path, "".join(to_json(r, indent=None) + "\n" for r in records))
 
 
 def write_eval_outputs(out_dir: str | os.PathLike, config: dict, records: list[dict], summary: dict) -> None:
@@ -92,7 +203,7 @@ def append_jsonl(path: str | os.PathLike, record: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(redact(record), default=str) + "\n")
+        f.write(to_json(record, indent=None) + "\n")
         f.flush()
         os.fsync(f.fileno())
 

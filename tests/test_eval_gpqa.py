@@ -1,4 +1,8 @@
-"""GPQA-style eval: letter extraction, seeded shuffling, the zip reader, no question text in any output."""
+"""GPQA eval: simple-evals' option order and prompt, the lenient extractor, the zip reader, no text leaks.
+
+simple-evals' answer pattern on a response set: tests/test_gpqa_extraction.py. Tests that read the
+real data need /work/shared/data/gpqa/gpqa_diamond.zip (../shared from the repository) and skip without it.
+"""
 
 from __future__ import annotations
 
@@ -14,15 +18,18 @@ from rvpo.evals.gpqa import (
     INCORRECT_COLUMNS,
     GPQADataError,
     GPQAQuestion,
-    extract_answer,
+    QUERY_TEMPLATE,
+    extract_answer_lenient,
     format_prompt,
     load_gpqa,
+    permutations,
     run_gpqa,
     shuffle_options,
 )
 from rvpo.evals.policy import LocalPolicy
 
 ZIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "gpqa" / "gpqa_diamond.zip"
+needs_zip = pytest.mark.skipif(not ZIP.is_file(), reason=f"GPQA data absent: no {ZIP} (folder {ZIP.parent})")
 
 
 def make_tiny_model(path: Path) -> Path:
@@ -57,8 +64,8 @@ def make_tiny_model(path: Path) -> Path:
     ("Answer: Based on the data, none", None),        # 'B' of 'Based' is not an answer
     ("Because the enthalpy is negative.", None), ("no idea", None), ("", None), ("the answer is a guess", None),
 ])
-def test_extract_answer_formats(text, letter):
-    assert extract_answer(text) == letter
+def test_lenient_extractor_formats(text, letter):
+    assert extract_answer_lenient(text) == letter
 
 
 def _q(i: int) -> GPQAQuestion:
@@ -66,24 +73,50 @@ def _q(i: int) -> GPQAQuestion:
                         (f"wrong {i}a", f"wrong {i}b", f"wrong {i}c"))
 
 
-def test_shuffle_is_seeded_per_index_and_tracks_gold():
-    q = _q(0)
-    golds = set()
-    for i in range(40):
-        opts, gold = shuffle_options(q, seed=7, index=i)
-        assert sorted(opts) == sorted([q.correct, *q.incorrect])
-        assert opts["ABCD".index(gold)] == q.correct
-        assert (opts, gold) == shuffle_options(q, seed=7, index=i)  # reproducible
-        golds.add(gold)
-    assert golds == set("ABCD")  # the correct option moves around
-    prompt = format_prompt(q, shuffle_options(q, 0, 0)[0])[0]["content"]
-    assert "Answer: $LETTER" in prompt and "\nA) " in prompt and "\nD) " in prompt
+def _simple_evals_orders(questions, n_repeats=1):
+    """Transcription of simple-evals gpqa_eval.py (ee3b0318): GPQAEval.__init__ and fn's choice order."""
+    import random
+
+    examples = [{"Correct Answer": q.correct, "Incorrect Answer 1": q.incorrect[0],
+                 "Incorrect Answer 2": q.incorrect[1], "Incorrect Answer 3": q.incorrect[2]} for q in questions]
+    rng = random.Random(0)
+    examples = examples * n_repeats
+    examples = [example | {"permutation": rng.sample(range(4), 4)} for example in examples]
+    out = []
+    for row in examples:
+        choices = [row["Correct Answer"], row["Incorrect Answer 1"], row["Incorrect Answer 2"], row["Incorrect Answer 3"]]
+        choices = [choices[i] for i in row["permutation"]]
+        out.append((choices, "ABCD"[choices.index(row["Correct Answer"])]))
+    return out
+
+
+def test_option_order_is_simple_evals_stream():
+    qs = [_q(i) for i in range(30)]
+    perms = permutations(60, seed=0)
+    ours = [shuffle_options(q, p) for q, p in zip(qs * 2, perms)]
+    assert ours == _simple_evals_orders(qs, n_repeats=2)
+    assert {g for _, g in ours} == set("ABCD")  # the correct option moves around
+    assert permutations(5, seed=1) != permutations(5, seed=0) and permutations(5, 1) == permutations(5, 1)
+    prompt = format_prompt(qs[0], ours[0][0])[0]["content"]
+    assert prompt.startswith("Answer the following multiple choice question. The last line of your response should "
+                             "be of the following format: 'Answer: $LETTER' (without quotes) where LETTER is one "
+                             "of ABCD. Think step by step before answering.\n\nSynthetic question 0")
+    assert prompt.endswith("\n\nA) " + "\nB) ".join(ours[0][0][:2]) + "\nC) " + ours[0][0][2] + "\nD) " + ours[0][0][3])
+    assert QUERY_TEMPLATE.count("{") == 5
+
+
+@needs_zip
+def test_real_data_orders_match_simple_evals_for_every_question():
+    qs = load_gpqa(ZIP)
+    ours = [shuffle_options(q, p)[1] for q, p in zip(qs * 4, permutations(4 * len(qs), seed=0))]
+    assert ours == [g for _, g in _simple_evals_orders(qs, n_repeats=4)]  # 792 of 792
 
 
 def test_question_repr_hides_text():
     assert repr(_q(3)) == "GPQAQuestion(record_id='rec3')"
 
 
+@needs_zip
 def test_real_zip_reads_in_memory_and_wrong_password_fails_cleanly():
     qs = load_gpqa(ZIP)
     assert len(qs) == 198 and all(q.record_id.startswith("rec") for q in qs)
@@ -119,13 +152,13 @@ class _Scripted:
     """Answers in a chosen style: the gold letter, or echoes the prompt (question text) back."""
 
     def __init__(self, questions, seed, style):
-        self.gold = [shuffle_options(q, seed, i)[1] for i, q in enumerate(questions)]
+        self.gold = [shuffle_options(q, p)[1] for q, p in zip(questions, permutations(len(questions), seed))]
         self.style = style
 
     def answer(self, convs):
         if self.style == "echo":
             return [c[-1]["content"] + "\nAnswer: A" for c in convs]
-        return [f"Reasoning...\n**Answer:** {g}" for g in self.gold]
+        return [f"Reasoning...\nAnswer: {g}" for g in self.gold]
 
     def describe(self):
         return {"kind": "scripted"}
@@ -147,6 +180,7 @@ def _leaks(questions, text: str) -> list[tuple[str, str]]:
     return out
 
 
+@needs_zip
 def test_run_gpqa_scores_and_never_stores_text(tmp_path):
     qs = load_gpqa(ZIP, limit=5)
     res = run_gpqa(qs, _Scripted(qs, 3, "gold"), seed=3, out_dir=tmp_path / "gold")
@@ -155,7 +189,7 @@ def test_run_gpqa_scores_and_never_stores_text(tmp_path):
     assert echo.n_correct == sum(r["gold"] == "A" for r in echo.records)
     for run in (res, echo):
         recs = [json.loads(line) for line in (Path(run.run_dir) / "examples.jsonl").read_text().splitlines()]
-        assert [set(r) for r in recs] == [{"record_id", "index", "chosen", "gold", "correct"}] * 5
+        assert [set(r) for r in recs] == [{"record_id", "index", "repeat", "chosen", "gold", "correct"}] * 5
         assert _leaks(qs, _all_output_text(Path(run.run_dir))) == []  # compared in memory only
 
 
@@ -164,6 +198,7 @@ def tiny_model(tmp_path_factory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("tiny"))
 
 
+@needs_zip
 def test_cli_end_to_end_with_a_tiny_local_model(tiny_model, tmp_path, capsys):
     model = tiny_model
     rc = main(["eval", "gpqa", "--data", str(ZIP), "--model", str(model), "--limit", "3",
@@ -180,6 +215,7 @@ def test_cli_end_to_end_with_a_tiny_local_model(tiny_model, tmp_path, capsys):
     assert _leaks(load_gpqa(ZIP, limit=3), text) == []
 
 
+@needs_zip
 def test_cli_wrong_password_is_a_user_error(tmp_path, capsys):
     rc = main(["eval", "gpqa", "--data", str(ZIP), "--zip-password", "x", "--out", str(tmp_path)])
     assert rc == 2 and "zip-password" in capsys.readouterr().err
@@ -196,6 +232,7 @@ def test_local_policy_with_a_loaded_model(tiny_model):
         LocalPolicy(model)
 
 
+@needs_zip
 def test_cli_endpoint_policy_that_echoes_the_question_leaks_nothing(tmp_path, capsys):
     from judge_server_fixture import judge_server
 
@@ -206,5 +243,6 @@ def test_cli_endpoint_policy_that_echoes_the_question_leaks_nothing(tmp_path, ca
     assert rc == 0, out.err
     (run_dir,) = (tmp_path / "runs").iterdir()
     recs = [json.loads(line) for line in (run_dir / "examples.jsonl").read_text().splitlines()]
-    assert [r["chosen"] for r in recs] == ["D"] * 3  # the echoed prompt's last line is "D) ..."
+    # simple-evals' pattern finds no answer in the echoed prompt ("Answer: $LETTER": L is not A-D)
+    assert [r["chosen"] for r in recs] == [None] * 3
     assert _leaks(load_gpqa(ZIP, limit=3), _all_output_text(run_dir) + out.out + out.err) == []

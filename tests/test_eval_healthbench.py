@@ -166,3 +166,44 @@ def test_cli_bad_model_fails_before_a_run_dir(tmp_path, capsys):
                "--judge-base-url", "http://127.0.0.1:9/v1", "--judge-cache", "none", "--out", str(tmp_path / "runs")])
     assert rc == 2 and "no such folder" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_every_verdict_abstained_is_a_failed_eval_with_strict_json(tmp_path, capsys):
+    """An unreachable judge: exit 1 with a one-line reason; results.json is valid JSON with null scores."""
+    from judge_server_fixture import judge_server
+
+    with judge_server("echo", model_name="echo") as pol_srv:
+        rc = main(["eval", "healthbench", "--data", str(HARD), "--limit", "2", "--policy-base-url", pol_srv.url,
+                   "--policy-model", "echo", "--judge-base-url", "http://127.0.0.1:9/v1", "--judge-model", "m",
+                   "--judge-cache", "none", "--judge-concurrency", "64", "--out", str(tmp_path / "runs"), "--json"])
+    out = capsys.readouterr()
+    assert rc == 1, out.err
+    error = [line for line in out.err.splitlines() if line.startswith("rvpo eval: error:")]
+    assert len(error) == 1 and "abstained on every rubric item" in error[0] and "connection" in error[0]
+    summary = json.loads(out.out)
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    text = (run_dir / "results.json").read_text()
+    results = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+    assert results["status"] == summary["status"] == "failed" and results["failure"] == summary["failure"]
+    assert results["overall"]["mean"] is None and results["n_abstained"] == results["n_items"] > 0
+    assert "NaN" not in text and "Infinity" not in text
+
+
+def test_url_userinfo_never_stored_or_printed(tmp_path, capsys):
+    """``http://user:KEY@host/v1`` for the judge and the policy: the key appears in no output or file."""
+    from judge_server_fixture import judge_server
+
+    key = "sk-in-url-SECRET-4242"
+    with judge_server("echo", model_name="echo") as pol_srv, judge_server("rule") as judge_srv:
+        pol_url = pol_srv.url.replace("http://", f"http://user:{key}@")
+        judge_url = judge_srv.url.replace("http://", f"http://user:{key}@")
+        rc = main(["eval", "healthbench", "--data", str(HARD), "--limit", "1", "--policy-base-url", pol_url,
+                   "--policy-model", "echo", "--judge-base-url", judge_url, "--judge-model", "rvpo-rule",
+                   "--judge-cache", str(tmp_path / "cache.sqlite"), "--out", str(tmp_path / "runs"), "--json"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["judge"]["base_url"].startswith("http://***@") and config["policy"]["base_url"].startswith("http://***@")
+    stored = _all_text(run_dir) + (tmp_path / "cache.sqlite").read_bytes().decode("latin-1")
+    assert key not in stored + out.out + out.err

@@ -1,4 +1,4 @@
-"""rvpo.evals.toolcall and ``rvpo eval toolcall``: scoring with the reward parsers, loading policies."""
+"""rvpo.tasks.toolcall.eval and ``rvpo eval toolcall``: scoring with the reward parsers, loading policies."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from rvpo.evals.toolcall import evaluate_toolcall, markdown_table, score_toolcall
-from rvpo.rewards.toolcall import render_output
+from rvpo.tasks.toolcall.eval import evaluate_toolcall, markdown_table, score_toolcall
+from rvpo.tasks.toolcall.rewards import render_output
 from rvpo.tasks.toolcall import generate_examples
 
 CALL_GOLD = render_output([{"name": "get_weather", "parameters": {"city": "Paris", "unit": "c"}}], think="weather")
@@ -73,7 +73,7 @@ def test_load_policy_merges_a_lora_adapter(tmp_path, tiny_llama_dir):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from rvpo.train.policy import load_policy, policy_folder
+    from rvpo.policy import load_policy, policy_folder
 
     base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
     peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
@@ -88,7 +88,7 @@ def test_load_policy_merges_a_lora_adapter(tmp_path, tiny_llama_dir):
     assert policy_folder(run) == ckpt  # no final/: the latest checkpoint
     x = torch.tensor([[1, 5, 9, 20]])
     want = peft_model(x).logits
-    model, tok = load_policy(run)
+    model, tok = load_policy(run, precision="fp32")  # exact logits: no bf16 rounding
     assert not hasattr(model, "peft_config")  # merged into a plain model
     assert torch.allclose(model(x).logits, want, atol=1e-4)
     fresh = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)

@@ -8,9 +8,11 @@ import signal
 import sqlite3
 import time
 
+import pytest
 from judge_server_fixture import FAKE_KEY, expected_rule_verdicts, judge_config, judge_server, rubric_requests
 
 from rvpo.judge import JudgeClient, Verdict, VerdictCache, cache_key, render_judge_messages
+from rvpo.judge.cache import cache_key_v1
 
 
 def test_rerun_makes_zero_http_calls_and_failures_are_not_cached(tmp_path):
@@ -35,9 +37,65 @@ def test_rerun_makes_zero_http_calls_and_failures_are_not_cached(tmp_path):
 def test_key_depends_on_model_prompt_and_criterion():
     msgs = render_judge_messages([{"role": "assistant", "content": "a"}], "c", 1)
     k = cache_key("m", msgs, "c")
-    assert k == cache_key("m", [dict(m) for m in msgs], "c") and len(k) == 64
+    assert k == cache_key("m", [dict(m) for m in msgs], "c") and k.startswith("v2:") and len(k) == 67
     assert len({k, cache_key("m2", msgs, "c"), cache_key("m", msgs, "d"),
                 cache_key("m", render_judge_messages([{"role": "assistant", "content": "b"}], "c", 1), "c")}) == 4
+    assert cache_key_v1("m", msgs, "c") != k and len(cache_key_v1("m", msgs, "c")) == 64
+
+
+# every setting that can change a verdict, and a value different from JudgeConfig's default
+_VERDICT_SETTINGS = [("temperature", 0.7), ("top_p", 0.9), ("max_tokens", 64), ("json_mode", True), ("seed", 7)]
+
+
+@pytest.mark.parametrize("field,value", _VERDICT_SETTINGS)
+def test_changing_a_verdict_setting_misses_the_cache(tmp_path, field, value):
+    reqs = rubric_requests(3)
+    with judge_server("rule") as srv:
+        with JudgeClient(judge_config(srv.url, tmp_path)) as warm:
+            warm.judge_many(reqs)
+            assert warm.stats.calls == 3
+        with JudgeClient(judge_config(srv.url, tmp_path)) as same:
+            same.judge_many(reqs)
+            assert same.stats.cache_hits == 3 and same.stats.calls == 0
+        with JudgeClient(judge_config(srv.url, tmp_path, **{field: value})) as changed:
+            changed.judge_many(reqs)
+            assert changed.stats.cache_hits == 0 and changed.stats.calls == 3, field
+
+
+def test_changing_the_grader_template_misses_the_cache(tmp_path, monkeypatch):
+    import rvpo.judge.prompt as prompt
+
+    reqs = rubric_requests(2)
+    with judge_server("rule") as srv:
+        with JudgeClient(judge_config(srv.url, tmp_path)) as warm:
+            warm.judge_many(reqs)
+        monkeypatch.setattr(prompt, "GRADER_TEMPLATE", prompt.GRADER_TEMPLATE + "\nBe terse.")
+        with JudgeClient(judge_config(srv.url, tmp_path)) as changed:
+            changed.judge_many(reqs)
+            assert changed.stats.cache_hits == 0 and changed.stats.calls == 2
+
+
+def _write_v1_cache(folder, reqs) -> None:
+    """What rvpo's v1 writer left: bare-hex keys of [model, messages, criterion] only."""
+    old = VerdictCache(folder / "judge.sqlite")
+    for r in reqs:
+        msgs = render_judge_messages(r.conversation, r.criterion, r.points)
+        old.put(cache_key_v1("rvpo-rule", msgs, r.criterion), "rvpo-rule", Verdict(True, "from v1"))
+    old.close()
+
+
+def test_a_v1_cache_stays_readable_and_is_used_only_when_asked(tmp_path):
+    reqs = rubric_requests(4)
+    for sub in ("a", "b"):
+        _write_v1_cache(tmp_path / sub, reqs)
+    with judge_server("rule") as srv:  # by default a v1 entry is not trusted: its settings are unknown
+        with JudgeClient(judge_config(srv.url, tmp_path / "a")) as fresh:
+            assert [v.criteria_met for v in fresh.judge_many(reqs)] == expected_rule_verdicts(4)
+            assert fresh.stats.cache_hits == 0 and fresh.stats.calls == 4
+    with JudgeClient(judge_config("http://127.0.0.1:9/v1", tmp_path / "b", cache_read_v1=True)) as legacy:
+        out = legacy.judge_detailed(reqs)  # port 9: any HTTP call would abstain
+        assert [o.verdict.explanation for o in out] == ["from v1"] * 4 and all(o.cached for o in out)
+        assert legacy.stats.calls == 0
 
 
 def _writer(path: str, wid: int, n: int) -> None:

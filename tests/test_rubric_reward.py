@@ -145,3 +145,58 @@ def test_expand_multichannel_gives_m_trl_functions_sharing_one_judge_batch():
     cols = [f(prompts=prompts, completions=completions, rubric=rubric) for f in fns]
     assert cols == [[1.0, 1.0], [1.0, None], [None, None]]  # row p: ecg met, no discharge; row q: fluids met
     assert len(judge.batches) == 1  # M functions, one judge call
+
+
+def test_verl_rubric_reward_uses_the_judge_client_cache_and_abstention(tmp_path, monkeypatch):
+    """``compute_score_rubric`` with its default judge: the env-configured JudgeClient, its sqlite cache,
+    and a failed verdict as NaN (never 0)."""
+    import math
+
+    from judge_server_fixture import judge_server
+
+    import rvpo.integrations.verl_rewards as vr
+
+    rubric = [{"criterion": 'Mentions "fluids".', "points": 5}, {"criterion": 'Mentions "antibiotics".', "points": 3}]
+    extra = {"rubric": rubric, "prompt": [{"role": "user", "content": "My child has a fever."}]}
+    monkeypatch.setattr(vr, "_JUDGES", {})
+    monkeypatch.setenv("RVPO_JUDGE_CACHE", str(tmp_path / "judge.sqlite"))
+    monkeypatch.setenv("RVPO_JUDGE_MODEL", "rvpo-rule")
+    with judge_server("rule", fault_script=["ok", "malformed", "malformed", "malformed"]) as srv:
+        monkeypatch.setenv("RVPO_JUDGE_BASE_URL", srv.url)
+        kw = {"max_channels": 3, "judge_config": {"concurrency": 1, "backoff_s": 0.01}}
+        first = vr.compute_score_rubric("hb", "Give fluids.", None, extra, **kw)
+        (client,) = vr._JUDGES.values()
+        assert first["rubric_0"] == 1.0 and math.isnan(first["rubric_1"]) and math.isnan(first["rubric_2"])
+        assert client.stats.failures == {"malformed_verdict": 1}  # abstained after the re-asks, not scored 0
+        second = vr.compute_score_rubric("hb", "Give fluids.", None, extra, **kw)
+        assert second["rubric_1"] == 0.0  # asked again (abstentions are not cached): a verdict now, not met
+        assert client.stats.cache_hits == 1 and srv.stats()["requests"] == 5  # item 0 came from the cache
+    with pytest.raises(ValueError, match="api_key"):
+        vr.compute_score_rubric("hb", "a", None, extra, max_channels=3, judge_config={"api_key": "sk-x"})
+
+
+def test_tag_metrics_by_rubric_tag_with_binding_weights():
+    from rvpo.rewards.rubric import rubric_tag_metrics
+
+    judge = KeywordJudge()
+    reward = RubricReward(judge, max_channels=4)
+    prompts = ["chest pain", "chest pain", "thirsty"]
+    completions = ["get an ecg", "ecg, then discharge", "no idea"]
+    rubric = [rubric_to_json(RUBRIC_A), rubric_to_json(RUBRIC_A), rubric_to_json(RUBRIC_B)]
+    values = reward(prompts, completions, rubric=rubric)  # [[1, 1, -, pad], [1, 0, -, pad], [0, pad...]]
+    binding = torch.tensor([[0.2, 0.8, 0.0, 0.0], [0.1, 0.9, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]])
+    m = reward.tag_metrics(binding=binding)
+    assert m == rubric_tag_metrics(reward.last_rubrics, values, binding=binding)
+    assert m["rubric/satisfied"] == pytest.approx(3 / 5) and m["rubric/abstained"] == pytest.approx(2 / 7)
+    assert m["rubric/items/axis:accuracy"] == 2 and m["rubric/satisfied/axis:accuracy"] == 1.0
+    assert m["rubric/satisfied/sign:pitfall"] == 0.5 and m["rubric/items/sign:positive"] == 5
+    assert m["rubric/satisfied/sign:positive"] == pytest.approx(2 / 3)  # ecg twice met, fluids missed
+    assert m["rubric/abstained/sign:positive"] == pytest.approx(2 / 5)
+    assert m["rubric/binding/sign:pitfall"] == pytest.approx((0.8 + 0.9) / 3)
+    assert m["rubric/binding/sign:pitfall"] + m["rubric/binding/sign:positive"] == pytest.approx(1.0)
+    assert m["rubric/value/sign:positive"] == pytest.approx(2 / 3)
+    no_binding = reward.tag_metrics()
+    assert not any("/binding/" in k for k in no_binding) and math.isnan(
+        rubric_tag_metrics([[RubricItem("ABSTAIN x", 1)]], [[None]])["rubric/satisfied"])
+    with pytest.raises(ValueError, match="rows"):
+        rubric_tag_metrics([[]], [[None], [None]])

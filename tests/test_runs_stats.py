@@ -5,7 +5,8 @@ import math
 
 import pytest
 
-from rvpo.runs import append_jsonl, atomic_write_text, make_run_dir, read_jsonl, redact, write_json, write_yaml
+from rvpo.runs import (RunDirError, append_jsonl, atomic_write_text, check_run_root, make_run_dir, new_run_dir,
+                       read_jsonl, redact, redact_url, to_json, write_json, write_jsonl, write_yaml)
 from rvpo.stats import bootstrap_se, mean_std, welch_t, wilson_ci
 
 
@@ -25,6 +26,76 @@ def test_written_files_never_hold_the_secret(tmp_path):
     append_jsonl(tmp_path / "m.jsonl", {"token": "sk-test-SECRET123", "step": 1})
     for f in tmp_path.iterdir():
         assert "SECRET123" not in f.read_text()
+
+
+def test_url_userinfo_is_redacted_everywhere_a_url_is_written(tmp_path):
+    url = "http://user:sk-URL-SECRET@host:8000/v1"
+    assert redact_url(url) == "http://***@host:8000/v1"
+    assert redact_url(f"failed: POST {url}/chat (see https://a:b@c/d)") == \
+        "failed: POST http://***@host:8000/v1/chat (see https://***@c/d)"
+    assert redact_url("mail me@example.com at http://host/v1") == "mail me@example.com at http://host/v1"
+    assert redact_url("got 'user:sk-URL-SECRET@host:8000/v1'") == "got '***@host:8000/v1'"  # no scheme
+    assert redact_url("http://***@host") == "http://***@host"  # idempotent
+    record = {"judge": {"base_url": url}, "urls": [url], "note": f"endpoint {url}"}
+    write_json(tmp_path / "c.json", record)
+    write_yaml(tmp_path / "c.yaml", record)
+    write_jsonl(tmp_path / "r.jsonl", [record])
+    append_jsonl(tmp_path / "m.jsonl", record)
+    for f in tmp_path.iterdir():
+        assert "sk-URL-SECRET" not in f.read_text() and "***@host" in f.read_text()
+
+
+def test_json_writers_are_strict(tmp_path):
+    import numpy as np
+    import torch
+
+    obj = {"nan": math.nan, "inf": -math.inf, "ok": 1.5, "np": np.float32("nan"), "t": torch.tensor(float("inf")),
+           "nested": [math.nan, {"x": math.inf}], "tup": (1, math.nan)}
+    expect = {"nan": None, "inf": None, "ok": 1.5, "np": None, "t": None, "nested": [None, {"x": None}],
+              "tup": [1, None]}
+
+    def strict(text):
+        return json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict constant {c}"))
+
+    write_json(tmp_path / "a.json", obj)
+    write_jsonl(tmp_path / "b.jsonl", [obj])
+    append_jsonl(tmp_path / "c.jsonl", obj)
+    assert strict((tmp_path / "a.json").read_text()) == expect
+    assert strict((tmp_path / "b.jsonl").read_text()) == expect == strict((tmp_path / "c.jsonl").read_text())
+    assert strict(to_json(obj)) == expect
+
+
+def test_new_run_dir_removes_an_unstarted_run_only(tmp_path):
+    with pytest.raises(ValueError):
+        with new_run_dir(tmp_path, "x") as d:
+            write_json(d / "config.json", {"a": 1})  # setup files only: the run never started
+            raise ValueError("model missing")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(KeyboardInterrupt):
+        with new_run_dir(tmp_path, "y") as d:
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(RuntimeError):
+        with new_run_dir(tmp_path, "z") as kept:
+            write_json(kept / "config.json", {})
+            append_jsonl(kept / "metrics.jsonl", {"step": 1})  # the run had started: keep its record
+            raise RuntimeError("crash at step 2")
+    assert sorted(p.name for p in kept.iterdir()) == ["config.json", "metrics.jsonl"]
+    with new_run_dir(tmp_path, "ok") as fine:
+        pass
+    assert fine.is_dir()  # success never removes anything
+
+
+def test_run_dir_errors_name_the_path(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for root in (afile, afile / "sub"):
+        with pytest.raises(RunDirError, match="afile"):
+            check_run_root(root)
+        with pytest.raises(RunDirError, match="afile"):
+            make_run_dir(root, "r")
+    assert check_run_root(tmp_path / "new" / "deeper") == tmp_path / "new" / "deeper"
+    assert not (tmp_path / "new").exists()  # the check creates nothing
 
 
 def test_make_run_dir_is_unique(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rvpo.rewards.toolcall import (
+from rvpo.tasks.toolcall.rewards import (
     correctness_reward,
     correctness_score,
     format_reward,

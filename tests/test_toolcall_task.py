@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rvpo.rewards.toolcall import correctness_reward, format_reward, parse_gold_calls
+from rvpo.tasks.toolcall.rewards import correctness_reward, format_reward, parse_gold_calls
 from rvpo.tasks.toolcall import (
     TOOLS,
     builtin_splits,

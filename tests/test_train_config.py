@@ -66,7 +66,7 @@ def test_constant_k_as_a_bare_number(tmp_path):
         ({"lora.enabled": "maybe"}, "config field 'lora.enabled': expected true or false, got 'maybe'"),
         ({"scale": "std"}, "config field 'scale': expected one of 'group', 'batch', 'none', got 'std'"),
         ({"learning_rate": "-1"}, "config field 'learning_rate': expected a finite number > 0, got -1.0"),
-        ({"reward_weights": "1,2,3"}, "config field 'reward_weights'"),
+        ({"reward_weights": "1,nan"}, "config field 'reward_weights'"),
         ({"estimator": "nope"}, "config field 'estimator': unknown name 'nope'"),
         ({"k_schedule": "linear:1"}, "config field 'k_schedule': cannot parse 'linear:1'"),
         ({"lora": "8"}, "config field 'lora': is a section"),
@@ -137,17 +137,19 @@ def test_cli_bad_config_is_one_line_exit_2(tmp_path, capsys):
 
 def test_trainer_args_mapping(tmp_path):
     from rvpo.core import Constant, make_schedule
+    from rvpo.precision import Precision
     from rvpo.train.run import trainer_args
 
     cfg = build_config(string_overrides={"group_size": "3", "prompts_per_step": "2", "estimator": "gdpo",
                                          "k_schedule": "2", "kl_beta": "0.01", "reward_weights": "1,2",
                                          "report_to": "none", "steps": "5", "save_steps": "2"})
-    a = trainer_args(cfg, tmp_path)
+    a = trainer_args(cfg, tmp_path, Precision("fp32", "asked for"))
     assert a.num_generations == 3 and a.per_device_train_batch_size == 6
     assert a.rvpo_estimator == "gdpo" and make_schedule(a.rvpo_k_schedule) == Constant(2.0)
     assert a.beta == 0.01 and a.reward_weights == [1.0, 2.0] and a.rvpo_drop_zero_spread is False
     assert a.max_steps == 5 and a.save_steps == 2 and a.logging_steps == 1
-    assert a.use_cpu is True and a.bf16 is False  # this machine has no GPU
+    assert a.use_cpu is True and a.bf16 is False  # this machine has no GPU; fp32 asked for
+    assert trainer_args(cfg, tmp_path, Precision("bf16", "asked for")).bf16 is True
     assert a.report_to == [] or a.report_to == "none" or a.report_to == ["none"]
 
 
@@ -156,3 +158,22 @@ def test_docs_field_table_is_current():
     start = text.index("<!-- fields:start")
     body = text[text.index("\n", start) + 1 : text.index("<!-- fields:end -->")]
     assert body.strip() == describe_fields().strip(), "regenerate the table in docs/train.md from describe_fields()"
+
+
+def test_reward_weights_must_match_the_tasks_channels():
+    from rvpo.train.run import load_task, reward_funcs
+
+    cfg = build_config(string_overrides={"reward_weights": "1,2,3"})
+    with pytest.raises(ConfigError, match=r"reward_weights': expected 2 numbers .*format, correctness.*got 3"):
+        reward_funcs(cfg, load_task(cfg))
+    ok = build_config(string_overrides={"reward_weights": "1,0.5"})
+    assert [fn.__name__ for fn in reward_funcs(ok, load_task(ok))] == ["format", "correctness"]
+
+
+def test_task_and_task_options_fields():
+    cfg = build_config(string_overrides={"task": "constraints", "task_options.instructions": "3"})
+    assert cfg.task == "constraints" and cfg.task_options == {"instructions": 3}
+    with pytest.raises(ConfigError, match="config field 'task'"):
+        from rvpo.train.run import load_task
+
+        load_task(build_config(string_overrides={"task": "nope"}))

@@ -2,7 +2,9 @@
 
 Each subcommand lives in its own module ``rvpo.cli.<name>`` exposing ``register(subparsers)``,
 which adds its parser and sets ``func(args) -> int``. Errors in user input (a bad option, value,
-config field or file) print one line, ``rvpo <cmd>: error: ...``, and exit with status 2.
+config field or file) print one line, ``rvpo <cmd>: error: ...``, and exit with status 2: raise
+:class:`UserError`; a :class:`rvpo.runs.RunDirError` (``--out`` is a file, not writable) is treated
+the same way.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("sim", "train", "eval", "judge")
+from rvpo.runs import RunDirError
+
+COMMANDS = ("sim", "train", "experiment", "eval", "judge")
 
 
 class UserError(Exception):
@@ -55,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except UserError as e:
+    except (UserError, RunDirError) as e:  # RunDirError: --out names a file, or a folder we may not write
         sys.stderr.write(f"rvpo {args.command}: error: {e}\n")
         return 2
     except KeyboardInterrupt:

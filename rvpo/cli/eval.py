@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-BENCHMARKS = ("toolcall", "healthbench", "gpqa")
+BENCHMARKS = ("toolcall", "constraints", "healthbench", "gpqa")
 
 
 def register(subparsers) -> None:

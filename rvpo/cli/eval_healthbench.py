@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
+import math
 import sys
 
 from rvpo.cli import UserError
-from rvpo.cli._policy import add_policy_args, build_policy
+from rvpo.cli._policy import add_policy_args, build_policy, load_policy
 
 
 def register(sub) -> None:
@@ -29,18 +29,29 @@ def register(sub) -> None:
     j.add_argument("--judge-json-mode", action="store_true",
                    help="ask the judge for JSON output (response_format json_object; constrained on `rvpo judge serve`)")
     j.add_argument("--judge-cache", default=None, help="verdict cache (sqlite) path; 'none' disables (env RVPO_JUDGE_CACHE)")
+    j.add_argument("--judge-rpm", type=float, default=None,
+                   help="client-side limit: judge HTTP attempts per minute (env RVPO_JUDGE_RPM; default none)")
+    j.add_argument("--judge-tpm", type=float, default=None,
+                   help="client-side limit: judge tokens per minute (env RVPO_JUDGE_TPM; default none)")
     p.add_argument("--out", default="runs", help="folder under which the run directory is created")
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     p.set_defaults(func=run)
 
 
-def _judge(args):
-    from rvpo.judge import JudgeClient, JudgeConfig
+def _judge_config(args):
+    """The judge settings the options and environment describe; :class:`UserError` if they are invalid."""
+    from rvpo.judge import JudgeConfig
 
     overrides = {"base_url": args.judge_base_url, "model": args.judge_model, "concurrency": args.judge_concurrency,
-                 "timeout_s": args.judge_timeout, "json_mode": args.judge_json_mode or None}
+                 "timeout_s": args.judge_timeout, "json_mode": args.judge_json_mode or None,
+                 "requests_per_minute": args.judge_rpm, "tokens_per_minute": args.judge_tpm}
     if args.judge_cache is not None:
         overrides["cache_path"] = "" if args.judge_cache.lower() == "none" else args.judge_cache
+    if args.judge_timeout is not None and not math.isfinite(args.judge_timeout):
+        raise UserError(f"--judge-timeout must be a finite number of seconds > 0, got {args.judge_timeout}")
+    for opt, v in (("--judge-rpm", args.judge_rpm), ("--judge-tpm", args.judge_tpm)):
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise UserError(f"{opt} must be a finite number > 0, got {v}")
     try:
         cfg = JudgeConfig.from_env(**overrides)
     except (ValueError, TypeError) as e:
@@ -48,38 +59,51 @@ def _judge(args):
     if not cfg.base_url:
         raise UserError("judge: no endpoint; pass --judge-base-url or set RVPO_JUDGE_BASE_URL "
                         "(a local one: `rvpo judge serve`)")
-    return JudgeClient(cfg), cfg
+    return cfg
 
 
 def run(args) -> int:
-    """Run the evaluation; print the report; return the exit code."""
+    """Run the evaluation; print the report; return the exit code (1 when the eval failed: no score).
+
+    Every input is checked (options, judge settings, the data file, the model folder, ``--out``)
+    before the policy model loads and before the run directory exists; a failure after that removes
+    the folder again unless the run already wrote its results.
+    """
     from rvpo.evals.healthbench import format_report, run_healthbench
     from rvpo.evals.policy import PolicyError
+    from rvpo.judge import JudgeClient
     from rvpo.rubrics import RubricDataError, load_rubric_file
-    from rvpo.runs import make_run_dir
+    from rvpo.runs import check_run_root, new_run_dir, to_json
 
-    policy = build_policy(args)
+    policy = build_policy(args, load=False)
+    cfg = _judge_config(args)
     try:
         ds = load_rubric_file(args.data, on_error=args.on_error, limit=args.limit)
     except RubricDataError as e:
-        raise UserError(str(e)) from None
+        raise UserError(f"--data: {e}") from None
+    check_run_root(args.out)
     if ds.skipped:
         print(f"skipped {len(ds.skipped)} malformed rows (first: line {ds.skipped[0][0]}: {ds.skipped[0][1]})",
               file=sys.stderr)
-    judge, cfg = _judge(args)
     try:
-        run_dir = make_run_dir(args.out, "healthbench")
-        config = {"benchmark": "healthbench", "data": str(args.data), "n_examples": len(ds),
-                  "skipped_rows": [list(s) for s in ds.skipped], "policy": policy.describe(),
-                  "judge": cfg.as_dict(), "seed": args.seed}
-        try:
-            result = run_healthbench(ds.examples, policy, judge, out_dir=run_dir, config=config, seed=args.seed)
-        except PolicyError as e:
-            raise UserError(str(e)) from None
+        judge = JudgeClient(cfg)
+    except RuntimeError as e:  # an unreadable cache file
+        raise UserError(f"--judge-cache: {e}") from None
+    try:
+        load_policy(policy)
+        with new_run_dir(args.out, "healthbench") as run_dir:
+            config = {"benchmark": "healthbench", "data": str(args.data), "n_examples": len(ds),
+                      "skipped_rows": [list(s) for s in ds.skipped], "policy": policy.describe(),
+                      "judge": cfg.as_dict(), "seed": args.seed}
+            try:
+                result = run_healthbench(ds.examples, policy, judge, out_dir=run_dir, config=config, seed=args.seed)
+            except PolicyError as e:
+                raise UserError(str(e)) from None
     finally:
         judge.close()
-    if args.json:
-        print(json.dumps(result.summary(), indent=2))
-    else:
-        print(format_report(result))
+    print(to_json(result.summary()) if args.json else format_report(result))
+    if result.failure:
+        sys.stderr.write(f"rvpo eval: error: healthbench failed: {result.failure}; "
+                         f"no score (run dir kept for inspection: {result.run_dir})\n")
+        return 1
     return 0

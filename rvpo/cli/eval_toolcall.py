@@ -3,6 +3,11 @@
     rvpo eval toolcall                                   # embedded model, built-in test split
     rvpo eval toolcall --model runs/train-20261126-1500  # a trained run (LoRA merged into base)
     rvpo eval toolcall --data ../shared/data/toolrl/rlla_4k_test.parquet --limit 20 --json
+    rvpo eval toolcall --data bfcl:live_simple           # + BFCL's AST check (needs bfcl-eval installed)
+    rvpo eval toolcall --data bfcl:ast                   # the 8 Python AST categories: BFCL-style summary
+
+BFCL rows are also scored by BFCL's AST rules (rvpo.tasks.toolcall.bfcl): per category, non-live
+and live overall as on BFCL's leaderboard (over the categories run), and the format rate.
 
 Writes a run directory (``--out``, default ``runs/``) with ``config.json``, ``results.json``
 (headline numbers) and ``examples.jsonl`` (one record per prompt: completion, scores, parse errors).
@@ -10,7 +15,6 @@ Writes a run directory (``--out``, default ``runs/``) with ``config.json``, ``re
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 
@@ -26,18 +30,21 @@ def register(subparsers) -> None:
     p.add_argument("--model", default=None,
                    help="the embedded model name (default), a model folder, a run directory or a checkpoint")
     p.add_argument("--data", default="builtin:test",
-                   help="held-out examples: builtin:test, or a ToolRL parquet / SFT json / BFCL file")
+                   help="held-out examples: builtin:test, bfcl:CATEGORY[,CATEGORY...], bfcl:ast|non_live|live, "
+                        "or a ToolRL parquet / SFT json / BFCL file")
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N examples (0 = all)")
     p.add_argument("--max-new-tokens", type=int, default=64, help="generation budget per prompt")
     p.add_argument("--batch-size", type=int, default=8, help="prompts generated together")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="weights' dtype for inference (auto: chosen per device by rvpo.precision)")
     p.add_argument("--out", default="runs", help="root folder for the eval's run directory")
     p.add_argument("--json", action="store_true", help="print the headline numbers as JSON on stdout")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from rvpo.evals.toolcall import evaluate_toolcall, markdown_table, summary_row
-    from rvpo.runs import make_run_dir, write_eval_outputs
+    from rvpo.tasks.toolcall.eval import bfcl_table, evaluate_toolcall, markdown_table, summary_row
+    from rvpo.runs import check_run_root, new_run_dir, to_json, write_eval_outputs
     from rvpo.tasks.toolcall import load_examples
 
     if args.limit < 0:
@@ -53,27 +60,33 @@ def run(args) -> int:
     if not examples:
         raise UserError(f"--data {args.data!r}: no examples")
     from rvpo.models import ModelNotFoundError
-    from rvpo.train.policy import load_policy
+    from rvpo.policy import load_policy
 
+    check_run_root(args.out)
     t0 = time.perf_counter()
     try:
-        model, tok = load_policy(args.model)
-    except (FileNotFoundError, ModelNotFoundError) as e:
+        model, tok = load_policy(args.model, precision=args.precision)
+    except (FileNotFoundError, ModelNotFoundError, ValueError) as e:
         raise UserError(str(e)) from None
     res = evaluate_toolcall(model, examples, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                             tokenizer=tok)
     res["model"] = args.model or "smollm2-135m-instruct"
     res["data"] = args.data
     res["total_seconds"] = round(time.perf_counter() - t0, 2)
-    run_dir = make_run_dir(args.out, "eval-toolcall")
-    head = summary_row(res)
-    head["run_dir"] = str(run_dir)
-    config = {k: v for k, v in vars(args).items() if k != "func"}
-    write_eval_outputs(run_dir, config, res["records"], head)
+    with new_run_dir(args.out, "eval-toolcall") as run_dir:
+        head = summary_row(res)
+        head["run_dir"] = str(run_dir)
+        config = {k: v for k, v in vars(args).items() if k != "func"}
+        write_eval_outputs(run_dir, config, res["records"], head)
     if args.json:
-        print(json.dumps(head, indent=2))
+        print(to_json(head))
     else:
         print(markdown_table([(str(res["model"]), head)]))
+        if res.get("bfcl"):
+            print("\nBFCL (AST checker, % of entries):\n" + bfcl_table(res))
+        if any(ex.get("category") and "bfcl_valid" not in r for ex, r in zip(examples, res["records"])):
+            print("note: Java/JavaScript BFCL rows are not checked by BFCL's rules here (format and "
+                  "correctness only)", file=sys.stderr)
         print(f"run dir: {run_dir}", file=sys.stderr)
     return 0
 

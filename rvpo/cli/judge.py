@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
+import socket
 
 from rvpo.cli import UserError
 
@@ -29,6 +31,8 @@ def register(subparsers) -> None:
     s.add_argument("--seed", type=int, default=0, help="Seed of the fault draws.")
     s.add_argument("--hang", type=float, default=3600.0, help="Seconds a 'timeout' fault holds the request.")
     s.add_argument("--slow", type=float, default=1.0, help="Seconds a 'slow' fault delays the answer.")
+    s.add_argument("--retry-after", type=float, default=0.0,
+                   help="Seconds of the Retry-After header a '429' fault carries.")
     s.add_argument("--served-name", default=None, help="Model id reported by GET /v1/models (default: --model).")
     s.add_argument("--require-key-env", default=None, metavar="VAR",
                    help="Require 'Authorization: Bearer $VAR' (the key is read from this environment variable).")
@@ -44,16 +48,32 @@ def _serve(args) -> int:
         raise UserError(f"--port must be in 0..65535, got {args.port}")
     if args.max_batch < 1:
         raise UserError(f"--max-batch must be >= 1, got {args.max_batch}")
+    for opt in ("latency", "hang", "slow", "retry_after"):
+        v = getattr(args, opt)
+        if not (math.isfinite(v) and v >= 0):
+            raise UserError(f"--{opt.replace('_', '-')} must be a finite number of seconds >= 0, got {v}")
+    if not (math.isfinite(args.fault_rate) and 0 <= args.fault_rate <= 1):
+        raise UserError(f"--fault-rate must be in [0, 1], got {args.fault_rate}")
     try:
         faults = FaultInjector(rate=args.fault_rate, kinds=args.fault_kinds, seed=args.seed,
-                               hang_s=args.hang, slow_s=args.slow)
+                               hang_s=args.hang, slow_s=args.slow, retry_after_s=args.retry_after)
     except ValueError as e:
-        raise UserError(f"--fault-rate/--fault-kinds: {e}") from None
+        raise UserError(f"--fault-rate/--fault-kinds/--retry-after: {e}") from None
     api_key = None
     if args.require_key_env:
         api_key = os.environ.get(args.require_key_env)
         if not api_key:
             raise UserError(f"--require-key-env: environment variable {args.require_key_env} is not set")
+    if args.backend == "model":
+        from rvpo.models import EMBEDDED_MODELS, ModelNotFoundError, resolve_model
+
+        if args.model.strip().lower() not in EMBEDDED_MODELS:  # a folder or hub id: cheap to check now
+            try:
+                resolve_model(args.model)
+            except ModelNotFoundError as e:
+                raise UserError(f"--model: {e}") from None
+    if args.port:
+        _check_listen(args.host, args.port)  # before a model is loaded: a busy port fails in a second
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         backend = make_backend(args.backend, model=args.model, latency_s=args.latency, max_batch=args.max_batch)
@@ -68,3 +88,18 @@ def _serve(args) -> int:
     except OSError as e:
         raise UserError(f"cannot listen on {args.host}:{args.port}: {e}") from None
     return 0
+
+
+def _check_listen(host: str, port: int) -> None:
+    """Raise :class:`UserError` if ``host:port`` cannot be bound now (in use, no such interface)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise UserError(f"--host {host!r}: {e.strerror or e}") from None
+    family, kind, proto, _, addr = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(addr)
+        except OSError as e:
+            raise UserError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None

@@ -70,6 +70,11 @@ def register(subparsers) -> None:
     env.add_argument("--init-sat", type=_float(0, 1, open_lo=True), default=0.8,
                      help="initial policy mass on the constraint-keeping styles, in (0, 1): high models a base "
                      "model that mostly keeps the constraint (neglect), low one that must learn it")
+    env.add_argument("--noisy", type=_int(0), default=0,
+                     help="number of unreliable judge channels: binary verdicts on the constraint that answer "
+                     "at random with probability --noisy-random (the paper's worry: soft-min binds on noise)")
+    env.add_argument("--noisy-random", type=_float(0, 1), default=1.0,
+                     help="probability that an unreliable judge answers at random (1 = pure noise)")
     tr = p.add_argument_group("training")
     tr.add_argument("--steps", type=_int(1), default=300, help="policy-gradient steps per run")
     tr.add_argument("--seeds", type=_int(1), default=5, help="independent seeds per method")
@@ -81,7 +86,8 @@ def register(subparsers) -> None:
     tr.add_argument("--eps", type=_float(), default=1e-6, help="epsilon added to every std in the advantage core")
     tr.add_argument("--methods", default=argparse.SUPPRESS, metavar="LIST",
                     help="comma-separated methods: grpo, gdpo, hardmin, rvpo (linear 0.5->2.0), rvpo:K, "
-                    "rvpo:linear:A:B (any k schedule), rvpo_explicit:BETA. Default: "
+                    "rvpo:linear:A:B or rvpo:adaptive[:TARGET[:KMIN:KMAX]] (any k schedule), rvpo_explicit:BETA; "
+                    "append +floor to give the core the unreliable judges' noise floor (mitigation). Default: "
                     "grpo,gdpo,rvpo:1,rvpo:2,rvpo:linear:0.5:2.0,rvpo_explicit:0.5,hardmin "
                     "(with --sweep m_easy: gdpo,rvpo)")
     sw = p.add_argument_group("sweeps (the paper's figures 4 and 5)")
@@ -109,7 +115,8 @@ def _config(args):
         methods = "gdpo,rvpo" if args.sweep == "m_easy" else None
     cfg = SimConfig(
         m_easy=args.m_easy, easy_gap=args.easy_gap, noise=args.noise, p_sat=args.p_sat,
-        p_violate_sat=args.p_violate_sat, init_sat=args.init_sat, prompts=args.prompts,
+        p_violate_sat=args.p_violate_sat, init_sat=args.init_sat, noisy=args.noisy,
+        noisy_random=args.noisy_random, prompts=args.prompts,
         batch_prompts=args.batch_prompts, group_size=args.group_size, steps=args.steps, lr=args.lr,
         seeds=args.seeds, seed_offset=args.seed_offset, eps=args.eps,
     )

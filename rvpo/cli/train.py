@@ -1,6 +1,8 @@
-"""``rvpo train``: RL fine-tuning with RVPO advantages on the tool-calling task (TRL GRPOTrainer).
+"""``rvpo train``: RL fine-tuning with RVPO advantages on a task (TRL GRPOTrainer).
 
-    rvpo train                                    # embedded SmolLM2, built-in task, RVPO k 0.5->2.0, CPU
+    rvpo train                                    # embedded SmolLM2, built-in tool-call task, RVPO k 0.5->2.0
+    rvpo train --task constraints                 # verifiable instructions (IFEval-style), variable M
+    rvpo train --precision fp32                   # bf16 is chosen automatically where the CPU has bf16 units
     rvpo train --config configs/toolcall_smollm2.yaml --steps 50 --estimator gdpo
     rvpo train --set lora.r=8 --set eval.examples=32
     rvpo train --resume runs/train-20261126-150000   # continue after Ctrl-C (or with more --steps)
@@ -17,14 +19,15 @@ from rvpo.cli import UserError
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("train", help="RL fine-tuning (RVPO/GDPO/GRPO advantages) on the tool-call task",
+    p = subparsers.add_parser("train", help="RL fine-tuning (RVPO/GDPO/GRPO advantages) on a task (toolcall, constraints, ...)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", metavar="YAML", help="config file (fields: rvpo train --help-config)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run directory from its latest checkpoint")
     p.add_argument("--help-config", action="store_true", help="print every config field with its default and exit")
     g = p.add_argument_group("overrides (applied after --config)")
     g.add_argument("--model", help="model: embedded name, local folder or hub id (field: model)")
-    g.add_argument("--data", help="training data: builtin, or a ToolRL parquet / SFT json / BFCL file (field: data)")
+    g.add_argument("--task", help="task: toolcall, constraints, or a dotted path pkg.mod:factory (field: task)")
+    g.add_argument("--data", help="training data, a spec the task reads (default: the task's own; field: data)")
     g.add_argument("--eval-data", help="held-out eval data (field: eval.data)")
     g.add_argument("--estimator", help="advantage estimator: grpo, gdpo, rvpo, rvpo_explicit, hardmin, or pkg.mod:fn")
     g.add_argument("--k", "--k-schedule", dest="k_schedule", metavar="SCHEDULE",
@@ -39,6 +42,8 @@ def register(subparsers) -> None:
     g.add_argument("--lora", dest="lora", action="store_true", default=None, help="train LoRA adapters")
     g.add_argument("--no-lora", dest="lora", action="store_false", help="full fine-tuning")
     g.add_argument("--seed", type=str, help="random seed")
+    g.add_argument("--precision", choices=("auto", "fp32", "bf16"),
+                   help="model precision (auto: bf16 where the CPU has bf16 units; field: precision)")
     g.add_argument("--out", help="root folder for the run directory (field: out)")
     g.add_argument("--no-eval", dest="eval", action="store_false", default=None,
                    help="skip the before/after evaluation (field: eval.enabled)")
@@ -49,7 +54,7 @@ def register(subparsers) -> None:
 
 
 _FLAG_FIELDS = {
-    "model": "model", "data": "data", "eval_data": "eval.data", "estimator": "estimator",
+    "model": "model", "task": "task", "precision": "precision", "data": "data", "eval_data": "eval.data", "estimator": "estimator",
     "k_schedule": "k_schedule", "beta": "beta", "kl_beta": "kl_beta", "steps": "steps",
     "group_size": "group_size", "prompts_per_step": "prompts_per_step",
     "max_completion_length": "max_completion_length", "learning_rate": "learning_rate",
@@ -93,6 +98,7 @@ def run(args) -> int:
     except (ConfigError, ModelNotFoundError, FileNotFoundError) as e:
         raise UserError(str(e)) from None
     return 130 if res.interrupted else 0
+
 
 
 def _quiet() -> None:

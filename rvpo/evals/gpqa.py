@@ -1,4 +1,4 @@
-"""GPQA-style multiple-choice evaluation (GPQA-Diamond and any CSV with the same columns).
+"""GPQA multiple-choice evaluation with simple-evals' protocol (GPQA-Diamond, or any CSV with its columns).
 
 Data: the official CSV columns ``Question``, ``Correct Answer``, ``Incorrect Answer {1,2,3}``,
 ``Record ID`` (others ignored), either a plain ``.csv`` or a password-protected ``.zip`` holding one
@@ -7,10 +7,24 @@ text online). **No question or option text is ever printed, logged or stored**: 
 Record ID, the chosen letter, the gold letter and whether it is correct; errors name files, rows
 and columns, never cell contents; :class:`GPQAQuestion`'s ``repr`` hides its text.
 
-Protocol (simple-evals ``gpqa_eval.py``): options are shuffled per question with
-``random.Random(seed + index)``; the prompt asks for a final line ``Answer: X``; the letter is
-extracted by :func:`extract_answer` (tolerant of the usual formats); accuracy comes with a 95%
-Wilson interval (:func:`rvpo.stats.wilson_ci`). An unparsable answer counts as wrong and is counted.
+Protocol: openai/simple-evals ``gpqa_eval.py`` and ``common.py`` (read at ``ee3b0318``):
+
+- prompt: ``QUERY_TEMPLATE_MULTICHOICE`` filled with the cells as read (not stripped), one user turn;
+- option order: one ``random.Random(seed)`` stream (simple-evals: seed 0) draws
+  ``rng.sample(range(4), 4)`` per example, in file order, over the file repeated ``repeats`` times
+  (simple-evals' ``n_repeats``, default 4 there, 1 here); the gold letter is the position of the
+  correct answer's text;
+- answer: the FIRST match of ``ANSWER_PATTERN_MULTICHOICE`` (``(?i)``, so ``answer: c`` matches,
+  but its group is the letter as written, and a lowercase ``c`` is then scored wrong, as in
+  simple-evals); no match scores wrong.
+
+``--limit N`` keeps the first N questions with the permutations a full run gives them (simple-evals'
+``num_examples`` instead samples N questions first, which shifts the stream). Permutation i goes to
+row i of the file: simple-evals reads its own copy of ``gpqa_diamond.csv``, assumed here to be in the
+official file's row order (not checkable offline). ``extractor="lenient"`` (an rvpo option, recorded
+in the results) takes the last stated answer in many formats (``**C**``, ``\\boxed{C}``, "the answer
+is (C)"...); its numbers are not simple-evals' numbers. Accuracy has a 95% Wilson interval over all
+``n x repeats`` answers (repeats of one question are not independent: the interval is then too narrow).
 """
 
 from __future__ import annotations
@@ -30,17 +44,20 @@ LETTERS = "ABCD"
 INCORRECT_COLUMNS = tuple(f"Incorrect Answer {i}" for i in (1, 2, 3))
 REQUIRED_COLUMNS = ("Question", "Correct Answer", *INCORRECT_COLUMNS)
 
-QUERY_TEMPLATE = """\
-Answer the following multiple choice question. The last line of your response should be of the \
-following format: 'Answer: $LETTER' (without quotes) where LETTER is one of ABCD. Think step by step \
-before answering.
+QUERY_TEMPLATE = """
+Answer the following multiple choice question. The last line of your response should be of the following format: 'Answer: $LETTER' (without quotes) where LETTER is one of ABCD. Think step by step before answering.
 
-{question}
+{Question}
 
 A) {A}
 B) {B}
 C) {C}
-D) {D}"""
+D) {D}
+""".strip()
+"""simple-evals' ``QUERY_TEMPLATE_MULTICHOICE`` (``common.py``), character for character."""
+
+ANSWER_PATTERN_MULTICHOICE = r"(?i)Answer[ \t]*:[ \t]*\$?([A-D])\$?"
+"""simple-evals' answer pattern (``common.py``); the first match counts."""
 
 
 class GPQADataError(ValueError):
@@ -99,24 +116,42 @@ def load_gpqa(path: str | Path, zip_password: str | None = DEFAULT_ZIP_PASSWORD,
         if empty:
             raise GPQADataError(f"{path}: record at row {line}: empty column(s) {empty}")
         rid = (row.get("Record ID") or "").strip() or f"row{line}"
-        out.append(GPQAQuestion(rid, row["Question"].strip(), row["Correct Answer"].strip(),
-                                tuple(row[c].strip() for c in INCORRECT_COLUMNS)))
+        # Cells as read (not stripped): simple-evals formats its prompt from the raw cells.
+        out.append(GPQAQuestion(rid, row["Question"], row["Correct Answer"],
+                                tuple(row[c] for c in INCORRECT_COLUMNS)))
     if not out:
         raise GPQADataError(f"{path}: no questions")
     return out
 
 
-def shuffle_options(q: GPQAQuestion, seed: int, index: int) -> tuple[list[str], str]:
-    """The 4 options in a seeded order (``random.Random(seed + index)``) and the gold letter."""
-    options = [q.correct, *q.incorrect]
-    order = list(range(4))
-    random.Random(seed + index).shuffle(order)
-    return [options[k] for k in order], LETTERS[order.index(0)]
+def permutations(n: int, seed: int = 0) -> list[list[int]]:
+    """``n`` option orders drawn as simple-evals does: ``rng = random.Random(seed)``, then
+    ``rng.sample(range(4), 4)`` per example in order (simple-evals: seed 0, examples = file x n_repeats)."""
+    rng = random.Random(seed)
+    return [rng.sample(range(4), 4) for _ in range(n)]
+
+
+def shuffle_options(q: GPQAQuestion, permutation: Sequence[int]) -> tuple[list[str], str]:
+    """The 4 options ``[correct, incorrect 1-3]`` taken in ``permutation`` order, and the gold letter
+    (simple-evals: the position of the first option equal to the correct answer's text)."""
+    choices = [q.correct, *q.incorrect]
+    options = [choices[i] for i in permutation]
+    return options, LETTERS[options.index(q.correct)]
 
 
 def format_prompt(q: GPQAQuestion, options: Sequence[str]) -> list[dict]:
-    """The user message for one question (simple-evals' multiple-choice template)."""
-    return [{"role": "user", "content": QUERY_TEMPLATE.format(question=q.question, **dict(zip(LETTERS, options)))}]
+    """The user message for one question (simple-evals' ``format_multichoice_question``)."""
+    return [{"role": "user", "content": QUERY_TEMPLATE.format(Question=q.question, **dict(zip(LETTERS, options)))}]
+
+
+def extract_answer(text: str) -> str | None:
+    """simple-evals' extraction: the group of the first ``ANSWER_PATTERN_MULTICHOICE`` match, as written.
+
+    >>> [extract_answer(s) for s in ["Answer: C", "answer: c", "**Answer:** C", "Answer: $B$ or Answer: A"]]
+    ['C', 'c', None, 'B']
+    """
+    m = re.search(ANSWER_PATTERN_MULTICHOICE, text or "")
+    return m.group(1) if m else None
 
 
 _NOT_WORD = r"(?![A-Za-z0-9])"
@@ -136,10 +171,10 @@ _PATTERNS = [
 ]
 
 
-def extract_answer(text: str) -> str | None:
-    """The chosen letter A-D in a free-form answer, or ``None``.
+def extract_answer_lenient(text: str) -> str | None:
+    """rvpo's lenient extraction (not simple-evals'): the last stated capital letter A-D in many formats.
 
-    >>> [extract_answer(s) for s in ["Answer: C", "the answer is (B).", "**D**", "A) because", "no idea"]]
+    >>> [extract_answer_lenient(s) for s in ["Answer: C", "the answer is (B).", "**D**", "A) because", "no idea"]]
     ['C', 'B', 'D', 'A', None]
     """
     if not text:
@@ -152,6 +187,10 @@ def extract_answer(text: str) -> str | None:
         if matches:
             return matches[-1].upper()
     return None
+
+
+EXTRACTORS = {"simple-evals": extract_answer, "lenient": extract_answer_lenient}
+"""Answer extractors by name; ``simple-evals`` is the default and the protocol's own."""
 
 
 @dataclass
@@ -167,39 +206,52 @@ class GPQAResult:
     records: list[dict[str, Any]]
     wall_s: float
     seed: int
+    repeats: int = 1
+    extractor: str = "simple-evals"
     run_dir: str | None = None
 
     def summary(self) -> dict[str, Any]:
         """Accuracy, CI and counts (no records): what ``results.json`` holds."""
         return {"accuracy": self.accuracy, "ci95": [self.ci_low, self.ci_high], "n": self.n,
                 "n_correct": self.n_correct, "n_unparsed": self.n_unparsed, "seed": self.seed,
+                "repeats": self.repeats, "extractor": self.extractor,
+                "protocol": ("simple-evals" if self.extractor == "simple-evals"
+                             else f"simple-evals prompt, {self.extractor} extractor"),
                 "wall_s": round(self.wall_s, 3), "run_dir": self.run_dir}
 
 
 def run_gpqa(questions: Sequence[GPQAQuestion], policy: Any, seed: int = 0,
-             out_dir: str | Path | None = None, config: dict[str, Any] | None = None) -> GPQAResult:
-    """Ask every question (shuffled options), extract letters, score; optionally write a run dir.
+             out_dir: str | Path | None = None, config: dict[str, Any] | None = None,
+             repeats: int = 1, extractor: str = "simple-evals") -> GPQAResult:
+    """Ask every question ``repeats`` times (simple-evals' option orders), extract letters, score.
 
     Run dir: ``config.json``, ``results.json`` and ``examples.jsonl`` with records
-    ``{record_id, index, chosen, gold, correct}`` only (never question, option or answer text).
+    ``{record_id, index, repeat, chosen, gold, correct}`` only (never question, option or answer text).
     """
     from rvpo.runs import write_eval_outputs
     from rvpo.stats import wilson_ci
 
+    if extractor not in EXTRACTORS:
+        raise ValueError(f"extractor: expected one of {', '.join(EXTRACTORS)}, got {extractor!r}")
+    if repeats < 1:
+        raise ValueError(f"repeats: expected an int >= 1, got {repeats}")
+    extract = EXTRACTORS[extractor]
     t0 = time.perf_counter()
-    shuffled = [shuffle_options(q, seed, i) for i, q in enumerate(questions)]
-    answers = policy.answer([format_prompt(q, opts) for q, (opts, _) in zip(questions, shuffled)])
-    if len(answers) != len(questions):
-        raise RuntimeError(f"policy returned {len(answers)} answers for {len(questions)} questions")
+    n_q = len(questions)
+    examples = list(questions) * repeats
+    shuffled = [shuffle_options(q, perm) for q, perm in zip(examples, permutations(len(examples), seed))]
+    answers = policy.answer([format_prompt(q, opts) for q, (opts, _) in zip(examples, shuffled)])
+    if len(answers) != len(examples):
+        raise RuntimeError(f"policy returned {len(answers)} answers for {len(examples)} prompts")
     records = []
-    for i, (q, (_, gold), ans) in enumerate(zip(questions, shuffled, answers)):
-        chosen = extract_answer(ans)
-        records.append({"record_id": q.record_id, "index": i, "chosen": chosen, "gold": gold,
-                        "correct": chosen == gold})
+    for j, (q, (_, gold), ans) in enumerate(zip(examples, shuffled, answers)):
+        chosen = extract(ans)
+        records.append({"record_id": q.record_id, "index": j % n_q, "repeat": j // n_q, "chosen": chosen,
+                        "gold": gold, "correct": chosen == gold})
     n, k = len(records), sum(r["correct"] for r in records)
     lo, hi = wilson_ci(k, n)
     result = GPQAResult(k / n if n else float("nan"), lo, hi, n, k, sum(r["chosen"] is None for r in records),
-                        records, time.perf_counter() - t0, seed)
+                        records, time.perf_counter() - t0, seed, repeats, extractor)
     if out_dir is not None:
         result.run_dir = str(out_dir)
         write_eval_outputs(out_dir, config or {}, records, result.summary())
@@ -210,7 +262,9 @@ def format_report(result: GPQAResult) -> str:
     """Human-readable summary (numbers only)."""
     lines = [f"accuracy {result.accuracy:.4f} ({result.n_correct}/{result.n}), 95% Wilson CI "
              f"[{result.ci_low:.4f}, {result.ci_high:.4f}]",
-             f"unparsed answers {result.n_unparsed}, option seed {result.seed}, wall {result.wall_s:.1f}s"]
+             f"unparsed answers {result.n_unparsed}, option seed {result.seed}, repeats {result.repeats}, "
+             f"extractor {result.extractor}" + ("" if result.extractor == "simple-evals" else " (not simple-evals')")
+             + f", wall {result.wall_s:.1f}s"]
     if result.run_dir:
         lines.append(f"run dir  {result.run_dir}")
     return "\n".join(lines)

@@ -9,13 +9,18 @@ out of an example's score and counted). Steps::
     scores   = aggregate_scores(...)                                     # overall / axis / theme / tag
 
 Run directory (when ``out_dir`` is given): ``config.json`` (data, policy, judge settings; no key),
-``results.json`` (the aggregate scores), ``examples.jsonl`` (one line per example: id, the answer,
-score, per-item verdicts with explanations).
+``results.json`` (the aggregate scores, strict JSON: a score that does not exist is ``null``),
+``examples.jsonl`` (one line per example: id, the answer, score, per-item verdicts with explanations).
+
+An eval in which the judge abstained on every rubric item, or in which no example could be scored,
+has **failed**: :attr:`HealthBenchResult.failure` says why, ``results.json`` holds
+``"status": "failed"`` and the reason, and ``rvpo eval healthbench`` exits 1.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,9 +44,23 @@ class HealthBenchResult:
     judge_stats: dict[str, Any] = field(default_factory=dict)
     run_dir: str | None = None
 
+    @property
+    def failure(self) -> str | None:
+        """Why this eval has no score (every verdict abstained, or no example scored), or ``None``."""
+        s = self.scores
+        if s.n_items and s.n_abstained == s.n_items:
+            reasons = self.judge_stats.get("failures") or {}
+            why = ", ".join(f"{k}: {v}" for k, v in sorted(reasons.items())) or "see the rvpo.judge log"
+            return f"the judge abstained on every rubric item ({s.n_abstained} of {s.n_items}; {why})"
+        if s.n_examples and s.n_unscored == s.n_examples:
+            return f"no example could be scored ({s.n_unscored} of {s.n_examples} unscored)"
+        return None
+
     def summary(self) -> dict[str, Any]:
-        """Aggregates, timings, judge stats and the run dir: what ``results.json`` holds."""
-        return {**self.scores.as_dict(), "wall_s": round(self.wall_s, 3), "answer_s": round(self.answer_s, 3),
+        """Status, aggregates, timings, judge stats and the run dir: what ``results.json`` holds."""
+        failure = self.failure
+        return {"status": "failed" if failure else "ok", "failure": failure, **self.scores.as_dict(),
+                "wall_s": round(self.wall_s, 3), "answer_s": round(self.answer_s, 3),
                 "judge_s": round(self.judge_s, 3), "judge_stats": self.judge_stats, "run_dir": self.run_dir}
 
 
@@ -137,8 +156,12 @@ def format_report(result: HealthBenchResult) -> str:
     lines.append(f"time     answer {result.answer_s:.1f}s, judge {result.judge_s:.1f}s, total {result.wall_s:.1f}s")
     if result.run_dir:
         lines.append(f"run dir  {result.run_dir}")
+    if result.failure:
+        lines.append(f"FAILED   {result.failure}")
     return "\n".join(lines)
 
 
 def _fmt(cm) -> str:
+    if cm.n == 0 or math.isnan(cm.mean):
+        return "no score (n=0)"
     return f"{cm.mean:.4f} ± {cm.bootstrap_se:.4f} (bootstrap SE, n={cm.n})"

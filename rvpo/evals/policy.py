@@ -17,6 +17,8 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, Sequence, runtime_checkable
 
+from rvpo.runs import redact_url
+
 Conversation = list[dict]
 
 
@@ -41,15 +43,18 @@ class LocalPolicy:
     """A local causal LM: greedy (``temperature=0``) or sampled answers, ``batch_size`` prompts per call.
 
     Args:
-        model_or_path: a model argument for :func:`rvpo.models.load_model_and_tokenizer` (``None``:
-            the embedded default), or an already loaded model (then pass ``tokenizer``).
+        model_or_path: anything :func:`rvpo.policy.load_policy` accepts (``None``: the embedded default;
+            a model folder, a run directory, a checkpoint; LoRA adapters are merged), or an already
+            loaded model (then pass ``tokenizer``).
+        precision: ``auto``, ``fp32`` or ``bf16`` for a model loaded here (:mod:`rvpo.precision`).
         tokenizer: the tokenizer when ``model_or_path`` is a model object.
         max_new_tokens, batch_size, temperature, seed: passed to :func:`rvpo.generation.generate`.
     The model is loaded on the first :meth:`answer` call.
     """
 
     def __init__(self, model_or_path: Any = None, max_new_tokens: int = 512, batch_size: int = 8,
-                 temperature: float = 0.0, seed: int | None = None, tokenizer: Any = None):
+                 temperature: float = 0.0, seed: int | None = None, tokenizer: Any = None,
+                 precision: str = "auto"):
         if max_new_tokens < 1 or batch_size < 1:
             raise ValueError(f"max_new_tokens and batch_size must be >= 1, got {max_new_tokens}, {batch_size}")
         self._spec = model_or_path
@@ -61,14 +66,16 @@ class LocalPolicy:
         self.batch_size = batch_size
         self.temperature = temperature
         self.seed = seed
+        self.precision = precision
 
     def load(self) -> "LocalPolicy":
         """Load the model now (otherwise on the first :meth:`answer`); :class:`PolicyError` if it cannot be."""
         if self._model is None:
-            from rvpo.models import ModelNotFoundError, load_model_and_tokenizer
+            from rvpo.models import ModelNotFoundError
+            from rvpo.policy import load_policy
 
             try:
-                self._model, self._tokenizer = load_model_and_tokenizer(self._spec)
+                self._model, self._tokenizer = load_policy(self._spec, precision=self.precision)
             except (ModelNotFoundError, OSError) as e:
                 raise PolicyError(f"policy model: {e}") from None
         return self
@@ -88,7 +95,7 @@ class LocalPolicy:
         name = self._spec if isinstance(self._spec, (str, os.PathLike, type(None))) else type(self._spec).__name__
         return {"kind": "local", "model": str(name) if name is not None else "default",
                 "max_new_tokens": self.max_new_tokens, "batch_size": self.batch_size,
-                "temperature": self.temperature, "seed": self.seed}
+                "temperature": self.temperature, "seed": self.seed, "precision": self.precision}
 
 
 class OpenAIPolicy:
@@ -110,13 +117,24 @@ class OpenAIPolicy:
                  max_new_tokens: int = 512, temperature: float = 0.0, concurrency: int = 8,
                  timeout_s: float = 120.0, max_retries: int = 3, seed: int | None = None):
         if not str(base_url).startswith(("http://", "https://")):
-            raise ValueError(f"policy base_url must start with http:// or https://, got {base_url!r}")
+            raise ValueError(f"policy base_url must start with http:// or https://, got {redact_url(base_url)!r}")
         if concurrency < 1 or max_new_tokens < 1:
             raise ValueError("concurrency and max_new_tokens must be >= 1")
         self.base_url, self.model, self.api_key_env = base_url, model, api_key_env
         self.max_new_tokens, self.temperature, self.concurrency = max_new_tokens, temperature, concurrency
         self.timeout_s, self.max_retries, self.seed = timeout_s, max_retries, seed
         self._client = None
+
+    @property
+    def _shown_url(self) -> str:
+        """``base_url`` as it may be printed or stored: any ``user:password@`` replaced by ``***@``."""
+        return redact_url(self.base_url)
+
+    def _scrub(self, text: object) -> str:
+        """``text`` with URL userinfo and the API key (if one is set) removed."""
+        text = redact_url(text)
+        key = os.environ.get(self.api_key_env)
+        return text.replace(key, "***") if key and len(key) >= 4 else text
 
     def _get_client(self):
         if self._client is None:
@@ -134,10 +152,11 @@ class OpenAIPolicy:
             kwargs["seed"] = self.seed
         try:
             resp = client.chat.completions.create(**kwargs)
-        except Exception as e:  # the SDK's messages hold no key; keep only the type and message
-            raise PolicyError(f"policy endpoint {self.base_url}: request {i} failed: {type(e).__name__}: {e}") from None
+        except Exception as e:  # keep only the type and message, with any key or URL userinfo scrubbed
+            raise PolicyError(f"policy endpoint {self._shown_url}: request {i} failed: "
+                              f"{type(e).__name__}: {self._scrub(e)}") from None
         if not resp.choices:
-            raise PolicyError(f"policy endpoint {self.base_url}: request {i}: no choices in the reply")
+            raise PolicyError(f"policy endpoint {self._shown_url}: request {i}: no choices in the reply")
         return resp.choices[0].message.content or ""
 
     def answer(self, conversations: Sequence[Conversation]) -> list[str]:
@@ -149,14 +168,15 @@ class OpenAIPolicy:
 
     def describe(self) -> dict[str, Any]:
         """Endpoint and sampling settings (the key's variable name, never the key)."""
-        return {"kind": "openai", "base_url": self.base_url, "model": self.model, "api_key_env": self.api_key_env,
+        return {"kind": "openai", "base_url": self._shown_url, "model": self.model, "api_key_env": self.api_key_env,
                 "max_new_tokens": self.max_new_tokens, "temperature": self.temperature,
                 "concurrency": self.concurrency}
 
 
 def make_policy(model: str | None = None, base_url: str | None = None, policy_model: str | None = None,
                 api_key_env: str = "RVPO_POLICY_API_KEY", max_new_tokens: int = 512, batch_size: int = 8,
-                temperature: float = 0.0, seed: int | None = None, concurrency: int = 8) -> Policy:
+                temperature: float = 0.0, seed: int | None = None, concurrency: int = 8,
+                precision: str = "auto") -> Policy:
     """A :class:`OpenAIPolicy` when ``base_url`` is given (needs ``policy_model``), else a :class:`LocalPolicy`."""
     if base_url:
         if model:
@@ -165,4 +185,5 @@ def make_policy(model: str | None = None, base_url: str | None = None, policy_mo
             raise ValueError("a policy endpoint needs a model name (--policy-model)")
         return OpenAIPolicy(base_url, policy_model, api_key_env=api_key_env, max_new_tokens=max_new_tokens,
                             temperature=temperature, concurrency=concurrency, seed=seed)
-    return LocalPolicy(model, max_new_tokens=max_new_tokens, batch_size=batch_size, temperature=temperature, seed=seed)
+    return LocalPolicy(model, max_new_tokens=max_new_tokens, batch_size=batch_size, temperature=temperature, seed=seed,
+                       precision=precision)

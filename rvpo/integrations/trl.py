@@ -165,6 +165,14 @@ class RVPOTrainer(GRPOTrainer):
         """k for the generation batch made now: ``schedule(global_step, max_steps)``."""
         return self.rvpo_schedule(self.state.global_step, self.state.max_steps)
 
+    def _generate_single_turn(self, *args, **kwargs):
+        # With bf16=True the Trainer autocasts the training forward but not TRL's generate call; run it
+        # under the same autocast so fp32 LoRA adapters (and fp32 weights) compute in bf16 as well.
+        if self.args.bf16 and not self.use_vllm:
+            with torch.autocast(device_type=self.accelerator.device.type, dtype=torch.bfloat16):
+                return super()._generate_single_turn(*args, **kwargs)
+        return super()._generate_single_turn(*args, **kwargs)
+
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         self._rvpo_rewards = rewards_per_func  # (B_global, K), NaN = abstain

@@ -12,7 +12,7 @@ Point verl at them without a file path::
     reward.custom_reward_function.name=compute_score            # ToolRL: format + correctness
     reward.custom_reward_function.name=compute_score_rubric     # one key per rubric item
 
-Scoring is :mod:`rvpo.rewards.toolcall` and :mod:`rvpo.rewards.rubric`; nothing is reimplemented.
+Scoring is :mod:`rvpo.tasks.toolcall.rewards` and :mod:`rvpo.rewards.rubric`; nothing is reimplemented.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import math
 import threading
 from typing import Any
 
-from rvpo.rewards import toolcall
+from rvpo.tasks.toolcall import rewards as toolcall
 
 TOOLCALL_KEYS = ("format_reward", "accuracy_reward")
 """the ToolRL component keys (the same names as verl's own ``rlla`` port, so gdpo configs carry over)"""
@@ -50,7 +50,7 @@ def compute_score(
     Returns ``{"score": format + correctness, "format_reward": {0, 1},
     "accuracy_reward": [min_reward, max_reward] or NaN}``. ``no_call`` (``reward_kwargs``) picks the
     correctness of response-only golds: ``"zero"`` (ToolRL), ``"abstain"`` (NaN: the component
-    abstains), ``"match"``; see :func:`rvpo.rewards.toolcall.correctness_score`. ``score`` (what
+    abstains), ``"match"``; see :func:`rvpo.tasks.toolcall.rewards.correctness_score`. ``score`` (what
     verl logs as ``critic/score``) sums the present components.
     """
     if not isinstance(ground_truth, str):
@@ -65,19 +65,24 @@ def compute_score(
     }
 
 
-_JUDGE = None
+_JUDGES: dict[tuple, Any] = {}
 _JUDGE_LOCK = threading.Lock()
 
 
-def _default_judge():
-    """One judge client per process, configured from the environment (RVPO_JUDGE_*)."""
-    global _JUDGE
+def _default_judge(overrides: dict | None = None):
+    """One :class:`rvpo.judge.JudgeClient` per process and settings: the ``RVPO_JUDGE_*`` environment
+    plus ``overrides`` (``reward_kwargs.judge_config``, any :class:`rvpo.judge.JudgeConfig` field but
+    the key). The same client, verdict cache and abstention rule as ``RubricReward`` in TRL training."""
+    overrides = dict(overrides or {})
+    if "api_key" in overrides:
+        raise ValueError("compute_score_rubric: judge_config must not hold api_key; set RVPO_JUDGE_API_KEY")
+    key = tuple(sorted((k, repr(v)) for k, v in overrides.items()))
     with _JUDGE_LOCK:
-        if _JUDGE is None:
+        if key not in _JUDGES:
             from rvpo.judge import JudgeClient, JudgeConfig
 
-            _JUDGE = JudgeClient(JudgeConfig.from_env())
-        return _JUDGE
+            _JUDGES[key] = JudgeClient(JudgeConfig.from_env(**overrides))
+        return _JUDGES[key]
 
 
 def rubric_keys(max_channels: int, name: str = "rubric") -> list[str]:
@@ -93,6 +98,7 @@ def compute_score_rubric(
     *,
     max_channels: int | None = None,
     judge: Any = None,
+    judge_config: dict | None = None,
     scale: str = "unit",
     name: str = "rubric",
     **kwargs: Any,
@@ -103,7 +109,9 @@ def compute_score_rubric(
     of ``{criterion, points, tags}``); the prompt is ``extra_info["prompt"]`` (messages or a string).
     ``max_channels`` (``reward_kwargs``; or ``extra_info["max_channels"]``) fixes the number of keys
     ``M`` for the whole run. ``judge``: anything with ``judge_many``; default: one
-    :class:`rvpo.judge.JudgeClient` per process from the ``RVPO_JUDGE_*`` environment.
+    :class:`rvpo.judge.JudgeClient` per process from the ``RVPO_JUDGE_*`` environment, with
+    ``judge_config`` (``reward_kwargs``, e.g. ``{json_mode: true, requests_per_minute: 500}``)
+    overriding it. Its verdict cache is the file the config names (shared by every worker process).
 
     Returns ``{"score": mean of present items (0.0 if none), "rubric_0": ..., "rubric_{M-1}": ...}``;
     items past this prompt's rubric and judge abstentions are NaN.
@@ -120,7 +128,7 @@ def compute_score_rubric(
         raise ValueError("compute_score_rubric: no rubric (extra_info['rubric'] or reward_model.ground_truth)")
     if "prompt" not in extra_info:
         raise ValueError("compute_score_rubric: extra_info['prompt'] must hold the prompt (messages or text) for the judge")
-    reward = RubricReward(judge if judge is not None else _default_judge(), max_channels=int(m),
+    reward = RubricReward(judge if judge is not None else _default_judge(judge_config), max_channels=int(m),
                           rubric_column="rubric", scale=scale, name=name)
     (row,) = reward([extra_info["prompt"]], [solution_str or ""], rubric=[rubric])
     values = [_num(v) for v in row]

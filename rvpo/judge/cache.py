@@ -1,6 +1,11 @@
 """Persistent verdict cache: sqlite in WAL mode, one row per successful judgement.
 
-Key: ``sha256(canonical JSON of [judge model, rendered prompt messages, criterion])``. Only successful
+Key (version 2): ``"v2:" + sha256(canonical JSON of {judge model, rendered prompt messages (the
+grader template is their system message), criterion, settings})`` where ``settings`` holds every
+request setting that can change a verdict (temperature, top_p, max_tokens, JSON mode, seed, the
+re-ask message): changing any of them misses the cache. Version-1 keys (bare hex, from
+``[model, messages, criterion]`` only) stay in old files and can still be read
+(:func:`cache_key_v1`; the client uses them only with ``JudgeConfig.cache_read_v1``). Only successful
 verdicts are stored (an abstention is retried on the next run). Several processes may read and
 write one file at once: each holds its own connection, writes are single-statement transactions
 (``INSERT OR REPLACE``) and a busy database is waited on (``busy_timeout``). A process killed
@@ -32,11 +37,26 @@ CREATE TABLE IF NOT EXISTS verdicts (
 """
 
 
-def cache_key(model: str, messages: list[dict], criterion: str) -> str:
-    """Hex sha256 of ``[model, messages, criterion]`` in canonical JSON."""
-    blob = json.dumps([model, messages, criterion], sort_keys=True, ensure_ascii=False,
-                      separators=(",", ":"))
+KEY_VERSION = 2
+
+
+def _digest(obj: object) -> str:
+    blob = json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def cache_key(model: str, messages: list[dict], criterion: str, settings: dict | None = None) -> str:
+    """``"v2:<hex sha256>"`` of model, messages, criterion and the verdict-changing ``settings`` (canonical JSON).
+
+    ``settings``: e.g. :meth:`rvpo.judge.JudgeConfig.verdict_settings`; ``None`` is the same as ``{}``.
+    """
+    return f"v{KEY_VERSION}:" + _digest({"v": KEY_VERSION, "model": model, "messages": messages,
+                                          "criterion": criterion, "settings": dict(settings or {})})
+
+
+def cache_key_v1(model: str, messages: list[dict], criterion: str) -> str:
+    """The version-1 key (rvpo before the settings were keyed): hex sha256 of ``[model, messages, criterion]``."""
+    return _digest([model, messages, criterion])
 
 
 class VerdictCache:
@@ -44,7 +64,10 @@ class VerdictCache:
 
     def __init__(self, path: str | os.PathLike, busy_timeout_s: float = 30.0):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RuntimeError(f"judge cache {self.path}: cannot create its folder ({e.strerror or e})") from None
         self._lock = threading.Lock()
         try:
             self._conn = sqlite3.connect(str(self.path), timeout=busy_timeout_s,

@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from rvpo.runs import redact_url
+
 DEFAULT_CACHE_PATH = os.path.join("~", ".cache", "rvpo", "judge.sqlite")
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
@@ -19,6 +21,7 @@ ENV_BASE_URL = ("RVPO_JUDGE_BASE_URL", "OPENAI_BASE_URL")
 ENV_MODEL = ("RVPO_JUDGE_MODEL",)
 ENV_API_KEY = ("RVPO_JUDGE_API_KEY", "OPENAI_API_KEY")
 ENV_CACHE_PATH = ("RVPO_JUDGE_CACHE",)
+ENV_NUMBERS = {"requests_per_minute": "RVPO_JUDGE_RPM", "tokens_per_minute": "RVPO_JUDGE_TPM"}
 
 
 def _env(names: tuple[str, ...]) -> str | None:
@@ -54,15 +57,28 @@ class JudgeConfig:
     cache_path: str | None = DEFAULT_CACHE_PATH
     """sqlite verdict cache (env RVPO_JUDGE_CACHE, ``none`` = off); ``None`` or ``""`` disables caching."""
     temperature: float = 0.0
-    """Sampling temperature sent to the judge."""
+    """Sampling temperature sent to the judge (part of the cache key)."""
     max_tokens: int = 256
-    """Maximum tokens of one judge answer."""
+    """Maximum tokens of one judge answer (part of the cache key)."""
     json_mode: bool = False
-    """Send ``response_format={"type": "json_object"}`` (the local server then constrains its output)."""
+    """Send ``response_format={"type": "json_object"}`` (the local server then constrains its output; part of the cache key)."""
+    top_p: float | None = None
+    """Nucleus sampling ``top_p`` sent to the judge; ``None`` = not sent (part of the cache key)."""
+    seed: int | None = None
+    """Sampling seed sent to the judge; ``None`` = not sent (part of the cache key)."""
     backoff_s: float = 0.5
     """First retry delay in seconds; doubles per retry with jitter, capped at ``backoff_max_s``."""
     backoff_max_s: float = 8.0
-    """Upper bound of one retry delay (a ``Retry-After`` header is honoured up to this bound)."""
+    """Upper bound of one backoff delay (without a ``Retry-After`` header)."""
+    retry_after_max_s: float = 120.0
+    """A ``Retry-After`` is honoured (by every request of the client) up to this many seconds."""
+    requests_per_minute: float | None = None
+    """Client-side limit on HTTP attempts per rolling minute (hosted APIs); ``None`` = no limit."""
+    tokens_per_minute: float | None = None
+    """Client-side limit on tokens per rolling minute (prompt estimate + ``max_tokens``, corrected by the reply's usage)."""
+    cache_read_v1: bool = False
+    """Also accept verdicts cached by rvpo before the sampling settings were keyed (v1 keys). Only safe if
+    they were made with the same temperature, max_tokens, JSON mode (and no top_p / seed)."""
 
     def __post_init__(self):
         if self.concurrency < 1:
@@ -74,13 +90,21 @@ class JudgeConfig:
                 raise ValueError(f"JudgeConfig.{name} must be >= 0, got {getattr(self, name)}")
         if self.max_tokens < 1:
             raise ValueError(f"JudgeConfig.max_tokens must be >= 1, got {self.max_tokens}")
-        if self.backoff_s < 0 or self.backoff_max_s < 0:
-            raise ValueError("JudgeConfig.backoff_s and backoff_max_s must be >= 0")
+        if self.backoff_s < 0 or self.backoff_max_s < 0 or self.retry_after_max_s < 0:
+            raise ValueError("JudgeConfig.backoff_s, backoff_max_s and retry_after_max_s must be >= 0")
+        if not (isinstance(self.temperature, (int, float)) and 0 <= self.temperature <= 2):
+            raise ValueError(f"JudgeConfig.temperature must be a number in [0, 2], got {self.temperature!r}")
+        if self.top_p is not None and not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
+            raise ValueError(f"JudgeConfig.top_p must be in (0, 1] or None, got {self.top_p!r}")
+        for name in ("requests_per_minute", "tokens_per_minute"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, (int, float)) and v > 0 and v < float("inf")):
+                raise ValueError(f"JudgeConfig.{name} must be a finite number > 0 or None, got {v!r}")
         if not self.model:
             raise ValueError("JudgeConfig.model must be a non-empty model name (env RVPO_JUDGE_MODEL)")
         if self.base_url is not None and not str(self.base_url).startswith(("http://", "https://")):
             raise ValueError(
-                f"JudgeConfig.base_url must start with http:// or https://, got {self.base_url!r}"
+                f"JudgeConfig.base_url must start with http:// or https://, got {redact_url(self.base_url)!r}"
             )
 
     @classmethod
@@ -102,6 +126,13 @@ class JudgeConfig:
             value = _env(env)
             if value is not None:
                 values[name] = "" if name == "cache_path" and value.lower() in ("none", "off") else value
+        for name, var in ENV_NUMBERS.items():
+            raw = os.environ.get(var)
+            if raw:
+                try:
+                    values[name] = float(raw)
+                except ValueError:
+                    raise ValueError(f"environment variable {var}={raw!r}: expected a number") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -111,10 +142,18 @@ class JudgeConfig:
         return os.path.expanduser(self.cache_path) if self.cache_path else None
 
     def as_dict(self) -> dict[str, Any]:
-        """Fields as a dict safe to log or save: the API key is replaced by whether one is set."""
+        """Fields as a dict safe to log or save: the API key is replaced by whether one is set, and any
+        ``user:password@`` in ``base_url`` by ``***@``."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "api_key"}
+        if out["base_url"] is not None:
+            out["base_url"] = redact_url(out["base_url"])
         out["api_key_set"] = bool(self.api_key)
         return out
+
+    def verdict_settings(self) -> dict[str, Any]:
+        """The request settings that can change a verdict (all part of the cache key, besides the model and prompt)."""
+        return {"temperature": float(self.temperature), "top_p": self.top_p, "max_tokens": int(self.max_tokens),
+                "json_mode": bool(self.json_mode), "seed": self.seed}
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items())

@@ -3,7 +3,7 @@
 Kinds (``FAULT_KINDS``):
 
 - ``500``: HTTP 500 with an OpenAI-style error body.
-- ``429``: HTTP 429 with ``Retry-After: 0``.
+- ``429``: HTTP 429 with ``Retry-After: <retry_after_s>`` (default 0).
 - ``timeout``: hold the request for ``hang_s`` seconds (longer than any sane client timeout).
 - ``slow``: wait ``slow_s`` seconds, then answer normally.
 - ``malformed``: HTTP 200, a well-formed chat completion whose content is not a verdict JSON.
@@ -46,10 +46,14 @@ class FaultInjector:
     script: list[str] = field(default_factory=list)
     hang_s: float = 3600.0
     slow_s: float = 1.0
+    retry_after_s: float = 0.0
+    """the ``Retry-After`` header (seconds) a ``429`` fault carries"""
 
     def __post_init__(self):
         if not 0.0 <= self.rate <= 1.0:
             raise ValueError(f"fault rate must be in [0, 1], got {self.rate}")
+        if not self.retry_after_s >= 0:
+            raise ValueError(f"retry_after_s must be >= 0, got {self.retry_after_s}")
         self.kinds = parse_kinds(self.kinds)
         for k in self.script:
             if k != "ok" and k not in FAULT_KINDS:

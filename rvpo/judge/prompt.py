@@ -15,7 +15,6 @@ follows HealthBench's grader.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 
 GRADER_TEMPLATE = """\
@@ -133,8 +132,3 @@ def render_judge_messages(conversation: list[dict], criterion: str, points: floa
     # One pass over the template: substituted text is never scanned for placeholders again.
     user = re.sub(r"<<(\w+)>>", lambda m: values[m.group(1)], REQUEST_TEMPLATE)
     return [{"role": "system", "content": GRADER_TEMPLATE}, {"role": "user", "content": user}]
-
-
-def messages_digest(messages: list[dict]) -> str:
-    """Canonical JSON of a message list (used in cache keys)."""
-    return json.dumps(messages, sort_keys=True, ensure_ascii=False, separators=(",", ":"))

@@ -183,7 +183,7 @@ class JudgeServer:
             if fault == "500":
                 return 500, _error_body("injected server error", 500), {}
             if fault == "429":
-                return 429, _error_body("injected rate limit", 429), {"Retry-After": "0"}
+                return 429, _error_body("injected rate limit", 429), {"Retry-After": f"{self.faults.retry_after_s:g}"}
             if fault == "timeout":
                 await asyncio.sleep(self.faults.hang_s)
             if fault == "slow":
@@ -202,7 +202,7 @@ class JudgeServer:
                     log.exception("backend failed")
                     return 500, _error_body(f"backend error: {type(e).__name__}", 500), {}
             self.completions += 1
-            return 200, _json(_completion(req.get("model") or self.model_name, text)), {}
+            return 200, _json(_completion(req.get("model") or self.model_name, text, messages)), {}
         finally:
             self.in_flight -= 1
 
@@ -216,11 +216,14 @@ def _error_body(message: str, status: int) -> bytes:
                             "code": status}})
 
 
-def _completion(model: str, text: str) -> dict[str, Any]:
+def _completion(model: str, text: str, messages: list | None = None) -> dict[str, Any]:
+    """A chat.completion body. ``usage`` is approximate (characters / 4, as no tokenizer is consulted)."""
+    n_in = -(-sum(len(str(m.get("content", ""))) for m in messages or [] if isinstance(m, dict)) // 4)
+    n_out = -(-len(text) // 4)
     return {"id": f"chatcmpl-{secrets.token_hex(8)}", "object": "chat.completion", "created": int(time.time()),
             "model": model, "choices": [{"index": 0, "finish_reason": "stop",
                                          "message": {"role": "assistant", "content": text}}],
-            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}}
+            "usage": {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out}}
 
 
 def make_backend(kind: str, model: str | None = None, latency_s: float = 0.0, max_batch: int = 8):

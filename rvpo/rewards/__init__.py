@@ -1,1 +1,4 @@
-"""Reward functions: rule rewards, ToolRL-style tool-call rewards, LLM-judged rubric rewards."""
+"""Reward functions shared by tasks: the TRL reward contract (``base``) and LLM-judged rubric rewards.
+
+A task's own rewards live in its package (the ToolRL tool-call rewards: :mod:`rvpo.tasks.toolcall.rewards`).
+"""

@@ -89,6 +89,14 @@ class RubricReward:
         self.channel_names = [f"{name}_{j}" for j in range(self.max_channels)]
         self.__name__ = name
         self.stats = RubricRewardStats(abstained_by_channel=[0] * self.max_channels)
+        self.last_rubrics: list[list[RubricItem]] = []
+        """Row i's items in the last call (channel j of row i is ``last_rubrics[i][j]``), for :meth:`tag_metrics`."""
+        self.last_values: list[list[float | None]] = []
+        """The ``(N, M)`` values the last call returned."""
+
+    def tag_metrics(self, binding: Any = None, prefix: str = "rubric/") -> dict[str, float]:
+        """:func:`rubric_tag_metrics` of the last call (``binding``: the estimator's ``(N, M)`` weights)."""
+        return rubric_tag_metrics(self.last_rubrics, self.last_values, binding=binding, prefix=prefix)
 
     def reset_stats(self) -> None:
         """Zero the running counts in :attr:`stats`."""
@@ -138,6 +146,7 @@ class RubricReward:
                 n_abstain += 1
                 self.stats.abstained_by_channel[j] += 1
         self._log(len(completions), len(requests), n_abstain)
+        self.last_rubrics, self.last_values = rubrics, out
         return out
 
     def _log(self, n: int, n_req: int, n_abstain: int) -> None:
@@ -150,6 +159,69 @@ class RubricReward:
         level = logging.WARNING if n_abstain else logging.DEBUG
         logger.log(level, "rubric reward: %d completions, %d judge requests, %d abstained (total %d/%d)",
                    n, n_req, n_abstain, s.abstained, s.requests)
+
+
+# ---------------------------------------------------------------------------------------------
+# diagnostics by rubric tag (channel j is a different item for each prompt)
+
+def rubric_tag_metrics(rubrics: Sequence[Sequence[RubricItem]], values: Sequence[Sequence[float | None]],
+                       binding: Any = None, prefix: str = "rubric/") -> dict[str, float]:
+    """Per-tag figures of one batch, flat; meaningful where per-channel figures are not.
+
+    Args:
+        rubrics: ``N`` rows; row ``i`` holds its ``M_i`` items (channel ``j`` of row ``i`` is item ``j``).
+        values: ``(N, M)`` channel values as :class:`RubricReward` returns them (``None``: abstained or padding).
+        binding: optional ``(N, M)`` binding weights of the advantage estimator (``out.binding``; a
+            tensor, array or nested list), each row summing to 1 over its active channels.
+        prefix: key prefix.
+
+    Returns ``{prefix + key: float}`` with ``satisfied`` (share of judged items with the desirable
+    outcome: a positive item met, a pitfall avoided), ``abstained`` (share of items the judge abstained
+    on), and per tag ``T`` (each item's tags plus ``sign:positive`` / ``sign:pitfall``):
+    ``items/T`` (count), ``satisfied/T``, ``abstained/T``, ``value/T`` (mean channel value), and with
+    ``binding`` ``binding/T`` (mean over rows of the binding mass on items tagged ``T``: which kind of
+    item the soft-min is bottlenecked on). Shares with nothing to measure are NaN.
+    """
+    if len(rubrics) != len(values):
+        raise ValueError(f"{len(rubrics)} rubric rows but {len(values)} value rows")
+    weights = binding.tolist() if hasattr(binding, "tolist") else binding
+    if weights is not None and len(weights) != len(values):
+        raise ValueError(f"binding has {len(weights)} rows for {len(values)} value rows")
+    count: dict[str, int] = {}
+    judged: dict[str, int] = {}
+    good: dict[str, int] = {}
+    total: dict[str, float] = {}
+    mass: dict[str, float] = {}
+    for i, (items, row) in enumerate(zip(rubrics, values)):
+        row_mass: dict[str, float] = {}
+        for j, it in enumerate(items):
+            tags = (*it.tags, "sign:pitfall" if it.is_pitfall else "sign:positive")
+            v = row[j]
+            for t in ("", *tags):
+                count[t] = count.get(t, 0) + 1
+                if v is not None:
+                    judged[t] = judged.get(t, 0) + 1
+                    good[t] = good.get(t, 0) + (v > 0)
+                    total[t] = total.get(t, 0.0) + float(v)
+                if weights is not None and t:
+                    row_mass[t] = row_mass.get(t, 0.0) + float(weights[i][j])
+        for t, m in row_mass.items():
+            mass[t] = mass.get(t, 0.0) + m
+    nan = float("nan")
+
+    def share(a: float, b: int) -> float:
+        return a / b if b else nan
+
+    out = {f"{prefix}satisfied": share(good.get("", 0), judged.get("", 0)),
+           f"{prefix}abstained": share(count.get("", 0) - judged.get("", 0), count.get("", 0))}
+    for t in sorted(k for k in count if k):
+        out[f"{prefix}items/{t}"] = float(count[t])
+        out[f"{prefix}satisfied/{t}"] = share(good.get(t, 0), judged.get(t, 0))
+        out[f"{prefix}abstained/{t}"] = share(count[t] - judged.get(t, 0), count[t])
+        out[f"{prefix}value/{t}"] = share(total.get(t, 0.0), judged.get(t, 0))
+        if weights is not None:
+            out[f"{prefix}binding/{t}"] = share(mass.get(t, 0.0), len(values))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

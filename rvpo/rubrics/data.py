@@ -220,10 +220,20 @@ def _iter_rows(path: Path) -> Iterator[tuple[int, Any, str | None]]:
             import pyarrow.parquet as pq
         except ImportError as e:  # pragma: no cover - pyarrow ships with the trl extra
             raise RubricDataError(f"{path}: reading Parquet needs pyarrow ({e})") from None
-        for i, row in enumerate(pq.read_table(path).to_pylist(), 1):
+        try:
+            rows = pq.read_table(path).to_pylist()
+        except Exception as e:  # ArrowInvalid, OSError, ...: a truncated or non-Parquet file
+            raise RubricDataError(f"{path}: not a readable Parquet file ({type(e).__name__}: "
+                                  f"{str(e).splitlines()[0] if str(e) else 'no detail'})") from None
+        for i, row in enumerate(rows, 1):
             yield i, row, None
         return
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise RubricDataError(f"{path}: not UTF-8 text (byte {e.start}); expected JSONL, a JSON list or .parquet") from None
+    except OSError as e:
+        raise RubricDataError(f"{path}: cannot read ({e.strerror or e})") from None
     if text.lstrip().startswith("["):  # a JSON list: "line" is the row's position in it
         try:
             rows = json.loads(text)
@@ -258,7 +268,7 @@ def load_rubric_file(path: str | os.PathLike, on_error: OnError = "raise", limit
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     path = Path(path)
     if not path.is_file():
-        raise RubricDataError(f"{path}: no such file")
+        raise RubricDataError(f"{path}: {'is a folder, not a file' if path.is_dir() else 'no such file'}")
     examples: list[RubricExample] = []
     skipped: list[tuple[int, str]] = []
     for line, row, err in _iter_rows(path):

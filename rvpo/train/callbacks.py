@@ -27,6 +27,20 @@ def reward_channels(logs: dict[str, Any]) -> dict[str, float]:
     return {k.split("/")[1]: v for k, v in logs.items() if k.startswith("rewards/") and k.endswith("/mean")}
 
 
+class TaskMetrics(TrainerCallback):
+    """Adds the task's own per-step figures (``task.step_metrics()``, e.g. judge calls) to each log.
+
+    Listed before :class:`MetricsWriter`, so they reach ``metrics.jsonl`` and the progress display.
+    """
+
+    def __init__(self, task: Any):
+        self.task = task
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs is not None and "train_runtime" not in logs:
+            logs.update({k: float(v) for k, v in self.task.step_metrics().items()})
+
+
 class ProgressBar(TrainerCallback):
     """tqdm bar over optimizer steps; postfix shows k and per-channel reward means of the last step."""
 

@@ -52,8 +52,8 @@ class EvalConfig:
 
     enabled: bool = True
     """evaluate the model before and after training and put the table in summary.md"""
-    data: str = "builtin:test"
-    """held-out examples: 'builtin:test', or a ToolRL parquet / SFT json / BFCL file"""
+    data: str = ""
+    """held-out examples (a spec the task reads); empty: the task's default held-out split"""
     examples: int = 16
     """number of held-out prompts (the first N of the split); 0 means all"""
     max_new_tokens: int = 64
@@ -71,7 +71,8 @@ class WarmStartConfig:
     steps (a "cold start", as DeepSeek-R1 and ToolRL's SFT baselines use) give it a foothold."""
 
     enabled: bool = True
-    """run the warm start (skipped on --resume: the run directory's warmstart/ adapter is reused)"""
+    """run the warm start when the task's rows carry gold answers (skipped on --resume: the run
+    directory's warmstart/ adapter is reused)"""
     steps: int = 12
     """SFT optimizer steps"""
     batch_size: int = 4
@@ -91,8 +92,12 @@ class TrainConfig:
 
     model: str = "smollm2-135m-instruct"
     """model: the embedded default's name, a local folder, or a hub id (needs a network)"""
-    data: str = "builtin"
-    """training prompts: 'builtin' (generated tool-call task), or a ToolRL parquet / SFT json / BFCL file"""
+    task: str = "toolcall"
+    """the task (prompts, reward channels, held-out eval): toolcall, constraints, or a dotted path pkg.mod:factory"""
+    task_options: dict = field(default_factory=dict)
+    """keyword options for the task's factory (see the task's docs), e.g. {instructions: 3}"""
+    data: str = ""
+    """training prompts (a spec the task reads: 'builtin', a file...); empty: the task's default"""
     train_examples: int = 0
     """use only the first N training examples; 0 means all"""
     estimator: str = "rvpo"
@@ -112,7 +117,7 @@ class TrainConfig:
     scale: Scale = "group"
     """grpo only: divide by the group std, the batch std, or nothing (Dr. GRPO)"""
     reward_weights: tuple[float, ...] | None = None
-    """one weight per reward channel (format, correctness); default all 1"""
+    """one weight per reward channel of the task, in its channel order; default all 1"""
     steps: int = 8
     """RL optimizer steps (each step samples prompts_per_step prompts x group_size completions)"""
     group_size: int = 4
@@ -127,8 +132,8 @@ class TrainConfig:
     """AdamW learning rate (1e-4 suits LoRA; use ~1e-5 for full fine-tuning)"""
     kl_beta: float = 0.0
     """KL penalty towards the initial model (0 = none, no reference model is kept)"""
-    loss_type: str = "dapo"
-    """TRL policy loss: dapo, grpo, dr_grpo, bnpo, ..."""
+    loss_type: Literal["dapo", "grpo", "dr_grpo", "bnpo", "cispo", "sapo"] = "dapo"
+    """TRL policy loss (TRL 1.16's loss_type)"""
     seed: int = 0
     """seed for data order, sampling and initialisation"""
     lora: LoraConfig = field(default_factory=LoraConfig)
@@ -147,6 +152,9 @@ class TrainConfig:
     """extra loggers for transformers (none, tensorboard, wandb, trackio, ...); metrics.jsonl is always written"""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """where to train: auto uses CUDA if available, else CPU"""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """model precision: auto picks bf16 where the CPU has native bf16 matrix units (or the GPU supports
+    bf16), else fp32; LoRA weights, optimizer state, loss and advantages stay fp32 (docs/train.md)"""
 
     @property
     def batch_size(self) -> int:
@@ -184,6 +192,9 @@ def _set_path(cfg: Any, parts: list[str], value: Any, full: str, from_string: bo
         raise _unknown(full, field_names(), "")
     if len(parts) > 1:
         sub = getattr(cfg, name)
+        if isinstance(sub, dict) and len(parts) == 2:  # task_options.KEY=VALUE
+            value = yaml.safe_load(value) if from_string and isinstance(value, str) else value
+            return replace(cfg, **{name: {**sub, parts[1]: value}})
         if not dataclasses.is_dataclass(sub):
             raise _unknown(full, field_names(), "")
         return replace(cfg, **{name: _set_path(sub, parts[1:], value, full, from_string)})
@@ -215,7 +226,7 @@ def _flatten(d: dict, where: str, prefix: str = "") -> dict[str, Any]:
     sections = {n.split(".")[0] for n in field_names() if "." in n}
     for key, value in d.items():
         full = f"{prefix}{key}"
-        if isinstance(value, dict) and full in sections:
+        if isinstance(value, dict) and full in sections and full != "task_options":
             out.update(_flatten(value, where, f"{full}."))
         elif isinstance(value, dict) and full == "k_schedule":
             from rvpo.core import make_schedule, schedule_to_str
@@ -274,6 +285,7 @@ def build_config(
 _finite = math.isfinite
 RULES: dict[str, tuple[str, Any]] = {
     "steps": ("an int >= 1", lambda v: v >= 1),
+    "seed": ("an int >= 0", lambda v: v >= 0),
     "group_size": ("an int >= 2", lambda v: v >= 2),
     "prompts_per_step": ("an int >= 1", lambda v: v >= 1),
     "max_completion_length": ("an int >= 1", lambda v: v >= 1),
@@ -285,8 +297,8 @@ RULES: dict[str, tuple[str, Any]] = {
     "eps": ("a finite number > 0", lambda v: _finite(v) and v > 0),
     "beta": ("a finite number >= 0", lambda v: _finite(v) and v >= 0),
     "kl_beta": ("a finite number >= 0", lambda v: _finite(v) and v >= 0),
-    "reward_weights": ("null or 2 finite numbers (format, correctness)",
-                       lambda v: v is None or (len(v) == 2 and all(_finite(w) for w in v))),
+    "reward_weights": ("null or finite numbers, one per reward channel",
+                       lambda v: v is None or (len(v) >= 1 and all(_finite(w) for w in v))),
     "lora.r": ("an int >= 1", lambda v: v >= 1),
     "lora.alpha": ("an int >= 1", lambda v: v >= 1),
     "lora.dropout": ("a number in [0, 1)", lambda v: 0.0 <= v < 1.0),
@@ -320,8 +332,14 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         value = _get(cfg, name)
         _need(ok(value), name, what, list(value) if isinstance(value, tuple) else value)
     _need(bool(cfg.model.strip()), "model", "a model name or folder", cfg.model)
-    _need(bool(cfg.data.strip()), "data", "'builtin' or a data file", cfg.data)
     _need(bool(cfg.out.strip()), "out", "a folder", cfg.out)
+    _check_report_to(cfg.report_to)
+    if cfg.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("config field 'device': 'cuda' asked for, but torch sees no CUDA device "
+                              "(use auto or cpu, or install a CUDA build of torch)")
 
     from rvpo.core import get_estimator, make_schedule
 
@@ -333,7 +351,49 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         get_estimator(cfg.estimator)
     except ValueError as e:
         raise ConfigError(f"config field 'estimator': {str(e).removeprefix('estimator: ')}") from None
+    _dry_run_estimator(cfg)
     return cfg
+
+
+def _dry_run_estimator(cfg: TrainConfig) -> None:
+    """Call the estimator once on a tiny batch, so a bad one (``math:sqrt``) fails here, not at step 1."""
+    import torch
+
+    from rvpo.core import compute_advantages
+
+    try:
+        out = compute_advantages(torch.tensor([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.0, 0.0]]), 2,
+                                 estimator=cfg.estimator, k=1.0, beta=cfg.beta, eps=cfg.eps, unbiased=cfg.unbiased,
+                                 whiten=cfg.whiten, scale=cfg.scale, drop_zero_spread=cfg.drop_zero_spread)
+        if tuple(out.advantages.shape) != (4,):
+            raise ValueError(f"returned advantages of shape {tuple(out.advantages.shape)} for 4 completions")
+    except Exception as e:  # a user's estimator can fail in any way: say so, with its own words
+        msg = " ".join(str(e).split())[:200]
+        raise ConfigError(f"config field 'estimator': {cfg.estimator!r} fails on a 4 x 2 test batch "
+                          f"({type(e).__name__}: {msg})") from None
+
+
+_REPORTERS = {"wandb": "wandb", "tensorboard": "tensorboard", "trackio": "trackio", "mlflow": "mlflow",
+              "comet_ml": "comet_ml", "clearml": "clearml", "dvclive": "dvclive", "neptune": "neptune",
+              "swanlab": "swanlab", "codecarbon": "codecarbon", "azure_ml": "azureml"}
+
+
+def _check_report_to(value: str) -> None:
+    """Each logger named in ``report_to`` must be known and importable (else the trainer fails at step 0)."""
+    import importlib.util
+
+    for name in (n.strip() for n in value.split(",") if n.strip()):
+        if name in ("none", "all"):
+            continue
+        if name not in _REPORTERS:
+            close = difflib.get_close_matches(name, list(_REPORTERS), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f"; known: none, all, {', '.join(_REPORTERS)}"
+            raise ConfigError(f"config field 'report_to': unknown logger {name!r}{hint}")
+        module = _REPORTERS[name]
+        found = importlib.util.find_spec(module) is not None or (
+            name == "tensorboard" and importlib.util.find_spec("tensorboardX") is not None)
+        if not found:
+            raise ConfigError(f"config field 'report_to': {name!r} is not installed (pip install {module})")
 
 
 # ----------------------------------------------------------------------------- output

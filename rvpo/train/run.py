@@ -4,7 +4,9 @@
             -> train (Ctrl-C safe) -> final save -> eval after -> plots -> summary
 
 Training itself is TRL's GRPOTrainer with RVPO advantages (:class:`rvpo.integrations.trl.RVPOTrainer`);
-this module only wires the config into it and writes the run directory::
+the task (:mod:`rvpo.tasks`: prompts, reward channels, gold answers, held-out eval) comes from the
+config's ``task``. This module holds no task-specific code: it wires the config and the task into
+the trainer and writes the run directory::
 
     <out>/train-<timestamp>/
       config.yaml        resolved config (what --resume reads back)
@@ -12,7 +14,7 @@ this module only wires the config into it and writes the run directory::
       checkpoints/       HF Trainer checkpoints (checkpoint-<step>/, resumable)
       warmstart/         the adapter (or weights) after the supervised warm start
       final/             trained weights or LoRA adapter + tokenizer
-      eval_before.json, eval_warmstart.json, eval_after.json   held-out tool-call evals
+      eval_before.json, eval_warmstart.json, eval_after.json   the task's held-out evals
       plots/             reward_<channel>.png, k_binding.png
       summary.md         config, timings, final metrics, before/after table
       INTERRUPTED        present while a run stopped by Ctrl-C has not been resumed
@@ -28,9 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from rvpo.runs import make_run_dir, read_jsonl, write_json, write_jsonl
-from rvpo.train.config import save_config
-from rvpo.train.config import ConfigError, TrainConfig, from_dict
+from rvpo.precision import Precision, resolve_cached
+from rvpo.runs import check_run_root, make_run_dir, read_jsonl, remove_if_unstarted, write_json, write_jsonl
+from rvpo.tasks.base import Task, get_task
+from rvpo.train.config import ConfigError, TrainConfig, from_dict, save_config
 
 logger = logging.getLogger(__name__)
 INTERRUPTED = "INTERRUPTED"
@@ -42,11 +45,14 @@ class TrainResult:
 
     run_dir: Path
     interrupted: bool = False
+    already_finished: bool = False
     last_step: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     eval_before: dict | None = None
     eval_warmstart: dict | None = None
     eval_after: dict | None = None
+    precision: Precision | None = None
+    task: Task | None = None
 
 
 def _stderr(msg: str) -> None:
@@ -56,15 +62,35 @@ def _stderr(msg: str) -> None:
 # ----------------------------------------------------------------------------- stages
 
 
-def open_run_dir(cfg: TrainConfig, resume: str | Path | None) -> tuple[Path, int]:
-    """A fresh run directory, or the resumed one with metrics trimmed to its latest checkpoint.
+def finished_step(run_dir: Path) -> int | None:
+    """The step a run directory finished at (it has ``final/``), or None if it has not finished."""
+    from rvpo.policy import latest_checkpoint
+
+    if not (Path(run_dir) / "final").is_dir():
+        return None
+    last = latest_checkpoint(run_dir)
+    return last[0] if last else None
+
+
+def open_run_dir(cfg: TrainConfig, resume: str | Path | None, run_dir: Path | None = None) -> tuple[Path, int]:
+    """A fresh run directory (``run_dir`` if given, else ``<out>/train-<timestamp>``), or the resumed one
+    with metrics trimmed to its latest checkpoint.
 
     Returns ``(run_dir, resume_step)``; ``resume_step`` is 0 for a fresh run.
     """
-    from rvpo.train.policy import latest_checkpoint
+    from rvpo.policy import latest_checkpoint
 
     if resume is None:
-        run_dir = make_run_dir(cfg.out, "train")
+        if run_dir is None:
+            run_dir = make_run_dir(cfg.out, "train")
+        else:
+            run_dir = Path(run_dir)
+            if run_dir.exists() and any(run_dir.iterdir()):
+                raise ConfigError(f"run directory {str(run_dir)!r} is not empty (resume it instead)")
+            try:
+                run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise ConfigError(f"cannot create run directory {str(run_dir)!r}: {e.strerror or e}") from None
         save_config(run_dir / "config.yaml", cfg)
         return run_dir, 0
     run_dir = Path(resume)
@@ -84,49 +110,100 @@ def load_resume_config(run_dir: str | Path) -> TrainConfig:
     import yaml
 
     path = Path(run_dir) / "config.yaml"
+    if not Path(run_dir).is_dir():
+        raise FileNotFoundError(f"--resume {str(run_dir)!r}: no such run directory")
     if not path.is_file():
         raise FileNotFoundError(f"--resume {str(run_dir)!r}: no config.yaml there (not an rvpo train run directory)")
-    return from_dict(yaml.safe_load(path.read_text()) or {}, where=f"{path}: ")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: unreadable config ({type(e).__name__}: {' '.join(str(e).split())[:200]})") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of config fields")
+    return from_dict(raw or {}, where=f"{path}: ")
 
 
-def load_data(cfg: TrainConfig) -> tuple[list[dict], list[dict]]:
-    """``(train_examples, eval_examples)`` per ``cfg.data`` / ``cfg.eval.data`` and their limits."""
-    from rvpo.tasks.toolcall import load_examples
+def load_task(cfg: TrainConfig) -> Task:
+    """The config's task, its options applied (errors name the field)."""
+    try:
+        return get_task(cfg.task, cfg.task_options)
+    except ValueError as e:
+        field, _, msg = str(e).partition(": ")  # "task: ..." or "task_options for task 'x': ..."
+        name = "task_options" if field.startswith("task_options") else "task"
+        raise ConfigError(f"config field {name!r}: {msg}") from None
 
-    def load(name: str, spec: str) -> list[dict]:
+
+def load_data(cfg: TrainConfig, task: Task) -> tuple[list[dict], list[dict]]:
+    """``(train_rows, eval_rows)`` per ``cfg.data`` / ``cfg.eval.data`` (or the task's defaults) and their limits."""
+
+    def load(name: str, spec: str, split: str) -> list[dict]:
         try:
-            rows = list(load_examples(spec))
+            rows = list(task.load(spec, split, seed=cfg.seed))
         except (ValueError, OSError) as e:
             raise ConfigError(f"config field {name!r}: {e}") from None
         if not rows:
             raise ConfigError(f"config field {name!r}: {spec!r} gave no examples")
         return rows
 
-    train = load("data", cfg.data)
+    train = load("data", cfg.data or task.default_data, "train")
     if cfg.train_examples:
         train = train[: cfg.train_examples]
     evals: list[dict] = []
     if cfg.eval.enabled:
-        evals = load("eval.data", cfg.eval.data)
+        evals = load("eval.data", cfg.eval.data or task.default_eval_data, "eval")
         if cfg.eval.examples:
             evals = evals[: cfg.eval.examples]
     return train, evals
 
 
-def reward_funcs(cfg: TrainConfig) -> list[Callable]:
-    """The two ToolRL channels, named ``format`` and ``correctness`` (TRL logs ``rewards/<name>/mean``)."""
-    from rvpo.rewards.toolcall import make_correctness_reward, make_format_reward
+def reward_funcs(cfg: TrainConfig, task: Task) -> list[Callable]:
+    """The task's reward functions, one per channel; ``reward_weights`` must match their number."""
+    fns = list(task.reward_funcs())
+    if cfg.reward_weights is not None and len(cfg.reward_weights) != len(fns):
+        names = ", ".join(fn.__name__ for fn in fns)
+        raise ConfigError(f"config field 'reward_weights': expected {len(fns)} numbers (one per channel of task "
+                          f"{task.name!r}: {names}), got {len(cfg.reward_weights)}")
+    return fns
 
-    return [make_format_reward(name="format"), make_correctness_reward(name="correctness")]
+
+def check_lora_targets(cfg: TrainConfig, model: Any) -> None:
+    """Every ``lora.target_modules`` name must match a module of the model (peft fails late otherwise)."""
+    if not cfg.lora.enabled:
+        return
+    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    missing = [t for t in cfg.lora.target_modules if t not in names]
+    if missing:
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if type(m).__name__ == "Linear"})
+        raise ConfigError(f"config field 'lora.target_modules': {missing} match no module of {cfg.model!r}; "
+                          f"its linear layers are {', '.join(linear)}")
 
 
-def trainer_args(cfg: TrainConfig, output_dir: Path) -> Any:
-    """Map the config onto :class:`rvpo.integrations.trl.RVPOConfig` (a TRL GRPOConfig)."""
+def on_cuda(cfg: TrainConfig) -> bool:
     import torch
 
+    return cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+
+
+def resolve_precision(cfg: TrainConfig) -> Precision:
+    """The run's precision (``cfg.precision`` resolved for its device; see :mod:`rvpo.precision`)."""
+    try:
+        return resolve_cached(cfg.precision, "cuda" if on_cuda(cfg) else "cpu")
+    except ValueError as e:
+        raise ConfigError(f"config field {str(e)}") from None
+
+
+def model_dtype(cfg: TrainConfig, precision: Precision) -> Any:
+    """bf16 weights only where they are frozen (LoRA); a full fine-tune keeps fp32 master weights."""
+    import torch
+
+    return torch.bfloat16 if precision.bf16 and cfg.lora.enabled else torch.float32
+
+
+def trainer_args(cfg: TrainConfig, output_dir: Path, precision: Precision) -> Any:
+    """Map the config onto :class:`rvpo.integrations.trl.RVPOConfig` (a TRL GRPOConfig)."""
     from rvpo.integrations.trl import RVPOConfig
 
-    cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    cuda = on_cuda(cfg)
     return RVPOConfig(
         output_dir=str(output_dir),
         rvpo_estimator=cfg.estimator,
@@ -154,7 +231,7 @@ def trainer_args(cfg: TrainConfig, output_dir: Path) -> Any:
         save_total_limit=cfg.save_total_limit or None,
         report_to=cfg.report_to,
         use_cpu=not cuda,
-        bf16=bool(cuda and torch.cuda.is_bf16_supported()),
+        bf16=precision.bf16,  # autocast for the training forward; generation follows the weights' dtype
         fp16=False,
         seed=cfg.seed,
         data_seed=cfg.seed,
@@ -163,8 +240,8 @@ def trainer_args(cfg: TrainConfig, output_dir: Path) -> Any:
     )
 
 
-def build_trainer(cfg: TrainConfig, model: Any, tok: Any, train: Sequence[dict], output_dir: Path,
-                  callbacks: Sequence[Any]) -> Any:
+def build_trainer(cfg: TrainConfig, task: Task, model: Any, tok: Any, train: Sequence[dict], output_dir: Path,
+                  callbacks: Sequence[Any], precision: Precision) -> Any:
     """An RVPOTrainer with our callbacks instead of transformers' progress printing."""
     from datasets import Dataset
     from transformers import PrinterCallback, ProgressCallback
@@ -177,9 +254,9 @@ def build_trainer(cfg: TrainConfig, model: Any, tok: Any, train: Sequence[dict],
 
     # a warm-started model already carries its LoRA adapter: RL keeps training that one
     peft_config = None if isinstance(model, PeftModel) else lora_config(cfg)
-    columns = ("prompt", "ground_truth", "id")
+    columns = ("prompt", "id", *task.columns)
     dataset = Dataset.from_list([{c: ex[c] for c in columns} for ex in train])
-    trainer = RVPOTrainer(model=model, reward_funcs=reward_funcs(cfg), args=trainer_args(cfg, output_dir),
+    trainer = RVPOTrainer(model=model, reward_funcs=reward_funcs(cfg, task), args=trainer_args(cfg, output_dir, precision),
                           train_dataset=dataset, processing_class=tok, peft_config=peft_config,
                           callbacks=list(callbacks))
     trainer.remove_callback(ProgressCallback)
@@ -205,22 +282,27 @@ def run_trainer(trainer: Any, resume_from: Path | None, interrupt: Any) -> bool:
     return interrupt.interrupted
 
 
-def run_eval(cfg: TrainConfig, model: Any, tok: Any, examples: Sequence[dict], path: Path) -> dict:
-    """Tool-call eval of ``model`` on ``examples``; written to ``path`` (records included)."""
-    from rvpo.evals.toolcall import evaluate_toolcall
+def run_eval(cfg: TrainConfig, task: Task, model: Any, tok: Any, rows: Sequence[dict], path: Path,
+             precision: Precision) -> dict:
+    """The task's held-out eval of ``model`` on ``rows``; written to ``path`` (records included)."""
+    from rvpo.precision import autocast
 
-    res = evaluate_toolcall(model, examples, max_new_tokens=cfg.eval.max_new_tokens,
-                            batch_size=cfg.eval.batch_size, tokenizer=tok)
+    with autocast(precision, model):
+        res = task.evaluate(model, tok, rows, max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size)
     write_json(path, res)
     return res
 
 
-def warm_start_stage(cfg: TrainConfig, model: Any, tok: Any, train_rows: Sequence[dict], eval_rows: Sequence[dict],
-                     run_dir: Path, resume: Any, log: Callable[[str], None]) -> tuple[Any, dict | None]:
+def warm_start_stage(cfg: TrainConfig, task: Task, model: Any, tok: Any, train_rows: Sequence[dict],
+                     eval_rows: Sequence[dict], run_dir: Path, resume: Any, log: Callable[[str], None],
+                     precision: Precision) -> tuple[Any, dict | None]:
     """Run (or, on resume, reload) the supervised warm start; evaluate after it if configured."""
     from rvpo.train.warmstart import load_warm_start, warm_start
 
     if not cfg.warmstart.enabled:
+        return model, None
+    if not any(row.get("gold") for row in train_rows):
+        log(f"warm start: skipped (task {task.name!r} gives no gold answers for these rows)")
         return model, None
     if resume and (run_dir / "warmstart").is_dir():
         model = load_warm_start(cfg, model, run_dir / "warmstart")
@@ -232,14 +314,14 @@ def warm_start_stage(cfg: TrainConfig, model: Any, tok: Any, train_rows: Sequenc
     else:
         ws = cfg.warmstart
         log(f"warm start: {ws.steps} SFT steps x {ws.batch_size} gold answers, lr {ws.learning_rate:g}")
-        model = warm_start(cfg, model, tok, train_rows, run_dir)
+        model = warm_start(cfg, model, tok, train_rows, run_dir, precision)
     path = run_dir / "eval_warmstart.json"
     if not (cfg.warmstart.eval and eval_rows):
         return model, None
     if path.is_file():
         return model, json.loads(path.read_text())
     log("eval after the warm start")
-    return model, run_eval(cfg, model, tok, eval_rows, path)
+    return model, run_eval(cfg, task, model, tok, eval_rows, path, precision)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -251,6 +333,7 @@ def train(
     callbacks: Sequence[Any] = (),
     log: Callable[[str], None] = _stderr,
     progress: bool = True,
+    run_dir: str | Path | None = None,
 ) -> TrainResult:
     """Run (or resume) one training run end to end; see the module docstring for the stages.
 
@@ -260,11 +343,35 @@ def train(
         callbacks: extra transformers ``TrainerCallback`` objects (tests, custom logging).
         log: where stage messages go (stderr by default).
         progress: show the tqdm progress bar.
+        run_dir: start a fresh run in exactly this (empty or new) folder instead of
+            ``<cfg.out>/train-<timestamp>`` (experiments use fixed names).
+
+    Resuming a run that already finished ``cfg.steps`` steps does nothing (``already_finished``);
+    a larger ``cfg.steps`` continues it. A fresh run whose start fails (bad data, a missing model,
+    Ctrl-C before anything was produced) leaves no run folder behind.
     """
+    if resume is not None:
+        done = finished_step(Path(resume))
+        if done is not None and done >= cfg.steps:
+            log(f"{resume}: already finished at step {done} of {cfg.steps}; nothing to do "
+                f"(pass --steps N with N > {done} to train further)")
+            return TrainResult(run_dir=Path(resume), already_finished=True, last_step=done)
+    check_run_root(cfg.out if run_dir is None else Path(run_dir).parent)
+    fresh: list[Path] = []
+    try:
+        return _train(cfg, resume, callbacks, log, progress, run_dir, fresh)
+    except BaseException:
+        if fresh:
+            remove_if_unstarted(fresh[0], ("config.yaml",))
+        raise
+
+
+def _train(cfg: TrainConfig, resume: str | Path | None, callbacks: Sequence[Any], log: Callable[[str], None],
+           progress: bool, run_dir_arg: str | Path | None, fresh: list[Path]) -> TrainResult:
     from rvpo.models import load_model_and_tokenizer, resolve_model
-    from rvpo.train.callbacks import GracefulInterrupt, MetricsWriter, ProgressBar
+    from rvpo.train.callbacks import GracefulInterrupt, MetricsWriter, ProgressBar, TaskMetrics
     from rvpo.train.plots import plot_metrics
-    from rvpo.train.policy import latest_checkpoint
+    from rvpo.policy import latest_checkpoint
     from rvpo.train.summary import write_summary
 
     t_start = time.perf_counter()
@@ -274,52 +381,62 @@ def train(
         timings[name] = round(time.perf_counter() - t0, 1)
         return time.perf_counter()
 
-    run_dir, resume_step = open_run_dir(cfg, resume)
-    res = TrainResult(run_dir=run_dir, timings=timings)
-    log(f"run dir: {run_dir}" + (f" (resuming after step {resume_step})" if resume else ""))
+    # validate and load everything before a run folder exists
+    task = load_task(cfg)
+    precision = resolve_precision(cfg)
     t = time.perf_counter()
-    train_rows, eval_rows = load_data(cfg)
+    train_rows, eval_rows = load_data(cfg, task)
+    reward_funcs(cfg, task)  # reward_weights against the task's channels
     t = lap("data", t)
     model_path = resolve_model(cfg.model)  # first use of the embedded model converts it (~30 s)
     t = lap("model_resolve", t)
-    model, tok = load_model_and_tokenizer(model_path)
+    model, tok = load_model_and_tokenizer(model_path, dtype=model_dtype(cfg, precision))
+    check_lora_targets(cfg, model)
     t = lap("model_load", t)
+    run_dir, resume_step = open_run_dir(cfg, resume, None if run_dir_arg is None else Path(run_dir_arg))
+    if resume is None:
+        fresh.append(run_dir)
+    res = TrainResult(run_dir=run_dir, timings=timings, precision=precision, task=task)
+    log(f"run dir: {run_dir}" + (f" (resuming after step {resume_step})" if resume else ""))
+    log(f"task {task.name}; precision {precision.name} ({precision.reason})")
 
-    before_path = run_dir / "eval_before.json"
-    if eval_rows and before_path.is_file():
-        res.eval_before = json.loads(before_path.read_text())
-    elif eval_rows:
-        log(f"eval before training: {len(eval_rows)} held-out prompts, greedy, {cfg.eval.max_new_tokens} tokens")
-        res.eval_before = run_eval(cfg, model, tok, eval_rows, before_path)
-        t = lap("eval_before", t)
+    with task.session(run_dir):
+        before_path = run_dir / "eval_before.json"
+        if eval_rows and before_path.is_file():
+            res.eval_before = json.loads(before_path.read_text())
+        elif eval_rows:
+            log(f"eval before training: {len(eval_rows)} held-out prompts, greedy, {cfg.eval.max_new_tokens} tokens")
+            res.eval_before = run_eval(cfg, task, model, tok, eval_rows, before_path, precision)
+            t = lap("eval_before", t)
 
-    model, res.eval_warmstart = warm_start_stage(cfg, model, tok, train_rows, eval_rows, run_dir, resume, log)
-    t = lap("warmstart", t)
+        model, res.eval_warmstart = warm_start_stage(cfg, task, model, tok, train_rows, eval_rows, run_dir, resume,
+                                                     log, precision)
+        t = lap("warmstart", t)
 
-    metrics = MetricsWriter(run_dir / "metrics.jsonl")
-    interrupt = GracefulInterrupt(log=log)
-    cbs = [metrics, interrupt] + ([ProgressBar()] if progress else []) + list(callbacks)
-    trainer = build_trainer(cfg, model, tok, train_rows, run_dir / "checkpoints", cbs)
-    last = latest_checkpoint(run_dir) if resume else None
-    log(f"training: {cfg.estimator}, k {cfg.k_schedule}, {cfg.steps} steps x {cfg.prompts_per_step} prompts x "
-        f"G={cfg.group_size}, {cfg.max_completion_length} tokens, " + ("LoRA" if cfg.lora.enabled else "full"))
-    t = time.perf_counter()
-    res.interrupted = run_trainer(trainer, last[1] if last else None, interrupt)
-    t = lap("train", t)
-    res.last_step = trainer.state.global_step
+        metrics = MetricsWriter(run_dir / "metrics.jsonl")
+        interrupt = GracefulInterrupt(log=log)
+        cbs = [TaskMetrics(task), metrics, interrupt] + ([ProgressBar()] if progress else []) + list(callbacks)
+        trainer = build_trainer(cfg, task, model, tok, train_rows, run_dir / "checkpoints", cbs, precision)
+        last = latest_checkpoint(run_dir) if resume else None
+        log(f"training: {cfg.estimator}, k {cfg.k_schedule}, {cfg.steps} steps x {cfg.prompts_per_step} prompts x "
+            f"G={cfg.group_size}, {cfg.max_completion_length} tokens, " + ("LoRA" if cfg.lora.enabled else "full"))
+        t = time.perf_counter()
+        res.interrupted = run_trainer(trainer, last[1] if last else None, interrupt)
+        t = lap("train", t)
+        res.last_step = trainer.state.global_step
 
-    if res.interrupted:
-        ckpt = latest_checkpoint(run_dir)
-        write_json(run_dir / INTERRUPTED, {"step": res.last_step, "checkpoint": str(ckpt[1]) if ckpt else None})
-        log(f"interrupted after step {res.last_step}; continue with: rvpo train --resume {run_dir}")
-    else:
-        trainer.save_model(str(run_dir / "final"))
-        tok.save_pretrained(str(run_dir / "final"))
-        if eval_rows:
-            log("eval after training")
-            policy = trainer.model.merge_and_unload() if cfg.lora.enabled else trainer.model
-            res.eval_after = run_eval(cfg, policy, tok, eval_rows, run_dir / "eval_after.json")
-            t = lap("eval_after", t)
+        if res.interrupted:
+            ckpt = latest_checkpoint(run_dir)
+            write_json(run_dir / INTERRUPTED, {"step": res.last_step, "checkpoint": str(ckpt[1]) if ckpt else None})
+            log(f"interrupted after step {res.last_step}; continue with: rvpo train --resume {run_dir}")
+        else:
+            trainer.save_model(str(run_dir / "final"))
+            tok.save_pretrained(str(run_dir / "final"))
+            if eval_rows:
+                log("eval after training")
+                policy = trainer.model.merge_and_unload() if cfg.lora.enabled else trainer.model
+                res.eval_after = run_eval(cfg, task, policy, tok, eval_rows, run_dir / "eval_after.json", precision)
+                t = lap("eval_after", t)
     plot_metrics(run_dir / "metrics.jsonl", run_dir / "plots")
     timings["total"] = round(time.perf_counter() - t_start, 1)
     write_summary(run_dir, cfg, res, final_logs=metrics.final)

@@ -15,6 +15,8 @@ import inspect
 from dataclasses import fields
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
+import yaml
+
 
 class ConfigError(ValueError):
     """A bad config value or key; the message names the field (and the file, for YAML)."""
@@ -113,6 +115,15 @@ def coerce(name: str, tp: Any, value: Any, from_string: bool, what: str | None =
             except ValueError:
                 raise bad from None
         raise bad
+    if tp is dict:
+        if from_string and isinstance(value, str):
+            try:
+                value = yaml.safe_load(value) if value.strip() else {}
+            except yaml.YAMLError:
+                raise bad from None
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise bad
+        return dict(value)
     if tp is str:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and name == "k_schedule":
             return str(value)  # a constant k written as a bare number
@@ -130,4 +141,5 @@ def describe_type(tp: Any) -> str:
         return f"a list of {describe_type(args[0])}"
     if origin is Literal:
         return type_name(tp)
-    return {bool: "true or false", int: "an int", float: "a number", str: "a string"}.get(tp, str(tp))
+    return {bool: "true or false", int: "an int", float: "a number", str: "a string",
+            dict: "a mapping"}.get(tp, str(tp))

@@ -43,7 +43,7 @@ def training_table(records: list[dict], window: int = 5) -> str:
 
 def write_summary(run_dir: Path, cfg: TrainConfig, res: Any, final_logs: dict | None = None) -> Path:
     """Write ``run_dir/summary.md`` from the run's files and ``res`` (a ``TrainResult``)."""
-    from rvpo.evals.toolcall import markdown_table
+    from rvpo.tasks.base import markdown_table
 
     run_dir = Path(run_dir)
     metrics = run_dir / "metrics.jsonl"
@@ -52,7 +52,10 @@ def write_summary(run_dir: Path, cfg: TrainConfig, res: Any, final_logs: dict | 
               if res.interrupted else f"completed {res.last_step} of {cfg.steps} steps")
     out = [f"# rvpo train: {run_dir.name}", "", f"Status: {status}.", ""]
     out += ["## Setup", "",
-            f"- model `{cfg.model}`, data `{cfg.data}`, {'LoRA r=%d' % cfg.lora.r if cfg.lora.enabled else 'full fine-tune'}",
+            f"- task `{cfg.task}`" + (f" ({res.task.description})" if res.task is not None else "") +
+            f", data `{cfg.data or (res.task.default_data if res.task is not None else '')}`",
+            f"- model `{cfg.model}`, {'LoRA r=%d' % cfg.lora.r if cfg.lora.enabled else 'full fine-tune'}",
+            "- precision: " + (f"**{res.precision.name}** ({res.precision.reason})" if res.precision else cfg.precision),
             f"- estimator `{cfg.estimator}`, k schedule `{cfg.k_schedule}`, KL beta {cfg.kl_beta}",
             "- warm start: " + (f"{cfg.warmstart.steps} SFT steps x {cfg.warmstart.batch_size} gold answers"
                                  if cfg.warmstart.enabled else "none"),
@@ -69,13 +72,14 @@ def write_summary(run_dir: Path, cfg: TrainConfig, res: Any, final_logs: dict | 
     out += ["## Held-out evaluation (greedy)", ""]
     rows = [(label, r) for label, r in (("before", res.eval_before), ("after warm start (SFT)", res.eval_warmstart),
                                         ("after RL", res.eval_after)) if r]
-    if rows:
-        out += [markdown_table(rows), "",
-                "format: ToolRL format reward == 1; exact match: correctness == 3 (all calls, keys and "
-                "values right; for response-only gold: no call made); correctness in [-3, 3].", ""]
+    task = res.task
+    if rows and task is not None:
+        out += [markdown_table(task, rows), "", task.describe_eval(), ""]
         base = res.eval_warmstart or res.eval_before  # RL's own effect is measured from where RL started
         if base and res.eval_after:
-            d = {m: res.eval_after[m] - base[m] for m in ("format_rate", "exact_match_rate", "mean_correctness")}
+            d = {m: res.eval_after["metrics"][m] - base["metrics"][m] for m in task.eval_metrics
+                 if isinstance(res.eval_after["metrics"].get(m), (int, float)) and
+                 isinstance(base["metrics"].get(m), (int, float))}
             since = "after RL - after warm start" if res.eval_warmstart else "after - before"
             out += [f"Change {since}: " + ", ".join(f"{k} {v:+.3f}" for k, v in d.items()) +
                     f" (n={res.eval_after['n']}; small n: read the confidence intervals).", ""]

@@ -26,8 +26,12 @@ def lora_config(cfg: TrainConfig) -> Any:
                       target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM")
 
 
-def warm_start(cfg: TrainConfig, model: Any, tok: Any, train_rows: Sequence[dict], out_dir: Path) -> Any:
-    """SFT ``model`` on gold answers; return the trained model (a peft model when LoRA is on)."""
+def warm_start(cfg: TrainConfig, model: Any, tok: Any, train_rows: Sequence[dict], out_dir: Path,
+               precision: Any = None) -> Any:
+    """SFT ``model`` on gold answers (rows' ``gold``); return the trained model (a peft model when LoRA is on).
+
+    ``precision`` (:class:`rvpo.precision.Precision`): bf16 runs the SFT forward/backward under autocast.
+    """
     import datasets
     import torch
     from datasets import Dataset
@@ -37,13 +41,14 @@ def warm_start(cfg: TrainConfig, model: Any, tok: Any, train_rows: Sequence[dict
     datasets.disable_progress_bars()  # per-map bars for a few dozen rows are noise next to ours
     ws = cfg.warmstart
     n = ws.steps * ws.batch_size
-    rows = [{"prompt": ex["prompt"], "completion": [{"role": "assistant", "content": ex["ground_truth"]}]}
-            for ex in list(train_rows)[:n]]
+    rows = [{"prompt": ex["prompt"], "completion": [{"role": "assistant", "content": ex["gold"]}]}
+            for ex in [r for r in train_rows if r.get("gold")][:n]]
     cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
     args = SFTConfig(
         output_dir=str(out_dir / "sft-tmp"), use_cpu=not cuda, per_device_train_batch_size=ws.batch_size,
         max_steps=ws.steps, learning_rate=ws.learning_rate, lr_scheduler_type="constant", warmup_steps=0,
-        logging_steps=max(1, ws.steps // 4), save_strategy="no", report_to="none", bf16=False, fp16=False,
+        logging_steps=max(1, ws.steps // 4), save_strategy="no", report_to="none",
+        bf16=bool(precision is not None and precision.bf16), fp16=False,
         gradient_checkpointing=False, seed=cfg.seed, data_seed=cfg.seed, disable_tqdm=True,
         completion_only_loss=True,
     )

@@ -7,7 +7,7 @@ Every example is a dict usable as a TRL dataset row::
      "id": str, "source": str}
 
 (BFCL rows add ``"accepted"``: a JSON string of the accepted values per parameter.)
-Score completions with ``rvpo.rewards.toolcall.format_reward`` / ``correctness_reward``.
+Score completions with ``rvpo.tasks.toolcall.rewards.format_reward`` / ``correctness_reward``.
 """
 
 from rvpo.tasks.toolcall.generate import builtin_splits, generate_examples, make_example

@@ -13,7 +13,7 @@ import hashlib
 import random
 from typing import Any, Callable
 
-from rvpo.rewards.toolcall import render_output
+from rvpo.tasks.toolcall.rewards import render_output
 from rvpo.tasks.toolcall.schemas import TOOLS, compact_signature, system_prompt
 
 Call = dict[str, Any]

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
-from rvpo.rewards.toolcall import parse_gold_calls, render_output
+from rvpo.tasks.toolcall.rewards import parse_gold_calls, render_output
 from rvpo.tasks.toolcall.generate import builtin_splits
 from rvpo.tasks.toolcall.schemas import bfcl_compact_signature, system_prompt
 
@@ -187,6 +187,14 @@ def resolve_bfcl_file(name: PathLike, answers: bool = False) -> Path:
     return cand
 
 
+def bfcl_category(path: PathLike) -> str:
+    """The BFCL category of a file name: ``BFCL_v4_live_simple.json`` -> ``"live_simple"``."""
+    stem = Path(path).name.removesuffix(".json")
+    for prefix in ("possible_answer_", "BFCL_v4_", "BFCL_v3_"):
+        stem = stem.removeprefix(prefix)
+    return stem
+
+
 def _bfcl_answers_next_to(questions: Path) -> Path:
     d = questions.parent
     for cand in (d / f"possible_answer_{questions.name}", d / "possible_answer" / questions.name):
@@ -196,14 +204,46 @@ def _bfcl_answers_next_to(questions: Path) -> Path:
                      f"(tried possible_answer_{questions.name} and possible_answer/{questions.name})")
 
 
-def _bfcl_gold(answer: Any, where: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """BFCL possible answer -> (gold calls with the first accepted value, accepted lists per call).
+def _first_accepted(values: list[Any], required: bool) -> Any:
+    # "" marks "may be omitted"; a schema-required parameter takes its first real value instead.
+    for v in values:
+        if not (required and v == ""):
+            return v
+    return ""
 
-    BFCL marks an optional parameter with "" among its accepted values; when "" is the first
-    accepted value the parameter is left out of the gold call.
+
+def _collapse_dict(value: Any) -> Any:
+    # BFCL gives a dict value as per-key accepted lists: {key: [values]} -> {key: first value}.
+    if not isinstance(value, dict) or not all(isinstance(v, list) for v in value.values()):
+        return value
+    return {k: v[0] for k, v in value.items() if v and v[0] != ""}
+
+
+def _gold_value(value: Any, schema: dict[str, Any]) -> Any:
+    """The gold form of one accepted value: dicts (and lists of dicts) lose their per-key lists."""
+    kind = schema.get("type")
+    items = (schema.get("items") or {}).get("type") if isinstance(schema.get("items"), dict) else None
+    if kind == "dict":
+        return _collapse_dict(value)
+    if kind in ("array", "tuple") and items == "dict" and isinstance(value, list):
+        return [_collapse_dict(v) for v in value]
+    return value
+
+
+def _bfcl_gold(answer: Any, where: str, functions: list[dict[str, Any]] | None = None
+               ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """BFCL possible answer -> (gold calls, accepted lists per call).
+
+    The gold takes each parameter's first accepted value and leaves the parameter out when that
+    value is "" (BFCL's "may be omitted"), except a schema-required one, which takes its first
+    value that is not "". Dict values (and lists of dicts) are given by BFCL as per-key accepted
+    lists; the gold takes the first value of each key (leaving out keys whose first is "").
+    An optional answer parameter that the schema lacks is left out. Every gold passes BFCL's
+    checker except on 4 entries no call can pass (tests/test_bfcl_checker.py).
     """
     if not isinstance(answer, list) or not answer:
         raise ValueError(f"{where}: 'ground_truth' must be a non-empty list of {{function: {{param: [values]}}}}")
+    schemas = {f.get("name"): f for f in functions or []}
     calls, accepted = [], []
     for entry in answer:
         if not isinstance(entry, dict) or len(entry) != 1:
@@ -211,7 +251,15 @@ def _bfcl_gold(answer: Any, where: str) -> tuple[list[dict[str, Any]], list[dict
         (name, params), = entry.items()
         if not isinstance(params, dict) or not all(isinstance(v, list) for v in params.values()):
             raise ValueError(f"{where}: parameters of {name!r} must map names to lists of accepted values")
-        gold = {k: v[0] for k, v in params.items() if v and v[0] != ""}
+        spec = (schemas.get(name) or {}).get("parameters") or {}
+        props, required = spec.get("properties") or {}, set(spec.get("required") or [])
+        gold = {}
+        for k, v in params.items():
+            if k not in props and props and "" in v:
+                continue  # an answer key the schema lacks (parallel_multiple_26): BFCL rejects it if given
+            first = _first_accepted(v, k in required) if v else ""
+            if first != "" or (k in required and v):
+                gold[k] = _gold_value(first, props.get(k) or {})
         calls.append({"name": name, "parameters": gold})
         accepted.append({"name": name, "parameters": params})
     return calls, accepted
@@ -226,11 +274,14 @@ def load_bfcl(questions_path: PathLike, answers_path: PathLike | None = None) ->
     ``questions_path`` may be a path or a category name resolved in the installed bfcl-eval
     ("simple_python"); ``answers_path`` defaults to the matching possible-answer file (next to a
     path, or in bfcl-eval). Only single-turn entries are supported. Each row adds ``"accepted"``:
-    JSON text of ``[{"name", "parameters": {param: [accepted values]}}]`` (BFCL's answer lists).
+    JSON text of ``[{"name", "parameters": {param: [accepted values]}}]`` (BFCL's answer lists),
+    ``"functions"``: JSON text of the entry's function schemas, and ``"category"`` (from the file
+    name, e.g. "live_simple"); :mod:`rvpo.tasks.toolcall.bfcl` scores with them.
     Irrelevance categories (file name contains "irrelevance", no answers file) become no-call
     examples: the gold is a ``<response>`` and ``accepted`` is "[]".
     """
     qpath = resolve_bfcl_file(questions_path)
+    category = bfcl_category(qpath)
     no_call = answers_path is None and "irrelevance" in qpath.name
     if no_call:
         apath = None
@@ -261,7 +312,7 @@ def load_bfcl(questions_path: PathLike, answers_path: PathLike | None = None) ->
             raise ValueError(f"{where}: id {rec['id']!r} has no possible answer in {apath}")
         else:
             awhere, answer = answers[rec["id"]]
-            calls, accepted = _bfcl_gold(answer, awhere)
+            calls, accepted = _bfcl_gold(answer, awhere, functions)
         extra_system = [m["content"] for m in turns[0] if isinstance(m, dict) and m.get("role") == "system"]
         messages = [m for m in turns[0] if isinstance(m, dict) and m.get("role") != "system"]
         system = "\n".join(extra_system + [system_prompt([bfcl_compact_signature(f) for f in functions])])
@@ -275,7 +326,8 @@ def load_bfcl(questions_path: PathLike, answers_path: PathLike | None = None) ->
         prompt += [{"role": m.get("role"), "content": m.get("content")} for m in messages]
         row = {"prompt": prompt,
                "ground_truth": gold, "id": rec["id"], "source": "bfcl",
-               "accepted": json.dumps(accepted, ensure_ascii=False)}
+               "accepted": json.dumps(accepted, ensure_ascii=False),
+               "functions": json.dumps(functions, ensure_ascii=False), "category": category}
         out.append(validate_example(row, where))
     return out
 
@@ -289,9 +341,19 @@ def _load_rvpo_examples(path: PathLike) -> list[Example]:
     return [validate_example(rec, f"{path} line {line}") for line, rec in _iter_json_records(path)]
 
 
+BFCL_GROUPS: dict[str, tuple[str, ...]] = {
+    "ast": ("simple_python", "multiple", "parallel", "parallel_multiple",
+            "live_simple", "live_multiple", "live_parallel", "live_parallel_multiple"),
+    "non_live": ("simple_python", "multiple", "parallel", "parallel_multiple"),
+    "live": ("live_simple", "live_multiple", "live_parallel", "live_parallel_multiple"),
+}
+"""``bfcl:GROUP`` names: the Python AST categories BFCL's checker scores here."""
+
+
 def load_examples(spec: str) -> list[Example]:
     """Examples from a spec: "builtin" (= "builtin:train"), "builtin:test", "builtin:train:SEED",
-    "bfcl:CATEGORY" (resolved in the installed bfcl-eval), or a file path dispatched by extension
+    "bfcl:CATEGORY", "bfcl:CAT1,CAT2" or "bfcl:GROUP" (``BFCL_GROUPS``; resolved in the installed
+    bfcl-eval), or a file path dispatched by extension
     and contents (.parquet: ToolRL verl or rvpo examples; .json/.jsonl: ToolRL SFT, BFCL questions
     (answers next to them), or rvpo examples).
     """
@@ -307,7 +369,12 @@ def load_examples(spec: str) -> list[Example]:
             raise ValueError(f"bad spec {spec!r}: use builtin, builtin:train, builtin:test or builtin:SPLIT:SEED")
         return splits[split]
     if spec.startswith("bfcl:"):
-        return load_bfcl(spec[len("bfcl:"):])
+        names = spec[len("bfcl:"):]
+        cats = list(BFCL_GROUPS[names]) if names in BFCL_GROUPS else [c for c in names.split(",") if c]
+        if not cats:
+            raise ValueError(f"bad spec {spec!r}: name a category, e.g. bfcl:simple_python, bfcl:live_simple,multiple "
+                             f"or a group ({', '.join(sorted(BFCL_GROUPS))})")
+        return [row for c in cats for row in load_bfcl(c)]
     path = Path(spec)
     if not path.is_file():
         raise ValueError(f"no such file: {spec!r} (or use 'builtin', 'builtin:test', 'bfcl:simple_python')")

@@ -57,25 +57,38 @@ def policy_folder(path: str | os.PathLike) -> Path:
     )
 
 
-def load_policy(name_or_path: str | os.PathLike | None = None, merge: bool = True) -> tuple[Any, Any]:
+def load_policy(name_or_path: str | os.PathLike | None = None, merge: bool = True,
+                precision: str = "auto") -> tuple[Any, Any]:
     """Load ``(model, tokenizer)`` from a model name/folder, a run directory or a checkpoint.
 
     LoRA adapters (``adapter_config.json``) are applied to the base model recorded in the adapter
-    config (``base_model_name_or_path``) and, with ``merge=True``, merged into it.
+    config (``base_model_name_or_path``) and, with ``merge=True``, merged into it. ``precision``
+    (``auto``, ``fp32``, ``bf16``; see :mod:`rvpo.precision`) sets the weights' dtype for inference;
+    the choice is recorded as ``model.rvpo_precision``.
     """
+    import torch
+
     from rvpo.models import load_model_and_tokenizer, prepare_tokenizer
+    from rvpo.precision import resolve_cached
+
+    choice = resolve_cached(precision, "cuda" if torch.cuda.is_available() else "cpu")
+    dtype = choice.dtype
+
+    def done(model: Any, tok: Any) -> tuple[Any, Any]:
+        model.rvpo_precision = choice
+        return model, tok
 
     if name_or_path is None or not Path(os.fspath(name_or_path)).expanduser().is_dir():
-        return load_model_and_tokenizer(name_or_path)
+        return done(*load_model_and_tokenizer(name_or_path, dtype=dtype))
     folder = policy_folder(name_or_path)
     if not (folder / "adapter_config.json").is_file():
-        return load_model_and_tokenizer(str(folder))
+        return done(*load_model_and_tokenizer(str(folder), dtype=dtype))
     from peft import PeftModel
 
     base = json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"]
     if Path(base).is_dir() and not (Path(base) / "config.json").is_file():
         raise FileNotFoundError(f"model: LoRA base model folder {base!r} (from {folder}/adapter_config.json) is missing")
-    model, tok = load_model_and_tokenizer(base)
+    model, tok = load_model_and_tokenizer(base, dtype=dtype)
     if (folder / "tokenizer_config.json").is_file():
         from transformers import AutoTokenizer
 
@@ -84,4 +97,4 @@ def load_policy(name_or_path: str | os.PathLike | None = None, merge: bool = Tru
     if merge:
         model = model.merge_and_unload()
     model.config._name_or_path = str(folder)
-    return model, tok
+    return done(model, tok)

@@ -1,6 +1,6 @@
 """Tool-call evaluation on held-out prompts: format rate, exact-match rate, mean correctness.
 
-Scoring uses the training rewards' own parsers (:mod:`rvpo.rewards.toolcall`), so an eval number
+Scoring uses the training rewards' own parsers (:mod:`rvpo.tasks.toolcall.rewards`), so an eval number
 and a reward curve mean the same thing:
 
 - ``format``: ``format_score`` in {0, 1} (the format reward);
@@ -11,19 +11,28 @@ and a reward curve mean the same thing:
   was made" (``correctness_score(no_call="match") == 3``), since the correctness reward is
   constant 0 there.
 
+BFCL rows (``load_examples("bfcl:CATEGORY")``: they carry ``category``, ``functions`` and
+``accepted``) are also scored by BFCL's AST rules (:mod:`rvpo.tasks.toolcall.bfcl`) on the same
+parsed calls: ``bfcl_valid`` per record, ``bfcl_accuracy`` over the BFCL rows, and ``bfcl`` with
+the per-category accuracy and BFCL's live / non-live overall numbers. A completion whose
+``<tool_call>`` block is missing or does not parse counts as BFCL's "failed to decode" (invalid;
+for the irrelevance categories, a success).
+
 Decoding is greedy (temperature 0), batched; results are deterministic for a given model, data and
 batch size on one machine.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
 from typing import Any, Sequence
 
-from rvpo.rewards.toolcall import CORRECTNESS_MAX, correctness_score, format_score, parse_output
 from rvpo.stats import bootstrap_se, wilson_ci
+from rvpo.tasks.toolcall import bfcl
+from rvpo.tasks.toolcall.rewards import CORRECTNESS_MAX, ParsedOutput, correctness_score, format_score, parse_output
 
 METRICS = ("format_rate", "exact_match_rate", "mean_correctness")
 
@@ -36,6 +45,22 @@ def last_user_message(prompt: Sequence[dict]) -> str:
     return ""
 
 
+def bfcl_verdict(example: dict, parsed: ParsedOutput) -> bfcl.Verdict | None:
+    """BFCL's verdict on a parsed completion for a BFCL row; None for a row of another source and
+    for Java/JavaScript rows (not checked, see :func:`rvpo.tasks.toolcall.bfcl.check`)."""
+    category = example.get("category")
+    if not category or "functions" not in example or bfcl.language(category) != "python":
+        return None
+    decoded = parsed.tool_calls if parsed.ok else None
+    if bfcl.is_irrelevance(category):
+        return bfcl.Verdict(not decoded, "" if not decoded else "a function was called", "" if not decoded else "irrelevance")
+    if decoded is None:
+        return bfcl.Verdict(False, "; ".join(parsed.errors) or "no <tool_call> block", "ast_decoder:decoder_failed")
+    functions = json.loads(example["functions"])
+    answer = bfcl.answer_from_accepted(json.loads(example["accepted"]))
+    return bfcl.check(functions, decoded, answer, category)
+
+
 def score_toolcall(examples: Sequence[dict], completions: Sequence[str]) -> dict[str, Any]:
     """Score completions against their examples' ``ground_truth`` (pure; no model).
 
@@ -46,7 +71,9 @@ def score_toolcall(examples: Sequence[dict], completions: Sequence[str]) -> dict
     Returns:
         ``{"n", "format_rate", "format_ci95", "exact_match_rate", "exact_match_ci95",
         "mean_correctness", "correctness_se", "records": [...]}``; each record holds id, question,
-        ground_truth, completion, format, correctness, exact_match and parse_errors.
+        ground_truth, completion, format, correctness, exact_match and parse_errors; BFCL
+        rows add ``category``, ``bfcl_valid``, ``bfcl_error`` and the result adds
+        ``bfcl_accuracy``, ``bfcl_accuracy_ci95`` and ``bfcl`` (see the module docstring).
     """
     if len(examples) != len(completions):
         raise ValueError(f"{len(examples)} examples but {len(completions)} completions")
@@ -56,6 +83,8 @@ def score_toolcall(examples: Sequence[dict], completions: Sequence[str]) -> dict
         fmt = format_score(text, gt)
         corr = float(correctness_score(text, gt))
         exact = correctness_score(text, gt, no_call="match") == CORRECTNESS_MAX
+        parsed = parse_output(text)
+        verdict = bfcl_verdict(ex, parsed)
         records.append({
             "id": ex.get("id", ""),
             "question": last_user_message(ex["prompt"]),
@@ -64,13 +93,15 @@ def score_toolcall(examples: Sequence[dict], completions: Sequence[str]) -> dict
             "format": fmt,
             "correctness": corr,
             "exact_match": bool(exact),
-            "parse_errors": parse_output(text).errors,
+            "parse_errors": parsed.errors,
         })
+        if verdict is not None:
+            records[-1].update(category=ex["category"], bfcl_valid=verdict.valid, bfcl_error=verdict.kind)
     n = len(records)
     n_fmt = sum(r["format"] == 1.0 for r in records)
     n_exact = sum(r["exact_match"] for r in records)
     corr = [r["correctness"] for r in records]
-    return {
+    out = {
         "n": n,
         "format_rate": n_fmt / n if n else math.nan,
         "format_ci95": list(wilson_ci(n_fmt, n)),
@@ -80,6 +111,19 @@ def score_toolcall(examples: Sequence[dict], completions: Sequence[str]) -> dict
         "correctness_se": bootstrap_se(corr) if n else math.nan,
         "records": records,
     }
+    scored = [r for r in records if "bfcl_valid" in r]
+    if scored:
+        per_cat: dict[str, list[int]] = {}
+        for r in scored:
+            per_cat.setdefault(r["category"], [0, 0])
+            per_cat[r["category"]][0] += r["bfcl_valid"]
+            per_cat[r["category"]][1] += 1
+        hits = sum(r["bfcl_valid"] for r in scored)
+        out["bfcl_accuracy"] = hits / len(scored)
+        out["bfcl_accuracy_ci95"] = list(wilson_ci(hits, len(scored)))
+        out["bfcl"] = bfcl.summarize({c: (h, n) for c, (h, n) in per_cat.items()})
+        out["bfcl"]["n"] = {c: n for c, (_, n) in per_cat.items()}
+    return out
 
 
 def evaluate_toolcall(
@@ -88,16 +132,18 @@ def evaluate_toolcall(
     max_new_tokens: int = 64,
     batch_size: int = 8,
     tokenizer: Any = None,
+    precision: str | None = None,
 ) -> dict[str, Any]:
     """Generate greedily for each example's prompt and score it (see :func:`score_toolcall`).
 
     Args:
         model_or_path: a loaded causal LM (then pass ``tokenizer``), or anything
-            :func:`rvpo.train.policy.load_policy` accepts: the embedded model's name, a model
+            :func:`rvpo.policy.load_policy` accepts: the embedded model's name, a model
             folder, a run directory, or a checkpoint (LoRA adapters are merged into the base).
         examples: ``P`` rows with ``prompt`` (chat messages) and ``ground_truth``.
         max_new_tokens: generation budget per prompt.
         batch_size: prompts per ``generate`` call.
+        precision: ``auto``, ``fp32`` or ``bf16`` for a model loaded here (None: load_policy's default).
 
     Returns:
         the scores dict plus ``"seconds"`` (generation and scoring wall time) and ``"model"``.
@@ -105,10 +151,10 @@ def evaluate_toolcall(
     from rvpo.generation import generate
 
     if isinstance(model_or_path, (str, os.PathLike)):
-        from rvpo.train.policy import load_policy
+        from rvpo.policy import load_policy
 
         name = os.fspath(model_or_path)
-        model, tokenizer = load_policy(name)
+        model, tokenizer = load_policy(name) if precision is None else load_policy(name, precision=precision)
     else:
         if tokenizer is None:
             raise ValueError("tokenizer: required when a loaded model is passed")
@@ -139,4 +185,22 @@ def markdown_table(rows: Sequence[tuple[str, dict]]) -> str:
             f"| {label} | {r['n']} | {r['format_rate']:.3f} [{f_lo:.2f}, {f_hi:.2f}] | "
             f"{r['exact_match_rate']:.3f} [{e_lo:.2f}, {e_hi:.2f}] | {r['mean_correctness']:+.3f} ± {r['correctness_se']:.2f} |"
         )
+    return "\n".join(lines)
+
+
+def bfcl_table(result: dict[str, Any]) -> str:
+    """BFCL-style markdown table of one result: per category, non-live / live overall, format rate."""
+    b = result.get("bfcl")
+    if not b:
+        return ""
+
+    def pct(x: float | None) -> str:
+        return "n/a" if x is None else f"{100 * x:.2f}"
+
+    cats = [c for c in bfcl.CATEGORIES if c in b["accuracy"]]
+    lines = ["| " + " | ".join(["non-live overall", "live overall"] + cats + ["format rate"]) + " |",
+             "| " + " | ".join("---" for _ in range(len(cats) + 3)) + " |",
+             "| " + " | ".join([pct(b["non_live_overall"]), pct(b["live_overall"])]
+                               + [f"{pct(b['accuracy'][c])} (n={b['n'][c]})" for c in cats]
+                               + [pct(result["format_rate"])]) + " |"]
     return "\n".join(lines)

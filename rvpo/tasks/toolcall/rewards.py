@@ -337,6 +337,23 @@ def _accepted_list(accepted: Any) -> list[dict[str, Any]]:
     return accepted
 
 
+def _is_accepted(value: Any, accepted: list[Any]) -> bool:
+    # Equal to an accepted value; a dict (or list of dicts) also when BFCL's per-key lists accept it.
+    if value in accepted:
+        return True
+    if isinstance(value, dict):
+        return _dict_accepted(value, accepted)
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        return any(isinstance(a, list) and len(a) == len(value) and all(_dict_accepted(v, [d]) for v, d in zip(value, a))
+                   for a in accepted)
+    return False
+
+
+def _dict_accepted(value: dict, accepted: list[Any]) -> bool:
+    return any(isinstance(a, dict) and all(k in a and isinstance(a[k], list) and v in a[k] for k, v in value.items())
+               and all(k in value or "" in vals for k, vals in a.items() if isinstance(vals, list)) for a in accepted)
+
+
 def canonicalize_calls(pred: list[dict[str, Any]], gold: list[dict[str, Any]],
                        accepted: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Map accepted alternatives onto the gold values (BFCL's answer lists), before ToolRL scoring.
@@ -345,6 +362,8 @@ def canonicalize_calls(pred: list[dict[str, Any]], gold: list[dict[str, Any]],
     Each predicted call is paired with the same-name accepted entry under which most of its values
     are accepted (first on ties); an accepted value is replaced by the gold value, or dropped when
     the gold call leaves that optional parameter out. Other values are left as predicted.
+    "Accepted" is equality with a listed value; a dict value (or list of dicts) is accepted when
+    BFCL's per-key lists accept each key (exact values, no string standardisation).
     """
     if len(accepted) != len(gold):
         raise ValueError(f"'accepted' has {len(accepted)} entries but the gold has {len(gold)} calls")
@@ -356,12 +375,12 @@ def canonicalize_calls(pred: list[dict[str, Any]], gold: list[dict[str, Any]],
             continue
 
         def n_ok(ag: tuple[dict[str, Any], dict[str, Any]]) -> int:
-            return sum(1 for k, v in p["parameters"].items() if v in ag[0]["parameters"].get(k, []))
+            return sum(1 for k, v in p["parameters"].items() if _is_accepted(v, ag[0]["parameters"].get(k, [])))
 
         acc, g = max(cands, key=n_ok)  # max keeps the first of equal counts
         params = {}
         for k, v in p["parameters"].items():
-            if k in acc["parameters"] and v in acc["parameters"][k] and v != "":
+            if k in acc["parameters"] and v != "" and _is_accepted(v, acc["parameters"][k]):
                 if k in g["parameters"]:
                     params[k] = g["parameters"][k]
                 continue  # dropped: an accepted value of an optional parameter the gold omits

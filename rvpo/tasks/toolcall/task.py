@@ -1,0 +1,64 @@
+"""The tool-calling task as an ``rvpo train`` task: ToolRL format and correctness channels.
+
+Channels: ``format`` (ToolRL format reward, {0, 1}) and ``correctness`` ([-3, 3]). Gold answers
+(``ground_truth``, the ToolRL output format) drive the supervised warm start. Held-out metrics:
+format rate, exact-match rate (both with Wilson 95% CIs) and mean correctness (bootstrap SE); on
+BFCL rows also BFCL's AST accuracy (``bfcl_accuracy``, Wilson 95% CI).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from rvpo.tasks.base import Task
+from rvpo.tasks.toolcall.eval import evaluate_toolcall
+from rvpo.tasks.toolcall.loaders import load_examples
+from rvpo.tasks.toolcall.rewards import make_correctness_reward, make_format_reward
+
+BFCL_COLUMNS = ("accepted", "functions", "category")
+"""Columns of BFCL rows: the accepted values (the correctness reward widens matches with them) and
+what BFCL's AST check needs (the eval adds ``bfcl_accuracy`` for such rows)."""
+
+
+class ToolCallTask(Task):
+    name = "toolcall"
+    description = "tool calling in the ToolRL output format (built-in generator, ToolRL or BFCL files)"
+    default_data = "builtin"
+    default_eval_data = "builtin:test"
+    columns = ("ground_truth",)
+    eval_metrics = ("format_rate", "exact_match_rate", "mean_correctness")
+    target_metric = "exact_match_rate"
+
+    def load(self, spec: str, split: str, seed: int = 0) -> list[dict]:
+        rows = []
+        for ex in load_examples(spec):
+            row = {"prompt": ex["prompt"], "id": ex["id"], "ground_truth": ex["ground_truth"],
+                   "gold": ex["ground_truth"]}
+            row.update({k: ex[k] for k in BFCL_COLUMNS if k in ex})
+            rows.append(row)
+        return rows
+
+    def reward_funcs(self) -> list:
+        return [make_format_reward(name="format"), make_correctness_reward(name="correctness")]
+
+    def evaluate(self, model: Any, tokenizer: Any, rows: Sequence[dict], *, max_new_tokens: int,
+                 batch_size: int) -> dict[str, Any]:
+        res = evaluate_toolcall(model, rows, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                                tokenizer=tokenizer)
+        res["metrics"] = {m: res[m] for m in self.eval_metrics}
+        if "bfcl_accuracy" in res:  # BFCL rows: BFCL's AST accuracy too
+            res["metrics"]["bfcl_accuracy"] = res["bfcl_accuracy"]
+        se = res["correctness_se"]
+        res["ci95"] = {"format_rate": res["format_ci95"], "exact_match_rate": res["exact_match_ci95"],
+                       "mean_correctness": [res["mean_correctness"] - 1.96 * se, res["mean_correctness"] + 1.96 * se]}
+        if "bfcl_accuracy" in res:
+            res["ci95"]["bfcl_accuracy"] = res["bfcl_accuracy_ci95"]
+        return res
+
+    def describe_eval(self) -> str:
+        return ("format: ToolRL format reward == 1; exact match: correctness == 3 (all calls, keys and values "
+                "right; for response-only gold: no call made); correctness in [-3, 3] (CI: +-1.96 bootstrap SE).")
+
+
+def make_task() -> ToolCallTask:
+    return ToolCallTask()
