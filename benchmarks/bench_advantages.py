@@ -5,6 +5,7 @@ Timed, interleaved round-robin so that machine noise hits every candidate alike:
     rvpo, gdpo, grpo           rvpo.compute_advantages(...).advantages (binding weights are computed
                                lazily, on first access)
     rvpo+diagnostics, ...      the same plus the per-channel diagnostics a trainer logs
+    rvpo(adaptive k)           rvpo with the default adaptive k (rvpo.core.adaptive)
     trl_normalize_then_sum     TRL 1.16's GDPO arithmetic, re-typed step by step (nanmean, nanstd,
                                z, weighted nansum, batch re-normalisation), float32 as in TRL
     naive_loop                 a per-group Python loop over torch ops (as verl's GRPO is written)
@@ -21,7 +22,7 @@ import time
 
 import torch
 
-from rvpo import compute_advantages
+from rvpo import compute_advantages, make_schedule
 
 
 def nanstd(x: torch.Tensor, dim=None, keepdim=False) -> torch.Tensor:
@@ -81,12 +82,14 @@ def main() -> None:
     r = torch.rand(args.n, args.m, generator=gen)
     r[torch.rand(r.shape, generator=gen) < args.nan] = float("nan")
     w = torch.ones(args.m)
+    adaptive = make_schedule("adaptive")(0, 1)  # k resolved per batch: the solver's extra passes
 
     cands = {
         "rvpo": lambda: compute_advantages(r, args.g, "rvpo", k=1.0).advantages,
         "gdpo": lambda: compute_advantages(r, args.g, "gdpo").advantages,
         "grpo": lambda: compute_advantages(r, args.g, "grpo").advantages,
         "rvpo+diagnostics": lambda: diagnostics(compute_advantages(r, args.g, "rvpo", k=1.0)),
+        "rvpo(adaptive k)": lambda: compute_advantages(r, args.g, "rvpo", k=adaptive).advantages,
         "gdpo+diagnostics": lambda: diagnostics(compute_advantages(r, args.g, "gdpo")),
         "trl_normalize_then_sum": lambda: trl_normalize_then_sum(r, args.g, w),
     }

@@ -62,3 +62,37 @@ def wilson_ci(successes: int, n: int, z: float = 1.959963984540054) -> tuple[flo
     lo = 0.0 if successes == 0 else max(0.0, centre - half)  # exact ends: no rounding residue
     hi = 1.0 if successes == n else min(1.0, centre + half)
     return lo, hi
+
+
+def mean_ci(xs: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """Student-t confidence interval of the mean of the finite values of ``xs`` (nan for fewer than 2).
+
+    ``mean +- t_{(1+level)/2, n-1} * s / sqrt(n)`` with the sample std ``s`` (ddof=1): the interval
+    for a mean over a handful of seeds, where a normal approximation would be too narrow.
+    """
+    a = np.asarray([x for x in xs if x is not None and math.isfinite(x)], dtype=float)
+    if a.size < 2:
+        return float("nan"), float("nan")
+    half = float(_st.t.ppf((1 + level) / 2, a.size - 1)) * float(a.std(ddof=1)) / math.sqrt(a.size)
+    return float(a.mean()) - half, float(a.mean()) + half
+
+
+def bootstrap_diff_ci(a: Sequence[float], b: Sequence[float], n_boot: int = 10000, level: float = 0.95,
+                      seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI of ``mean(a) - mean(b)`` for two independent samples.
+
+    Each resample draws ``len(a)`` values of ``a`` and ``len(b)`` values of ``b`` with replacement
+    (independently); the interval is the ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles of
+    the ``n_boot`` resampled differences. Non-finite values are dropped; an empty sample gives nan.
+    With 3 values per side there are only 10 distinct resampled means each: read the interval as
+    coarse, and as too narrow rather than too wide (the bootstrap ignores the small-sample t tails).
+    """
+    x = np.asarray([v for v in a if v is not None and math.isfinite(v)], dtype=float)
+    y = np.asarray([v for v in b if v is not None and math.isfinite(v)], dtype=float)
+    if x.size == 0 or y.size == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    mx = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)  # (n_boot,)
+    my = y[rng.integers(0, y.size, size=(n_boot, y.size))].mean(axis=1)  # (n_boot,)
+    lo, hi = np.quantile(mx - my, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)

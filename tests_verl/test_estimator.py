@@ -217,3 +217,17 @@ def test_config_and_batch_errors_are_clear():
         _run(make_dataproto(rows[:-1]), "rvpo", algo_config())
     cfg = algo_config(rvpo_reward_keys=None, gdpo_reward_keys=list(KEYS))  # falls back to gdpo's keys
     assert rv.RVPOSettings.from_config(cfg).reward_keys == tuple(KEYS)
+
+
+def test_adaptive_k_needs_no_step_and_logs_what_drove_it():
+    rows = make_rows("interleaved")
+    cfg = algo_config(rvpo_k_schedule="adaptive:0.3:0.5:6", rvpo_whiten="sequence")
+    metrics = {}
+    adv = _run(make_dataproto(rows), "rvpo", cfg, metrics=metrics)  # no global step: fine for adaptive
+    k = metrics["rvpo/k"]
+    assert 0.5 <= k <= 6 and metrics["rvpo/k_adaptive/target"] == 0.3 and "rvpo/k_adaptive/neff" in metrics
+    # the resolved k, given as a constant, reproduces the advantages
+    fixed = _run(make_dataproto(rows), "rvpo", algo_config(rvpo_k=k, rvpo_whiten="sequence"))
+    torch.testing.assert_close(adv, fixed, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="rvpo_noise_floor"):
+        _run(make_dataproto(rows), "rvpo", algo_config(rvpo_noise_floor=[-1.0]))

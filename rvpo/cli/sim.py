@@ -86,7 +86,7 @@ def register(subparsers) -> None:
     tr.add_argument("--eps", type=_float(), default=1e-6, help="epsilon added to every std in the advantage core")
     tr.add_argument("--methods", default=argparse.SUPPRESS, metavar="LIST",
                     help="comma-separated methods: grpo, gdpo, hardmin, rvpo (linear 0.5->2.0), rvpo:K, "
-                    "rvpo:linear:A:B or rvpo:adaptive[:TARGET[:KMIN:KMAX]] (any k schedule), rvpo_explicit:BETA; "
+                    "rvpo:linear:A:B or rvpo:adaptive[:TARGET[:KMIN:KMAX[:FORM]]] (any k schedule), rvpo_explicit:BETA; "
                     "append +floor to give the core the unreliable judges' noise floor (mitigation). Default: "
                     "grpo,gdpo,rvpo:1,rvpo:2,rvpo:linear:0.5:2.0,rvpo_explicit:0.5,hardmin "
                     "(with --sweep m_easy: gdpo,rvpo)")

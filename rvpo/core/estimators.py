@@ -24,27 +24,50 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import math
+import operator
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Sequence
 
+import numpy as np
 import torch
 
-from rvpo.core.aggregate import hard_min, mean_minus_var, soft_min_lazy
-from rvpo.core.groups import RewardBatch, group_mean_std, group_zscores, make_batch, whiten
+from rvpo.core.adaptive import AdaptiveK, solve_adaptive_k
+from rvpo.core.aggregate import _soft_min, _soft_min_neg_kz, hard_min, mean_minus_var
+from rvpo.core.groups import (
+    RewardBatch, _group_zscores, group_mean_std, make_batch, noise_reliability, whiten,
+)
+from rvpo.core.output import AdvantageOutput, finite
+
+DEFAULT_EPS = 1e-4
+"""The eps default of every configured layer (:class:`~rvpo.core.spec.AdvantageSpec`: ``rvpo train``,
+the TRL config, ``rvpo sim``): TRL's, so that ``gdpo`` with the defaults is exactly TRL's
+``normalize_then_sum``. It damps a z-score by ``eps / std`` (3e-4 relative for a binary channel with
+one success in 16), so it only matters for channels whose in-group spread is below ~1e-2.
+The bare :func:`compute_advantages` keeps its historical ``eps=1e-6`` (verl's) for callers who pass
+nothing; the verl adapter passes 1e-6 explicitly so that it matches verl's own estimators."""
+
+RAW_EPS = 1e-6
+"""``compute_advantages``' own default (kept for compatibility; see ``DEFAULT_EPS``)."""
+
+
+def _flag(name: str, v: Any) -> bool:
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    raise ValueError(f"{name}: expected True or False, got {v!r}")
 
 
 @dataclass(frozen=True)
 class AdvantageParams:
     """Hyper-parameters shared by all estimators (each reads the ones it needs)."""
 
-    k: float = 1.0
-    """risk coefficient of the soft-min (rvpo): 0 is the mean, inf the hard min"""
+    k: float | AdaptiveK = 1.0
+    """risk coefficient of the soft-min (rvpo): 0 is the mean, inf the hard min; or an adaptive rule"""
     beta: float = 0.5
     """variance penalty of rvpo_explicit"""
     weights: Sequence[float] | torch.Tensor | None = None
     """one weight per channel (default all 1); must be >= 0 except for grpo and gdpo"""
-    eps: float = 1e-6
-    """added to every std before dividing (verl uses 1e-6, TRL 1e-4)"""
+    eps: float = RAW_EPS
+    """added to every std before dividing (TRL uses 1e-4, verl 1e-6); 0 is allowed"""
     unbiased: bool = True
     """unbiased (n-1) standard deviations, as TRL and verl use"""
     whiten: bool = True
@@ -56,121 +79,62 @@ class AdvantageParams:
     channel everyone satisfied still pulls positive advantages towards 0 inside the soft-min"""
     scale: Literal["group", "batch", "none"] = "group"
     """grpo only: divide by the group std, the batch std, or nothing (Dr. GRPO)"""
+    noise_floor: float | Sequence[float] | None = None
+    """known measurement-noise std of each channel (one number for all, or one per channel, in
+    reward units; None = off): a group's z-scores are shrunk by max(0, 1 - floor^2 / var), the
+    share of the observed in-group variance that is signal, so a judge that answers at random
+    (floor^2 = its variance) gives Z ~ 0 instead of binding the soft-min on noise"""
     extra: dict = field(default_factory=dict)
     """free-form parameters for user-registered estimators"""
 
     def __post_init__(self) -> None:
-        for name in ("k", "beta", "eps"):
+        names = ("beta", "eps") if isinstance(self.k, AdaptiveK) else ("k", "beta", "eps")
+        for name in names:
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
                 raise ValueError(f"{name}: expected a number, got {v!r}")
+            v = float(v)  # numpy scalars too
             if math.isnan(v) or v < 0:
                 raise ValueError(f"{name}: must be >= 0, got {v}")
+            object.__setattr__(self, name, v)
         if math.isinf(self.beta) or math.isinf(self.eps):
             raise ValueError("beta and eps must be finite")
+        for name in ("unbiased", "whiten", "drop_zero_spread"):
+            object.__setattr__(self, name, _flag(name, getattr(self, name)))
         if self.scale not in ("group", "batch", "none"):
             raise ValueError(f"scale: expected 'group', 'batch' or 'none', got {self.scale!r}")
+        if self.noise_floor is not None:
+            try:
+                nf = torch.as_tensor(self.noise_floor, dtype=torch.float64).flatten()
+            except (TypeError, ValueError, RuntimeError):
+                raise ValueError(f"noise_floor: expected numbers, got {self.noise_floor!r}") from None
+            if nf.numel() == 0 or not torch.isfinite(nf).all() or (nf < 0).any():
+                raise ValueError(f"noise_floor: expected finite numbers >= 0, got {self.noise_floor!r}")
 
     def weight_tensor(self, m: int) -> torch.Tensor | None:
         """The channel weights as a float64 ``(M,)`` tensor, or None; checks their number."""
         if self.weights is None:
             return None
-        w = torch.as_tensor(self.weights, dtype=torch.float64).flatten()  # callers cast to their dtype
+        try:
+            w = torch.as_tensor(self.weights, dtype=torch.float64).flatten()  # callers cast to their dtype
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise ValueError(f"weights: expected numbers, got {self.weights!r} ({e})") from None
         if w.numel() != m:
             raise ValueError(f"weights: got {w.numel()} weights for {m} reward channels")
         if not torch.isfinite(w).all():
             raise ValueError("weights: must be finite")
         return w
 
-
-@dataclass
-class AdvantageOutput:
-    """Advantages and diagnostics of one batch.
-
-    Attributes:
-        advantages: ``(N,)`` in the rewards' dtype; finite; 0 for completions with no channel.
-        aggregate: ``(N,)`` the per-completion aggregate before batch whitening.
-        z: ``(N, M)`` per-channel group z-scores (0 where absent) or None (grpo).
-        binding: ``(N, M)`` gradient weight of each channel in the aggregate, ``dA/dZ_j``
-            (``softmax(-k Z)`` for rvpo); 0 where a channel is absent.
-        present: ``(N, M)`` bool, True where the channel scored the completion.
-        m_eff: ``(N,)`` int64 number of present channels per completion.
-        k: the risk coefficient used (None for estimators without one).
-        n_nan / n_inf: ``(M,)`` abstentions (NaN) and non-finite inputs (+-inf) per channel.
-        zero_spread: ``(B, M)`` True where a group's channel had no spread (gave Z = 0).
-        estimator: the registry name.
-    """
-
-    advantages: torch.Tensor
-    aggregate: torch.Tensor
-    z_source: torch.Tensor | Callable[[], torch.Tensor] | None
-    binding_source: torch.Tensor | Callable[[], torch.Tensor]
-    present: torch.Tensor
-    m_eff: torch.Tensor
-    k: float | None
-    n_nan: torch.Tensor
-    n_inf: torch.Tensor
-    zero_spread: torch.Tensor
-    estimator: str = ""
-
-    @property
-    def z(self) -> torch.Tensor | None:
-        """``(N, M)`` per-channel group z-scores (0 where absent), or None (grpo)."""
-        if callable(self.z_source):
-            self.z_source = self.z_source()
-        return self.z_source
-
-    @property
-    def binding(self) -> torch.Tensor:
-        """``(N, M)`` binding weights, computed on first access (they cost one more ``(N, M)`` pass)."""
-        if callable(self.binding_source):
-            self.binding_source = self.binding_source()
-        return self.binding_source
-
-    @property
-    def scored(self) -> torch.Tensor:
-        """``(N,)`` bool: completions with at least one present channel."""
-        return self.m_eff > 0
-
-    @property
-    def binding_mean(self) -> torch.Tensor:
-        """``(M,)`` mean binding weight per channel over scored completions (sums to 1 for rvpo)."""
-        s = self.scored
-        if not s.any():
-            return torch.zeros(self.binding.shape[1], dtype=torch.float64)
-        return self.binding[s].double().mean(dim=0)
-
-    @property
-    def min_frac(self) -> torch.Tensor:
-        """``(M,)`` fraction of scored completions whose lowest present Z is channel j."""
-        m = self.binding.shape[1]
-        s = self.scored
-        if self.z is None or not s.any():
-            return torch.zeros(m, dtype=torch.float64)
-        zz = torch.where(self.present, self.z, torch.tensor(torch.inf, dtype=self.z.dtype))[s]
-        idx = zz.argmin(dim=1)
-        return torch.bincount(idx, minlength=m).double() / idx.numel()
-
-    def metrics(self, channel_names: Sequence[str] | None = None, prefix: str = "rvpo/") -> dict[str, float]:
-        """Flat ``{name: float}`` diagnostics for loggers (TRL, verl, JSONL)."""
-        m = self.binding.shape[1]
-        names = list(channel_names) if channel_names is not None else [str(j) for j in range(m)]
-        if len(names) != m:
-            raise ValueError(f"channel_names: got {len(names)} names for {m} channels")
-        out: dict[str, float] = {}
-        if self.k is not None:
-            out[f"{prefix}k"] = float(self.k)
-        out[f"{prefix}m_eff_mean"] = float(self.m_eff.double().mean()) if self.m_eff.numel() else 0.0
-        out[f"{prefix}unscored_frac"] = float((~self.scored).double().mean()) if self.m_eff.numel() else 0.0
-        bm, mf = self.binding_mean, self.min_frac
-        zs = self.zero_spread.double().mean(dim=0) if self.zero_spread.numel() else torch.zeros(m)
-        for j, name in enumerate(names):
-            out[f"{prefix}binding/{name}"] = float(bm[j])
-            out[f"{prefix}min_frac/{name}"] = float(mf[j])
-            out[f"{prefix}abstain/{name}"] = float(self.n_nan[j])
-            out[f"{prefix}nonfinite/{name}"] = float(self.n_inf[j])
-            out[f"{prefix}zero_spread_frac/{name}"] = float(zs[j])
-        return out
+    def floor_tensor(self, m: int) -> torch.Tensor | None:
+        """``noise_floor`` as a float64 ``(M,)`` tensor, or None."""
+        if self.noise_floor is None:
+            return None
+        nf = torch.as_tensor(self.noise_floor, dtype=torch.float64).flatten()
+        if nf.numel() == 1:
+            return nf.expand(m)
+        if nf.numel() != m:
+            raise ValueError(f"noise_floor: got {nf.numel()} values for {m} reward channels")
+        return nf
 
 
 EstimatorFn = Callable[[RewardBatch, AdvantageParams], AdvantageOutput]
@@ -213,29 +177,30 @@ def _finish(
     p: AdvantageParams,
     name: str,
     agg: torch.Tensor,
-    z: torch.Tensor | Callable[[], torch.Tensor] | None,
+    *,
+    z: Callable[[], torch.Tensor] | torch.Tensor | None,
+    binding: Callable[[], torch.Tensor],
     zero_spread: torch.Tensor,
-    binding: torch.Tensor | Callable[[], torch.Tensor],
-    k: float | None,
-    whiten_batch: bool,
+    k: float | None = None,
+    whiten_batch: bool = True,
+    eps: float | None = None,
+    extra: dict | None = None,
+    reliability: torch.Tensor | None = None,
 ) -> AdvantageOutput:
-    """Shared tail: batch whitening, zero for unscored completions, dtype, diagnostics."""
+    """Shared tail: batch whitening, zero for unscored completions, the caller's dtype, diagnostics.
+
+    ``eps``: the whitening eps (default ``p.eps``; rescaled when the aggregate was).
+    """
     scored = batch.m_eff > 0
-    agg = torch.where(scored, agg, torch.zeros((), dtype=agg.dtype))
-    adv = whiten(agg, scored, p.eps, p.unbiased) if whiten_batch else agg
-    adv = torch.nan_to_num(adv, nan=0.0, posinf=0.0, neginf=0.0)  # belt and braces: never leaks
+    agg = torch.where(scored, finite(agg), torch.zeros((), dtype=agg.dtype))
+    adv = whiten(agg, scored, p.eps if eps is None else eps, p.unbiased) if whiten_batch else agg
+    big = torch.finfo(batch.dtype).max  # e.g. float16: clip instead of overflowing to inf
+    adv = torch.nan_to_num(adv, nan=0.0, posinf=0.0, neginf=0.0).clamp_(-big, big)
+    z_fn = z if callable(z) or z is None else (lambda: z)
     return AdvantageOutput(
-        advantages=adv.to(batch.dtype),
-        aggregate=agg,
-        z_source=z,
-        binding_source=binding,
-        present=batch.present,
-        m_eff=batch.m_eff,
-        k=k,
-        n_nan=batch.n_nan,
-        n_inf=batch.n_inf,
-        zero_spread=zero_spread,
-        estimator=name,
+        advantages=adv.to(batch.dtype), aggregate=agg, present=batch.present, m_eff=batch.m_eff,
+        k=k, n_nan=batch.n_nan, n_inf=batch.n_inf, zero_spread=zero_spread, estimator=name,
+        extra=extra or {}, reliability=reliability, z_fn=z_fn, binding_fn=binding,
     )
 
 
@@ -243,6 +208,9 @@ def _weight_shares(batch: RewardBatch, w: torch.Tensor | None):
     """Binding weights of a weighted sum, computed on first access: each present channel's share
     ``|w_j| / sum |w|`` (uniform over present channels when ``w`` is None)."""
     dtype = batch.presence.dtype
+    if w is not None:  # shares are scale-free: normalise so that huge weights cannot overflow
+        wmax = float(w.abs().max()) if w.numel() else 0.0
+        w = w / wmax if wmax > 0 else w
 
     def binding() -> torch.Tensor:  # (N, M)
         if w is None:
@@ -253,6 +221,27 @@ def _weight_shares(batch: RewardBatch, w: torch.Tensor | None):
     return binding
 
 
+def _unit_weights(w: torch.Tensor | None) -> tuple[torch.Tensor | None, float]:
+    """``(w / max|w|, max|w|)``: the estimators are invariant to (or undo) this scale, and it
+    keeps weighted sums of z-scores from overflowing whatever the weights' magnitude."""
+    if w is None:
+        return None, 1.0
+    wmax = float(w.abs().max()) if w.numel() else 0.0
+    return (w / wmax, wmax) if wmax > 0 else (w, 1.0)
+
+
+def _zscores(batch: RewardBatch, p: AdvantageParams, factor: float = 1.0):
+    """Z (times ``factor``), zero-spread ``(B, M)`` and the noise-floor reliability ``(B, M)`` (or None)."""
+    z, zero_spread = _group_zscores(batch, p.eps, p.unbiased, factor)
+    floor = p.floor_tensor(batch.num_channels)
+    if floor is None:
+        return z, zero_spread, None
+    rel = noise_reliability(batch, floor, p.unbiased)  # (B, M)
+    g, m = batch.group_size, batch.num_channels
+    z = (z.view(-1, g, m) * rel.unsqueeze(1).to(z.dtype)).view(-1, m)
+    return z, zero_spread | (rel == 0), rel
+
+
 @register_estimator("grpo")
 def grpo(batch: RewardBatch, p: AdvantageParams) -> AdvantageOutput:
     """GRPO: weighted sum of raw rewards over present channels, then group-normalise.
@@ -261,33 +250,43 @@ def grpo(batch: RewardBatch, p: AdvantageParams) -> AdvantageOutput:
     the batch, ``none`` only centres (Dr. GRPO). No batch whitening.
     """
     m = batch.num_channels
-    w = p.weight_tensor(m)
+    w, wmax = _unit_weights(p.weight_tensor(m))
     w = torch.ones(m, dtype=torch.float64) if w is None else w
     scored = batch.present.any(dim=1, keepdim=True)  # (N, 1)
-    # raw rewards times arbitrary weights: sum in float64 (cheap: one (N, M) pass) so it cannot overflow
+    # raw rewards times weights scaled to max 1, summed in float64: cannot overflow
     s = (batch.values.double() * w).sum(dim=1, keepdim=True)  # (N, 1); absent channels are 0
     mean, std, count = group_mean_std(s, scored, batch.group_size, p.unbiased)  # (B, 1, 1)
-    sg = s.view(-1, batch.group_size, 1)
-    adv = sg - mean
+    adv = s.view(-1, batch.group_size, 1) - mean
     if p.scale == "group":
-        adv = adv / (std + p.eps)
+        adv = adv / (std + p.eps / wmax)  # = (s wmax - mean) / (std wmax + eps)
     elif p.scale == "batch":
         _, bstd, _ = group_mean_std(s, scored, s.shape[0], p.unbiased)
-        adv = adv / (bstd + p.eps)
+        adv = adv / (bstd + p.eps / wmax)
+    else:
+        adv = adv * wmax
     adv = torch.where(count >= 2, adv, torch.zeros((), dtype=adv.dtype)).view(-1)
+    big = torch.finfo(batch.values.dtype).max
+    adv = finite(adv).clamp_(-big, big).to(batch.values.dtype)
     binding = _weight_shares(batch, p.weight_tensor(m))
     zero = torch.zeros(batch.num_completions // batch.group_size, m, dtype=torch.bool)
-    return _finish(batch, p, "grpo", adv, None, zero, binding, None, whiten_batch=False)
+    return _finish(batch, p, "grpo", adv, z=None, binding=binding, zero_spread=zero, whiten_batch=False)
 
 
 @register_estimator("gdpo")
 def gdpo(batch: RewardBatch, p: AdvantageParams) -> AdvantageOutput:
     """GDPO: per-channel group z-score, weighted sum over present channels, batch whitening."""
-    z, zero_spread = group_zscores(batch, p.eps, p.unbiased)
-    w = p.weight_tensor(batch.num_channels)
+    z, zero_spread, rel = _zscores(batch, p)
+    w0 = p.weight_tensor(batch.num_channels)
+    w, wmax = _unit_weights(w0)
     agg = z.sum(dim=1) if w is None else (z * w.to(z.dtype)).sum(dim=1)  # (N,); absent channels have Z = 0
-    binding = _weight_shares(batch, w)
-    return _finish(batch, p, "gdpo", agg, z, zero_spread, binding, None, p.whiten)
+    eps = p.eps
+    if wmax != 1.0:  # the aggregate is in units of wmax: whiten with eps / wmax (the same number)
+        eps = p.eps / wmax
+        if not p.whiten:
+            big = torch.finfo(agg.dtype).max
+            agg = (agg.double() * wmax).clamp_(-big, big).to(agg.dtype)
+    return _finish(batch, p, "gdpo", agg, z=z, binding=_weight_shares(batch, w0), zero_spread=zero_spread,
+                   whiten_batch=p.whiten, eps=eps, reliability=rel)
 
 
 def _aggregation_mask(batch: RewardBatch, zero_spread: torch.Tensor, p: AdvantageParams):
@@ -305,37 +304,58 @@ def rvpo(batch: RewardBatch, p: AdvantageParams) -> AdvantageOutput:
     """RVPO: per-channel group z-score, weighted soft-min with risk ``k``, batch whitening."""
     # |Z| < sqrt(G) for a z-score over G values, so the soft-min can skip its overflow check
     bound = math.sqrt(batch.group_size)
-    w = p.weight_tensor(batch.num_channels)
-    if 1e-5 <= p.k < 60.0 / bound:  # the common case: get -k Z in the z-score pass, Z itself lazily
-        neg_kz, zero_spread = group_zscores(batch, p.eps, p.unbiased, factor=-p.k)
+    w, _ = _unit_weights(p.weight_tensor(batch.num_channels))
+    extra: dict[str, float] = {}
+    k = p.k
+    if isinstance(k, AdaptiveK):
+        z, zero_spread, rel = _zscores(batch, p)
         mask, m_agg = _aggregation_mask(batch, zero_spread, p)
-        agg, binding = soft_min_lazy(neg_kz, p.k, mask, w, m_eff=m_agg, z_bound=bound, neg_kz=neg_kz)
+        k, info = solve_adaptive_k(z, mask, k, w)
+        extra = {f"k_adaptive/{key}": v for key, v in info.items()}
+        agg, binding = _soft_min(z, k, mask, w, m_eff=m_agg, z_bound=bound)
+    elif 1e-5 <= k < 60.0 / bound:
+        # the common case: get -k Z in the z-score pass, Z itself lazily
+        neg_kz, zero_spread, rel = _zscores(batch, p, factor=-k)
+        mask, m_agg = _aggregation_mask(batch, zero_spread, p)
+        if w is None:
+            wa, wsum = mask, m_agg.to(neg_kz.dtype)
+        else:  # weights of absent channels are 0; soft-min weights are >= 0
+            if (w < 0).any():
+                raise ValueError("weights: soft-min, mean-variance and hard-min need finite weights >= 0")
+            wa = mask * w.to(neg_kz.dtype)
+            wsum = wa.sum(dim=1)
+        agg, binding = _soft_min_neg_kz(neg_kz, k, wa, wsum, bound)
 
         def z():
-            return neg_kz * (-1.0 / p.k)
+            return neg_kz * (-1.0 / k)
     else:
-        z, zero_spread = group_zscores(batch, p.eps, p.unbiased)
+        z, zero_spread, rel = _zscores(batch, p)
         mask, m_agg = _aggregation_mask(batch, zero_spread, p)
-        agg, binding = soft_min_lazy(z, p.k, mask, w, m_eff=m_agg, z_bound=bound)
-    return _finish(batch, p, "rvpo", agg, z, zero_spread, binding, float(p.k), p.whiten)
+        agg, binding = _soft_min(z, k, mask, w, m_eff=m_agg, z_bound=bound)
+    return _finish(batch, p, "rvpo", agg, z=z, binding=binding, zero_spread=zero_spread, k=float(k),
+                   whiten_batch=p.whiten, extra=extra, reliability=rel)
 
 
 @register_estimator("rvpo_explicit")
 def rvpo_explicit(batch: RewardBatch, p: AdvantageParams) -> AdvantageOutput:
     """RVPO-explicit: ``mean_j Z - beta * var_j Z`` over present channels, batch whitening."""
-    z, zero_spread = group_zscores(batch, p.eps, p.unbiased)
+    z, zero_spread, rel = _zscores(batch, p)
     mask, _ = _aggregation_mask(batch, zero_spread, p)
-    agg, binding = mean_minus_var(z, p.beta, mask.bool(), p.weight_tensor(batch.num_channels))
-    return _finish(batch, p, "rvpo_explicit", agg, z, zero_spread, binding, None, p.whiten)
+    w, _ = _unit_weights(p.weight_tensor(batch.num_channels))
+    agg, grad = mean_minus_var(z, p.beta, mask.bool(), w)
+    return _finish(batch, p, "rvpo_explicit", agg, z=z, binding=lambda: grad, zero_spread=zero_spread,
+                   whiten_batch=p.whiten, reliability=rel)
 
 
 @register_estimator("hardmin")
 def hardmin(batch: RewardBatch, p: AdvantageParams) -> AdvantageOutput:
     """Hard-min: ``min_j Z`` over present channels (the k -> inf limit of rvpo), batch whitening."""
-    z, zero_spread = group_zscores(batch, p.eps, p.unbiased)
+    z, zero_spread, rel = _zscores(batch, p)
     mask, _ = _aggregation_mask(batch, zero_spread, p)
-    agg, binding = hard_min(z, mask.bool(), p.weight_tensor(batch.num_channels))
-    return _finish(batch, p, "hardmin", agg, z, zero_spread, binding, math.inf, p.whiten)
+    w, _ = _unit_weights(p.weight_tensor(batch.num_channels))
+    agg, onehot = hard_min(z, mask.bool(), w)
+    return _finish(batch, p, "hardmin", agg, z=z, binding=lambda: onehot, zero_spread=zero_spread,
+                   k=math.inf, whiten_batch=p.whiten, reliability=rel)
 
 
 _PARAM_NAMES = {f.name for f in dataclasses.fields(AdvantageParams)}

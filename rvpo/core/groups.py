@@ -19,6 +19,7 @@ Conventions (one place, used by every estimator):
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass
 
 import torch
@@ -58,21 +59,56 @@ class RewardBatch:
         return self.values.shape[1]
 
 
+def _as_rewards(rewards) -> torch.Tensor:
+    """Tensor view of ``rewards``: lists may hold ``None`` (abstain); ints become float32."""
+    if isinstance(rewards, torch.Tensor):
+        r = rewards
+    elif getattr(rewards, "dtype", None) is not None and getattr(rewards.dtype, "kind", "O") in "biufc":
+        r = torch.as_tensor(rewards)  # a numpy array keeps its dtype (float64 stays float64)
+    else:
+        try:
+            r = torch.as_tensor(rewards, dtype=torch.float32)
+        except (TypeError, ValueError, RuntimeError):
+            import numpy as np
+
+            try:  # numpy turns None into NaN: the documented abstention
+                r = torch.as_tensor(np.array(rewards, dtype=np.float64)).to(torch.float32)
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"rewards: expected an (N, M) array of numbers (None = abstain): {e}") from None
+    if r.is_complex():
+        raise ValueError(f"rewards: complex values are not rewards (dtype {r.dtype})")
+    if r.dtype == torch.bool or not r.is_floating_point():
+        r = r.to(torch.float32)
+    return r
+
+
+def _group_size(group_size) -> int:
+    if isinstance(group_size, bool):
+        raise ValueError(f"group_size: expected a positive int, got {group_size!r}")
+    try:
+        g = operator.index(group_size)  # int, numpy integers, 0-d integer tensors
+    except TypeError:
+        raise ValueError(f"group_size: expected a positive int, got {group_size!r}") from None
+    if g < 1:
+        raise ValueError(f"group_size: expected a positive int, got {group_size!r}")
+    return int(g)
+
+
 def make_batch(rewards: torch.Tensor, group_size: int) -> RewardBatch:
     """Validate and sanitise ``rewards`` of shape ``(N, M)`` (or ``(N,)`` for one channel).
 
-    Raises ``ValueError`` naming the offending argument for a bad shape or group size.
+    Accepts tensors of any real dtype (float16 / bfloat16 / integers are computed in float32,
+    float64 in float64), numpy arrays and nested lists (``None`` = abstain). Raises ``ValueError``
+    naming the offending argument for a bad shape, dtype or group size.
     """
-    if not isinstance(rewards, torch.Tensor):
-        rewards = torch.as_tensor(rewards, dtype=torch.float32)
+    rewards = _as_rewards(rewards)
     if rewards.dim() == 1:
         rewards = rewards.unsqueeze(1)  # (N,) -> (N, 1)
     if rewards.dim() != 2:
         raise ValueError(f"rewards: expected a (N, M) tensor, got shape {tuple(rewards.shape)}")
-    if not rewards.is_floating_point():
-        rewards = rewards.to(torch.float32)
-    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
-        raise ValueError(f"group_size: expected a positive int, got {group_size!r}")
+    if rewards.shape[1] == 0:
+        raise ValueError(f"rewards: need at least one reward channel, got shape {tuple(rewards.shape)}")
+    group_size = _group_size(group_size)
     n = rewards.shape[0]
     if n % group_size != 0:
         raise ValueError(
@@ -130,12 +166,35 @@ def group_mean_std(
     return mean, std, count
 
 
-def group_zscores(
+def group_zscores(batch: RewardBatch, eps: float = 1e-6, unbiased: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel group z-scores ``Z = (r - mean_G r) / (std_G r + eps)``.
+
+    Returns ``z`` ``(N, M)`` (0 where absent, where a group has fewer than two present values or
+    no spread) and ``zero_spread`` ``(B, M)`` bool. See :func:`_group_zscores` for the numerics.
+    """
+    return _group_zscores(batch, eps, unbiased)
+
+
+def noise_reliability(batch: RewardBatch, floor: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
+    """``(B, M)`` share of each group's observed variance that is signal: ``max(0, 1 - floor^2 / var)``.
+
+    ``floor``: ``(M,)`` known measurement-noise std per channel (0 = noiseless: factor 1). An
+    empirical-Bayes shrinkage: with observed deviation = signal + noise, the best linear estimate
+    of the signal is the deviation times this factor.
+    """
+    g, m = batch.group_size, batch.num_channels
+    _, std, count = group_mean_std(batch.values.double(), batch.present, g, unbiased)  # (B, 1, M)
+    var = std.square().squeeze(1)  # (B, M)
+    f2 = floor.to(torch.float64).square().expand_as(var)
+    rel = torch.where(var > 0, (1.0 - f2 / var.clamp(min=torch.finfo(torch.float64).tiny)).clamp(min=0.0), 0.0)
+    return torch.where(f2 == 0, torch.ones((), dtype=torch.float64), rel).to(batch.values.dtype)
+
+
+def _group_zscores(
     batch: RewardBatch, eps: float = 1e-6, unbiased: bool = True, factor: float = 1.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel group z-scores ``Z = (r - mean_G r) / (std_G r + eps)``, times ``factor``.
-
-    (``factor`` lets the soft-min get ``-k Z`` in the same pass that divides by the std.)
+    """:func:`group_zscores` times ``factor`` (the fused path: the soft-min gets ``-k Z`` in the
+    same pass that divides by the std).
 
     A spread at the rounding level of the group mean (equal values whose computed mean is off by
     an ulp) is zero spread. When any ``|r|`` is too large for its square to be summed safely, the
@@ -169,7 +228,9 @@ def group_zscores(
         safe = torch.where(signal, scale, torch.inf)
         u = dev / safe  # |u| <= 1; exactly 0 where there is no signal
         std_u = (u.square().sum(dim=1, keepdim=True) / dof).sqrt()
-        denom = torch.where(signal, std_u + eps / safe, torch.ones((), dtype=v.dtype))
+        # (a tensor quotient: torch computes float / tensor as float * (1 / tensor), and 1 / subnormal = inf)
+        eps_s = torch.div(torch.tensor(eps, dtype=v.dtype), safe)
+        denom = torch.where(signal, std_u + eps_s, torch.ones((), dtype=v.dtype))
         z = u / denom if factor == 1.0 else u / (denom / factor)
     return z.reshape(-1, m), ~signal.squeeze(1)
 
@@ -181,7 +242,9 @@ def whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-6, unbiased: boo
         x: ``(N,)`` float.  mask: ``(N,)`` bool (completions that have an aggregate).
     Returns:
         ``(N,)``: whitened where ``mask``, 0 elsewhere. With fewer than two masked entries the
-        result is only centred (there is no spread to divide by).
+        result is only centred (there is no spread to divide by). A spread at the rounding level
+        of the values (equal aggregates computed along different paths) is no spread: 0, not
+        rounding noise blown up to +-1 (which ``eps = 0`` would otherwise do).
     """
     n = mask.sum()
     if n == 0:
@@ -193,8 +256,9 @@ def whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-6, unbiased: boo
     if n <= ddof:
         return dev
     scale = dev.abs().max()
-    if scale == 0:
-        return dev
+    # rounding level: a few ulps of the largest |x| (x itself carries ~M ulps of rounding)
+    if scale <= 64 * torch.finfo(x.dtype).eps * xm.abs().max():
+        return torch.zeros_like(x)
     u = dev / scale  # |u| <= 1: no underflow or overflow in the square
     std_u = (u.square().sum() / (n - ddof)).sqrt()
-    return u / (std_u + eps / scale)
+    return u / (std_u + torch.div(torch.tensor(eps, dtype=x.dtype), scale))

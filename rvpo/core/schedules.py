@@ -10,6 +10,14 @@ live in YAML/JSON configs, and also parses from a short string for command lines
     "linear:0.5:2.0"         linear from 0.5 at step 0 to 2.0 at the last step
     "cosine:0.5:2.0"         half-cosine ramp from 0.5 to 2.0
     "step:0.5,1.0,2.0"       piecewise constant, equal thirds of the run (values at fractions)
+    "adaptive:0.35:0.25:8:power"   k chosen per batch from the z-scores so that the soft-min keeps
+                             M ** 0.35 effective channels, k in [0.25, 8] (see :mod:`rvpo.core.adaptive`);
+                             "adaptive" alone is exactly this default; form "linear" targets
+                             1 + target (M - 1) channels instead
+
+An adaptive schedule returns an :class:`~rvpo.core.adaptive.AdaptiveK` rule instead of a number;
+``compute_advantages(..., k=rule)`` resolves it on the batch and reports the k it used in
+``AdvantageOutput.k``. Callers must therefore not ``float()`` a schedule's value.
 
 ``progress = step / max(total_steps - 1, 1)`` clipped to [0, 1]: the first step uses ``start`` and
 the last step uses ``end``.
@@ -20,6 +28,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Union
+
+from rvpo.core.adaptive import AdaptiveK
 
 
 def _progress(step: int, total_steps: int) -> float:
@@ -109,8 +119,33 @@ class Step:
         return float(self.values[i])
 
 
-Schedule = Union[Constant, Linear, Cosine, Step]
-SCHEDULES: dict[str, type] = {"constant": Constant, "linear": Linear, "cosine": Cosine, "step": Step}
+@dataclass(frozen=True)
+class Adaptive:
+    """k resolved per batch so the soft-min keeps a ``target`` effective-channel fraction
+    (:mod:`rvpo.core.adaptive`); the value at a step is an :class:`AdaptiveK` rule, not a number."""
+
+    target: float = 0.35
+    k_min: float = 0.25
+    k_max: float = 8.0
+    form: str = "power"
+    type: str = field(default="adaptive", init=False)
+
+    def __post_init__(self):
+        rule = self.rule  # validates, naming the field
+        for name in ("target", "k_min", "k_max"):
+            object.__setattr__(self, name, getattr(rule, name))
+
+    @property
+    def rule(self) -> AdaptiveK:
+        return AdaptiveK(self.target, self.k_min, self.k_max, self.form)
+
+    def __call__(self, step: int, total_steps: int) -> AdaptiveK:
+        return self.rule
+
+
+Schedule = Union[Constant, Linear, Cosine, Step, Adaptive]
+SCHEDULES: dict[str, type] = {"constant": Constant, "linear": Linear, "cosine": Cosine, "step": Step,
+                              "adaptive": Adaptive}
 
 
 def schedule_to_dict(s: Schedule) -> dict[str, Any]:
@@ -128,6 +163,8 @@ def schedule_to_str(s: Schedule) -> str:
         return f"constant:{s.value!r}"
     if isinstance(s, (Linear, Cosine)):
         return f"{s.type}:{s.start!r}:{s.end!r}"
+    if isinstance(s, Adaptive):
+        return f"adaptive:{s.target!r}:{s.k_min!r}:{s.k_max!r}:{s.form}"
     out = "step:" + ",".join(repr(v) for v in s.values)
     if s.boundaries != Step(s.values).boundaries:
         out += ":" + ",".join(repr(b) for b in s.boundaries)
@@ -147,6 +184,8 @@ def make_schedule(spec: Union[Schedule, dict, str, int, float]) -> Schedule:
         return Constant(float(spec))
     if isinstance(spec, str):
         parts = spec.strip().split(":")
+        if parts[0].lower() == "adaptive" and len(parts) == 1:
+            return Adaptive()
         try:
             if len(parts) == 1:
                 return Constant(float(parts[0]))
@@ -155,6 +194,9 @@ def make_schedule(spec: Union[Schedule, dict, str, int, float]) -> Schedule:
                 return Constant(float(args[0]))
             if kind in ("linear", "cosine") and len(args) == 2:
                 return SCHEDULES[kind](float(args[0]), float(args[1]))
+            if kind == "adaptive" and len(args) <= 4:
+                nums = [float(x) for x in args[:3] if x.strip()]
+                return Adaptive(*nums, *args[3:])
             if kind == "step" and len(args) in (1, 2):
                 vals = tuple(float(x) for x in args[0].split(","))
                 bounds = tuple(float(x) for x in args[1].split(",")) if len(args) == 2 else None
@@ -163,7 +205,7 @@ def make_schedule(spec: Union[Schedule, dict, str, int, float]) -> Schedule:
             raise ValueError(f"k_schedule: cannot parse {spec!r}: {e}") from None
         raise ValueError(
             f"k_schedule: cannot parse {spec!r}; use a number, 'constant:K', 'linear:START:END', "
-            "'cosine:START:END' or 'step:V1,V2,...[:B1,B2,...]'"
+            "'cosine:START:END', 'step:V1,V2,...[:B1,B2,...]' or 'adaptive[:TARGET[:K_MIN:K_MAX[:FORM]]]'"
         )
     if isinstance(spec, dict):
         d = dict(spec)

@@ -25,6 +25,7 @@ functions (channels).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -59,7 +60,7 @@ _check_trl_version(trl.__version__)
 
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
-from rvpo.core import compute_advantages, get_estimator, make_schedule, schedule_to_str  # noqa: E402
+from rvpo.core import DEFAULT_EPS, compute_advantages, get_estimator, make_schedule, schedule_to_str  # noqa: E402
 
 __all__ = ["RVPOConfig", "RVPOTrainer", "expand_multichannel", "TRL_SUPPORTED"]
 
@@ -88,9 +89,9 @@ class RVPOConfig(GRPOConfig):
         default=0.5, metadata={"help": "Variance penalty of rvpo_explicit (mean - beta * variance)."}
     )
     rvpo_eps: float = field(
-        default=1e-4,
-        metadata={"help": "Added to every standard deviation before dividing. 1e-4 matches TRL's "
-                          "normalize_then_sum (verl uses 1e-6)."},
+        default=DEFAULT_EPS,
+        metadata={"help": "Added to every standard deviation before dividing (rvpo.core.DEFAULT_EPS = 1e-4, TRL's, so "
+                          "gdpo equals TRL's normalize_then_sum; verl uses 1e-6)."},
     )
     rvpo_unbiased: bool = field(
         default=True, metadata={"help": "Unbiased (n-1) standard deviations, as TRL and verl use."}
@@ -103,9 +104,22 @@ class RVPOConfig(GRPOConfig):
         metadata={"help": "rvpo/rvpo_explicit/hardmin: leave a reward with no spread in a group out of that group's "
                   "aggregate instead of counting it with z = 0 (see docs/core.md)."},
     )
+    rvpo_noise_floor: list[float] | None = field(
+        default=None,
+        metadata={"help": "Known measurement-noise std per reward (one value for all, or one per reward function; "
+                          "off by default): shrinks a group's z-scores by the share of its variance that is signal "
+                          "(see docs/core.md)."},
+    )
     rvpo_scale: str = field(
         default="group",
         metadata={"help": "grpo estimator only: divide by the 'group' std, the 'batch' std, or 'none' (Dr. GRPO)."},
+    )
+
+    rvpo_merge_lora_for_generation: bool = field(
+        default=True,
+        metadata={"help": "Sample rollouts from LoRA-merged weights (a temporary copy; the base weights are "
+                          "restored bit for bit), not through unmerged adapters: the same policy up to rounding, "
+                          "several times faster to decode on CPU. Losses always use the unmerged model."},
     )
 
     def __post_init__(self) -> None:
@@ -128,11 +142,15 @@ class RVPOConfig(GRPOConfig):
 
     def rvpo_params(self, k: float, weights: Any = None) -> dict[str, Any]:
         """Keyword arguments of :func:`rvpo.compute_advantages` for this config and a given k."""
-        return {
-            "estimator": self.rvpo_estimator, "k": float(k), "beta": float(self.rvpo_beta),
+        k = float(k) if isinstance(k, (int, float)) else k  # an adaptive rule resolves k from the batch
+        out = {
+            "estimator": self.rvpo_estimator, "k": k, "beta": float(self.rvpo_beta),
             "eps": float(self.rvpo_eps), "unbiased": bool(self.rvpo_unbiased), "whiten": bool(self.rvpo_whiten),
             "scale": self.rvpo_scale, "weights": weights, "drop_zero_spread": bool(self.rvpo_drop_zero_spread),
         }
+        if self.rvpo_noise_floor is not None:
+            out["noise_floor"] = list(self.rvpo_noise_floor)
+        return out
 
 
 class RVPOTrainer(GRPOTrainer):
@@ -166,12 +184,18 @@ class RVPOTrainer(GRPOTrainer):
         return self.rvpo_schedule(self.state.global_step, self.state.max_steps)
 
     def _generate_single_turn(self, *args, **kwargs):
-        # With bf16=True the Trainer autocasts the training forward but not TRL's generate call; run it
-        # under the same autocast so fp32 LoRA adapters (and fp32 weights) compute in bf16 as well.
-        if self.args.bf16 and not self.use_vllm:
-            with torch.autocast(device_type=self.accelerator.device.type, dtype=torch.bfloat16):
-                return super()._generate_single_turn(*args, **kwargs)
-        return super()._generate_single_turn(*args, **kwargs)
+        # Local generation (no vLLM) decodes token by token, where every unmerged LoRA module adds a
+        # handful of tiny ops per layer (3x the base model's op count): sample from merged weights
+        # instead (see merged_lora). A full fine-tune with bf16=True keeps fp32 master weights: its
+        # generation runs under the same bf16 autocast as the Trainer's training forward.
+        if self.use_vllm:
+            return super()._generate_single_turn(*args, **kwargs)
+        with contextlib.ExitStack() as stack:
+            if self.args.rvpo_merge_lora_for_generation:
+                stack.enter_context(merged_lora(self.model))
+            if self.args.bf16 and not _is_peft(self.model):
+                stack.enter_context(torch.autocast(device_type=self.accelerator.device.type, dtype=torch.bfloat16))
+            return super()._generate_single_turn(*args, **kwargs)
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
@@ -208,6 +232,53 @@ class RVPOTrainer(GRPOTrainer):
             if math.isfinite(value):  # hardmin's k is inf: not a loggable number
                 self._metrics[mode][name].append(value)
         return output
+
+
+# --- generation from merged LoRA weights ------------------------------------------------------
+
+
+def _is_peft(model: Any) -> bool:
+    try:
+        from peft import PeftModel
+    except ImportError:  # pragma: no cover - peft is a dependency of the trl extra
+        return False
+    return isinstance(model, PeftModel)
+
+
+@contextlib.contextmanager
+def merged_lora(model: Any):
+    """Within the block, every LoRA layer's base weight is ``W + scaling * B @ A`` and adapters are off.
+
+    The merged weight is a new tensor computed in fp32 and stored in ``W``'s dtype; the original
+    ``W`` tensor is swapped back untouched on exit (peft's merge/unmerge would round ``W`` twice
+    per step, which drifts a bf16 base). Memory: one extra copy of the adapted weights. A model
+    without LoRA layers is left as is. Only for inference (``torch.no_grad``): gradients would not
+    reach the adapters.
+    """
+    if not _is_peft(model):
+        yield model
+        return
+    from peft.tuners.lora import LoraLayer
+
+    swapped = []
+    try:
+        with torch.no_grad():
+            for module in model.modules():
+                if not isinstance(module, LoraLayer) or module.merged or not hasattr(module, "get_delta_weight"):
+                    continue
+                base = module.get_base_layer()
+                delta = sum(module.get_delta_weight(name).float() for name in module.active_adapters
+                            if name in module.lora_A)
+                if isinstance(delta, int):  # no active adapter on this layer
+                    continue
+                original = base.weight.data
+                base.weight.data = (original.float() + delta).to(original.dtype)
+                swapped.append((base, original))
+        with model.disable_adapter():
+            yield model
+    finally:
+        for base, original in swapped:
+            base.weight.data = original
 
 
 # --- multi-channel rewards -------------------------------------------------------------------

@@ -22,9 +22,12 @@ default V1 trainer does not even fetch the reward-extra keys), in this order:
                        ``gdpo_reward_keys``); a ``None``/NaN value means the component abstains
   rvpo_reward_weights  one weight per key (falls back to ``gdpo_reward_weights`` when the keys did)
   rvpo_k               constant risk coefficient (default 1.0)
-  rvpo_k_schedule      a schedule string/dict (``"linear:0.5:2.0"``); overrides ``rvpo_k``
+  rvpo_k_schedule      a schedule string/dict (``"linear:0.5:2.0"``, ``"adaptive:0.2"``: k chosen per
+                       batch from the z-scores, needs no step); overrides ``rvpo_k``
   rvpo_beta            variance penalty of ``rvpo_explicit`` (default 0.5)
-  rvpo_eps             added to every std (default 1e-6, as verl's GRPO/GDPO)
+  rvpo_eps             added to every std (default 1e-6, as verl's GRPO/GDPO: deliberately not
+                       ``AdvantageSpec``'s 1e-4, so that rvpo at k -> 0 matches verl's own gdpo)
+  rvpo_drop_zero_spread, rvpo_noise_floor   as ``rvpo.core.AdvantageSpec`` (defaults off)
   rvpo_whiten          ``"token"`` (default; verl's ``masked_whiten`` over response tokens, as its
                        ``gdpo``), ``"sequence"`` (rvpo core: one weight per response) or ``"none"``
   rvpo_allow_scalar    fall back to the scalar reward when components are missing (default false)
@@ -42,7 +45,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from rvpo.core import Constant, compute_advantages, make_schedule
+from rvpo.core import Adaptive, AdvantageSpec, Constant, compute_advantages, make_schedule
 
 try:
     from verl.trainer.ppo import core_algos as _core_algos
@@ -141,6 +144,8 @@ class RVPOSettings:
     eps: float = 1e-6
     whiten: str = "token"
     allow_scalar: bool = False
+    drop_zero_spread: bool = False
+    noise_floor: tuple[float, ...] | None = None
 
     @classmethod
     def from_config(cls, config: Any) -> "RVPOSettings":
@@ -168,7 +173,8 @@ class RVPOSettings:
                 make_schedule(sched)
             except (ValueError, TypeError) as e:
                 raise ValueError(f"algorithm.rvpo_k_schedule: {e}") from None
-        return cls(
+        floor = _cfg_get(config, "rvpo_noise_floor")
+        s = cls(
             reward_keys=keys,
             weights=weights,
             k=float(_cfg_get(config, "rvpo_k", 1.0)),
@@ -177,20 +183,39 @@ class RVPOSettings:
             eps=float(_cfg_get(config, "rvpo_eps", 1e-6)),
             whiten=whiten,
             allow_scalar=bool(_cfg_get(config, "rvpo_allow_scalar", False)),
+            drop_zero_spread=bool(_cfg_get(config, "rvpo_drop_zero_spread", False)),
+            noise_floor=None if floor is None else tuple(float(x) for x in (floor if not isinstance(floor, (int, float)) else [floor])),
         )
+        s.spec("rvpo")  # AdvantageSpec validates every setting, naming it
+        return s
 
-    def resolve_k(self, global_steps: int | None, total_training_steps: int | None) -> float:
-        """``k`` for verl's 1-based ``global_steps`` (schedule step ``global_steps - 1``)."""
+    def spec(self, estimator: str) -> AdvantageSpec:
+        """These settings as the core's :class:`~rvpo.core.AdvantageSpec` for ``estimator``."""
+        k = self.k_schedule if self.k_schedule is not None else self.k
+        if isinstance(k, Mapping) and not isinstance(k, dict):
+            k = dict(k)  # an OmegaConf DictConfig
+        try:
+            return AdvantageSpec(
+                estimator=estimator, k=k, beta=self.beta, eps=self.eps, unbiased=True,
+                whiten=(self.whiten == "sequence"), weights=self.weights,
+                drop_zero_spread=self.drop_zero_spread, noise_floor=self.noise_floor,
+            )
+        except ValueError as e:
+            raise ValueError(f"algorithm.rvpo_{e}") from None
+
+    def resolve_k(self, global_steps: int | None, total_training_steps: int | None):
+        """``k`` for verl's 1-based ``global_steps`` (schedule step ``global_steps - 1``): a float,
+        or an adaptive rule that the core resolves on the batch (it needs no step)."""
         if self.k_schedule is None:
             return self.k
         sched = make_schedule(self.k_schedule)
-        if isinstance(sched, Constant):
+        if isinstance(sched, (Constant, Adaptive)):
             return sched(0, 1)
         if global_steps is None or total_training_steps is None:
             raise RuntimeError(
                 f"algorithm.rvpo_k_schedule={self.k_schedule!r} needs the training step, which verl does not "
                 "pass to advantage estimators; run through the rvpo trainer hook "
-                "(trainer.v1.trainer_mode=rvpo_sync), or use a constant algorithm.rvpo_k"
+                "(trainer.v1.trainer_mode=rvpo_sync), or use a constant algorithm.rvpo_k or an adaptive schedule"
             )
         return float(sched(max(int(global_steps) - 1, 0), int(total_training_steps)))
 
@@ -332,10 +357,9 @@ def compute_multireward_advantage(
     k = s.resolve_k(step, total)
 
     perm, g = group_permutation(index)
-    out = compute_advantages(
-        rewards[perm], g, estimator, k=k, beta=s.beta, weights=s.weights, eps=s.eps,
-        unbiased=True, whiten=(s.whiten == "sequence"),
-    )
+    params = s.spec(estimator).params()
+    params["k"] = k  # the schedule at verl's step (a float or an adaptive rule)
+    out = compute_advantages(rewards[perm], g, **params)
     per_seq = torch.empty(n, dtype=torch.float64)
     per_seq[torch.as_tensor(perm)] = out.advantages.double()  # un-permute; (N,)
     scored = torch.empty(n, dtype=torch.bool)

@@ -12,7 +12,7 @@ Point verl at them without a file path::
     reward.custom_reward_function.name=compute_score            # ToolRL: format + correctness
     reward.custom_reward_function.name=compute_score_rubric     # one key per rubric item
 
-Scoring is :mod:`rvpo.tasks.toolcall.rewards` and :mod:`rvpo.rewards.rubric`; nothing is reimplemented.
+Scoring is :mod:`rvpo.tasks.toolcall.rewards` and :mod:`rvpo.tasks.rubric.reward`; nothing is reimplemented.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def compute_score_rubric(
     Returns ``{"score": mean of present items (0.0 if none), "rubric_0": ..., "rubric_{M-1}": ...}``;
     items past this prompt's rubric and judge abstentions are NaN.
     """
-    from rvpo.rewards.rubric import RubricReward
+    from rvpo.tasks.rubric.reward import RubricReward
 
     extra_info = extra_info or {}
     m = max_channels if max_channels is not None else extra_info.get("max_channels")

@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from rvpo.core import Constant, Cosine, Linear, make_schedule, schedule_to_str
+from rvpo.core import Adaptive, Constant, Cosine, Linear, make_schedule, schedule_to_str
 
 STYLES = ("greedy", "balanced", "plain", "sloppy")
 _KEEPS = torch.tensor([False, True, True, False])  # styles that aim to keep the constraint
@@ -45,14 +45,16 @@ ESTIMATOR_NAMES = ("grpo", "gdpo", "rvpo", "rvpo_explicit", "hardmin")
 class Method:
     """One method configuration: a label, a core estimator name and its parameters.
 
-    ``k`` is a schedule spec for ``rvpo`` (``"1"``, ``"linear:0.5:2.0"``); ``beta`` is used by
-    ``rvpo_explicit``. Only ``estimator`` and these parameters differ between methods.
+    ``k`` is a schedule spec for ``rvpo`` (``"1"``, ``"linear:0.5:2.0"``, ``"adaptive"``); ``beta``
+    is used by ``rvpo_explicit``; ``floor`` passes the unreliable judges' known noise std to the
+    core (``noise_floor``, the mitigation). Only these differ between methods.
     """
 
     label: str
     estimator: str
     k: str | None = None
     beta: float | None = None
+    floor: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -60,11 +62,18 @@ class Method:
 
 def parse_method(spec: str) -> Method:
     """Parse ``grpo``, ``gdpo``, ``hardmin``, ``rvpo`` (linear 0.5->2.0), ``rvpo:K``,
-    ``rvpo:linear:A:B`` (any k schedule string), ``rvpo_explicit`` (beta 0.5) or ``rvpo_explicit:BETA``.
+    ``rvpo:linear:A:B`` / ``rvpo:adaptive[:TARGET...]`` (any k schedule string), ``rvpo_explicit``
+    (beta 0.5) or ``rvpo_explicit:BETA``; a ``+floor`` suffix (not for grpo) turns on the core's
+    ``noise_floor`` for the unreliable judge channels.
 
     Raises ``ValueError`` with a message naming the bad part.
     """
     spec = spec.strip()
+    if spec.endswith("+floor"):
+        m = parse_method(spec[: -len("+floor")])
+        if m.estimator == "grpo":
+            raise ValueError("+floor: grpo has no z-scores to shrink; use it with gdpo, rvpo, rvpo_explicit or hardmin")
+        return Method(m.label + "+floor", m.estimator, m.k, m.beta, True)
     name, _, arg = spec.partition(":")
     if name not in ESTIMATOR_NAMES:
         raise ValueError(f"unknown method {name!r}; choose from {', '.join(ESTIMATOR_NAMES)}")
@@ -74,6 +83,9 @@ def parse_method(spec: str) -> Method:
             short = f"k={sched.value:g}"
         elif isinstance(sched, (Linear, Cosine)):
             short = f"{sched.type}:{sched.start:g}:{sched.end:g}"
+        elif isinstance(sched, Adaptive):
+            short = "adaptive" if sched == Adaptive() else (
+                f"adaptive:{sched.target:g}:{sched.k_min:g}:{sched.k_max:g}:{sched.form}")
         else:
             short = schedule_to_str(sched)
         label = f"rvpo[{short}]"
@@ -110,6 +122,11 @@ class SimConfig:
     """probability that a violating style satisfies it anyway"""
     init_sat: float = 0.8
     """initial policy mass on constraint-keeping styles"""
+    noisy: int = 0
+    """number of unreliable judge channels (binary verdicts on the constraint, before it)"""
+    noisy_random: float = 1.0
+    """probability that an unreliable judge answers at random (1 = pure noise); otherwise it
+    judges the constraint of that sample correctly"""
     prompts: int = 8
     """number of prompts (each has its own softmax over styles)"""
     batch_prompts: int = 8
@@ -131,7 +148,7 @@ class SimConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError("<field>: ...")`` for the first bad value."""
-        ints = {"m_easy": 1, "prompts": 1, "batch_prompts": 1, "group_size": 2, "steps": 1, "seeds": 1}
+        ints = {"m_easy": 1, "noisy": 0, "prompts": 1, "batch_prompts": 1, "group_size": 2, "steps": 1, "seeds": 1}
         for name, lo in ints.items():
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
@@ -144,7 +161,7 @@ class SimConfig:
                 raise ValueError(f"{name}: expected a finite number >= 0, got {v!r}")
         if self.lr <= 0:
             raise ValueError(f"lr: must be > 0, got {self.lr}")
-        for name in ("p_sat", "p_violate_sat", "init_sat"):
+        for name in ("p_sat", "p_violate_sat", "init_sat", "noisy_random"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name}: expected a probability in [0, 1], got {v!r}")
@@ -170,11 +187,21 @@ class SimEnv:
     def __init__(self, cfg: SimConfig):
         self.cfg = cfg
         self.num_styles = len(STYLES)
-        self.channel_names = [f"easy{j + 1}" for j in range(cfg.m_easy)] + ["constraint"]
+        self.channel_names = ([f"easy{j + 1}" for j in range(cfg.m_easy)]
+                              + [f"noisy{j + 1}" for j in range(cfg.noisy)] + ["constraint"])
         easy = 1.0 - cfg.easy_gap * _COST.double()  # (S,)
         self.easy_means = easy.unsqueeze(1).expand(-1, cfg.m_easy).contiguous()  # (S, m_easy)
         self.p_sat = torch.where(_KEEPS, cfg.p_sat, cfg.p_violate_sat).double()  # (S,)
-        self.channel_means = torch.cat([self.easy_means, self.p_sat.unsqueeze(1)], dim=1)  # (S, M)
+        q = cfg.noisy_random
+        noisy = ((1 - q) * self.p_sat + q / 2).unsqueeze(1).expand(-1, cfg.noisy)  # (S, noisy)
+        self.channel_means = torch.cat([self.easy_means, noisy, self.p_sat.unsqueeze(1)], dim=1)  # (S, M)
+
+    def noise_floor(self) -> list[float]:
+        """``(M,)`` known measurement-noise std per channel for the core's ``noise_floor``: the
+        unreliable judges' verdict std given the truth, ``sqrt(q/2 (1 - q/2))`` (0.5 for a coin);
+        0 elsewhere (the easy channels' noise is part of the outcome, not of the judging)."""
+        q = self.cfg.noisy_random
+        return [0.0] * self.cfg.m_easy + [math.sqrt(q / 2 * (1 - q / 2))] * self.cfg.noisy + [0.0]
 
     def init_logits(self) -> torch.Tensor:
         """``(P, S)`` float64 logits with mass ``init_sat`` on the constraint-keeping styles."""
@@ -187,7 +214,13 @@ class SimEnv:
         n = styles.numel()
         easy = self.easy_means[styles] + self.cfg.noise * torch.randn(n, self.cfg.m_easy, generator=gen, dtype=torch.float64)
         sat = (torch.rand(n, generator=gen, dtype=torch.float64) < self.p_sat[styles]).double()
-        return torch.cat([easy, sat.unsqueeze(1)], dim=1)
+        if not self.cfg.noisy:  # (draws nothing more: runs without judges keep their random stream)
+            return torch.cat([easy, sat.unsqueeze(1)], dim=1)
+        k = self.cfg.noisy
+        at_random = torch.rand(n, k, generator=gen, dtype=torch.float64) < self.cfg.noisy_random
+        coin = (torch.rand(n, k, generator=gen, dtype=torch.float64) < 0.5).double()
+        verdict = torch.where(at_random, coin, sat.unsqueeze(1).expand(n, k))
+        return torch.cat([easy, verdict, sat.unsqueeze(1)], dim=1)
 
     def expected(self, probs: torch.Tensor) -> torch.Tensor:
         """Expected per-channel reward ``(..., M)`` of policies ``probs`` ``(..., S)``."""

@@ -19,7 +19,8 @@ from typing import Callable
 
 import torch
 
-from rvpo import compute_advantages, make_schedule
+from rvpo import compute_advantages
+from rvpo.core import AdvantageSpec
 from rvpo.sim.env import Method, SimConfig, SimEnv
 
 SAT_TARGET = 0.95
@@ -73,10 +74,10 @@ def run_one(cfg: SimConfig, method: Method, seed: int, env: SimEnv | None = None
     env = env or SimEnv(cfg)
     gen = torch.Generator().manual_seed(int(seed))
     logits = env.init_logits()  # (P, S)
-    sched = make_schedule(method.k) if method.k is not None else None
-    params: dict = {"eps": cfg.eps}
-    if method.beta is not None:
-        params["beta"] = method.beta
+    spec = AdvantageSpec(estimator=method.estimator, k=method.k if method.k is not None else 1.0,
+                         beta=method.beta if method.beta is not None else 0.5, eps=cfg.eps,
+                         noise_floor=env.noise_floor() if method.floor else None)
+    has_k = method.k is not None
     P, B, G, T = cfg.prompts, cfg.batch_prompts, cfg.group_size, cfg.steps
     curves = torch.empty(T + 1, len(env.channel_names), dtype=torch.float64)
     k_curve = torch.full((T,), math.nan, dtype=torch.float64)
@@ -86,9 +87,11 @@ def run_one(cfg: SimConfig, method: Method, seed: int, env: SimEnv | None = None
         probs = logits[prompts].softmax(-1)  # (B, S)
         styles = torch.multinomial(probs, G, replacement=True, generator=gen)  # (B, G)
         rewards = env.sample_rewards(styles.reshape(-1), gen)  # (B*G, M), contiguous groups
-        if sched is not None:
-            params["k"] = k_curve[t] = sched(t, T)
-        adv = compute_advantages(rewards, G, method.estimator, **params).advantages.view(B, G)
+        params = spec.params(t, T)  # k: a number, or an adaptive rule the core resolves on this batch
+        out = compute_advantages(rewards, G, **params)
+        if has_k:
+            k_curve[t] = out.k
+        adv = out.advantages.view(B, G)
         onehot = torch.zeros(B, G, env.num_styles, dtype=torch.float64).scatter_(2, styles.unsqueeze(2), 1.0)
         grad = (adv.unsqueeze(2) * (onehot - probs.unsqueeze(1))).sum(1) / (B * G)  # (B, S)
         logits[prompts] += cfg.lr * grad

@@ -35,10 +35,12 @@ class TaskMetrics(TrainerCallback):
 
     def __init__(self, task: Any):
         self.task = task
+        self.trainer: Any = None  # set once the trainer exists: its last_rvpo_output feeds the task
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs is not None and "train_runtime" not in logs:
-            logs.update({k: float(v) for k, v in self.task.step_metrics().items()})
+            out = getattr(self.trainer, "last_rvpo_output", None)
+            logs.update({k: float(v) for k, v in self.task.step_metrics(out).items()})
 
 
 class ProgressBar(TrainerCallback):
@@ -133,7 +135,9 @@ class GracefulInterrupt(TrainerCallback):
         return False
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.requested:
+        # a Ctrl-C during the last step: the run completes normally (final save, eval after); marking it
+        # interrupted would make a resume train one step past max_steps
+        if self.requested and state.global_step < state.max_steps:
             self.interrupted = True
             control.should_save = True
             control.should_training_stop = True

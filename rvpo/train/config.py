@@ -24,6 +24,7 @@ from typing import Any, Literal, get_type_hints
 
 import yaml
 
+from rvpo.core.estimators import DEFAULT_EPS
 from rvpo.train import schema
 from rvpo.train.schema import ConfigError, field_docs  # noqa: F401  (re-exported)
 
@@ -103,17 +104,21 @@ class TrainConfig:
     estimator: str = "rvpo"
     """advantage estimator: grpo, gdpo, rvpo, rvpo_explicit, hardmin, or a dotted import path"""
     k_schedule: str = "linear:0.5:2.0"
-    """risk coefficient k of the soft-min over the run: a number, 'linear:A:B', 'cosine:A:B', 'step:V1,V2'"""
+    """risk coefficient k of the soft-min over the run: a number, 'linear:A:B', 'cosine:A:B', 'step:V1,V2', or
+    'adaptive[:TARGET[:K_MIN:K_MAX[:FORM]]]' (k chosen per batch from the z-scores; docs/core.md)"""
     beta: float = 0.5
     """variance penalty of rvpo_explicit (other estimators ignore it; this is not the KL coefficient)"""
-    eps: float = 1e-6
-    """added to every group std before dividing"""
+    eps: float = DEFAULT_EPS
+    """added to every group std before dividing (rvpo.core.DEFAULT_EPS: TRL's 1e-4, so gdpo is TRL's normalize-then-sum)"""
     unbiased: bool = True
     """unbiased (n-1) group standard deviations"""
     whiten: bool = True
     """batch whitening of the aggregated advantage (gdpo, rvpo, rvpo_explicit, hardmin)"""
     drop_zero_spread: bool = False
     """rvpo/rvpo_explicit/hardmin: leave a channel with no spread in a group out of that group's aggregate"""
+    noise_floor: tuple[float, ...] | None = None
+    """known measurement-noise std per channel (one value, or one per channel; off by default): shrinks each
+    group's z-scores by the share of its variance that is signal (docs/core.md)"""
     scale: Scale = "group"
     """grpo only: divide by the group std, the batch std, or nothing (Dr. GRPO)"""
     reward_weights: tuple[float, ...] | None = None
@@ -132,6 +137,9 @@ class TrainConfig:
     """AdamW learning rate (1e-4 suits LoRA; use ~1e-5 for full fine-tuning)"""
     kl_beta: float = 0.0
     """KL penalty towards the initial model (0 = none, no reference model is kept)"""
+    gradient_checkpointing: bool = False
+    """recompute activations in the backward pass (saves memory, costs about one more forward; TRL's
+    default is on: off here, since a 135M model's activations fit in memory easily)"""
     loss_type: Literal["dapo", "grpo", "dr_grpo", "bnpo", "cispo", "sapo"] = "dapo"
     """TRL policy loss (TRL 1.16's loss_type)"""
     seed: int = 0
@@ -295,6 +303,7 @@ RULES: dict[str, tuple[str, Any]] = {
     "temperature": ("a finite number > 0", lambda v: _finite(v) and v > 0),
     "learning_rate": ("a finite number > 0", lambda v: _finite(v) and v > 0),
     "eps": ("a finite number > 0", lambda v: _finite(v) and v > 0),
+    "noise_floor": ("null or finite numbers >= 0", lambda v: v is None or (len(v) >= 1 and all(_finite(x) and x >= 0 for x in v))),
     "beta": ("a finite number >= 0", lambda v: _finite(v) and v >= 0),
     "kl_beta": ("a finite number >= 0", lambda v: _finite(v) and v >= 0),
     "reward_weights": ("null or finite numbers, one per reward channel",
@@ -364,7 +373,9 @@ def _dry_run_estimator(cfg: TrainConfig) -> None:
     try:
         out = compute_advantages(torch.tensor([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.0, 0.0]]), 2,
                                  estimator=cfg.estimator, k=1.0, beta=cfg.beta, eps=cfg.eps, unbiased=cfg.unbiased,
-                                 whiten=cfg.whiten, scale=cfg.scale, drop_zero_spread=cfg.drop_zero_spread)
+                                 whiten=cfg.whiten, scale=cfg.scale, drop_zero_spread=cfg.drop_zero_spread,
+                                 **({"noise_floor": list(cfg.noise_floor)} if cfg.noise_floor and len(cfg.noise_floor) == 1
+                                    else {}))
         if tuple(out.advantages.shape) != (4,):
             raise ValueError(f"returned advantages of shape {tuple(out.advantages.shape)} for 4 completions")
     except Exception as e:  # a user's estimator can fail in any way: say so, with its own words

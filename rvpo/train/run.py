@@ -214,6 +214,7 @@ def trainer_args(cfg: TrainConfig, output_dir: Path, precision: Precision) -> An
         rvpo_whiten=cfg.whiten,
         rvpo_scale=cfg.scale,
         rvpo_drop_zero_spread=cfg.drop_zero_spread,
+        rvpo_noise_floor=list(cfg.noise_floor) if cfg.noise_floor else None,
         reward_weights=list(cfg.reward_weights) if cfg.reward_weights else None,
         num_generations=cfg.group_size,
         per_device_train_batch_size=cfg.batch_size,  # one step = prompts_per_step groups of G
@@ -224,6 +225,7 @@ def trainer_args(cfg: TrainConfig, output_dir: Path, precision: Precision) -> An
         lr_scheduler_type="constant",
         beta=cfg.kl_beta,
         loss_type=cfg.loss_type,
+        gradient_checkpointing=cfg.gradient_checkpointing,
         max_steps=cfg.steps,
         logging_steps=1,
         save_strategy="steps",
@@ -339,7 +341,8 @@ def train(
 
     Args:
         cfg: a validated config (for ``resume``, normally the run directory's own config).
-        resume: a run directory to continue from its latest checkpoint.
+        resume: a run directory to continue from its latest checkpoint (a folder with no checkpoint
+            yet, e.g. made by ``rvpo experiment``, starts fresh in that folder).
         callbacks: extra transformers ``TrainerCallback`` objects (tests, custom logging).
         log: where stage messages go (stderr by default).
         progress: show the tqdm progress bar.
@@ -397,7 +400,7 @@ def _train(cfg: TrainConfig, resume: str | Path | None, callbacks: Sequence[Any]
     if resume is None:
         fresh.append(run_dir)
     res = TrainResult(run_dir=run_dir, timings=timings, precision=precision, task=task)
-    log(f"run dir: {run_dir}" + (f" (resuming after step {resume_step})" if resume else ""))
+    log(f"run dir: {run_dir}" + (f" (resuming after step {resume_step})" if resume_step else ""))
     log(f"task {task.name}; precision {precision.name} ({precision.reason})")
 
     with task.session(run_dir):
@@ -415,8 +418,10 @@ def _train(cfg: TrainConfig, resume: str | Path | None, callbacks: Sequence[Any]
 
         metrics = MetricsWriter(run_dir / "metrics.jsonl")
         interrupt = GracefulInterrupt(log=log)
-        cbs = [TaskMetrics(task), metrics, interrupt] + ([ProgressBar()] if progress else []) + list(callbacks)
+        task_metrics = TaskMetrics(task)
+        cbs = [task_metrics, metrics, interrupt] + ([ProgressBar()] if progress else []) + list(callbacks)
         trainer = build_trainer(cfg, task, model, tok, train_rows, run_dir / "checkpoints", cbs, precision)
+        task_metrics.trainer = trainer
         last = latest_checkpoint(run_dir) if resume else None
         log(f"training: {cfg.estimator}, k {cfg.k_schedule}, {cfg.steps} steps x {cfg.prompts_per_step} prompts x "
             f"G={cfg.group_size}, {cfg.max_completion_length} tokens, " + ("LoRA" if cfg.lora.enabled else "full"))

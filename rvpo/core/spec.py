@@ -1,0 +1,134 @@
+"""``AdvantageSpec``: every advantage setting in one frozen object (defaults, validation, help).
+
+The trainer configs, the CLI, the verl adapter and ``rvpo sim`` all read their advantage settings
+through this class, so a knob has one default and one help text (``AdvantageSpec.help()``, from
+each field's ``metadata["help"]``). Evaluate it at a step with :meth:`AdvantageSpec.params` (the
+keyword arguments of :func:`rvpo.compute_advantages`) or run it with :meth:`AdvantageSpec.compute`.
+
+>>> spec = AdvantageSpec.from_dict({"estimator": "rvpo", "k": "linear:0.5:2.0"})
+>>> spec.params(step=0, total=10)["k"]
+0.5
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass, field, fields
+from functools import cached_property
+from typing import Any, Mapping, Sequence
+
+import torch
+
+from rvpo.core.estimators import DEFAULT_EPS, AdvantageParams, compute_advantages, get_estimator
+from rvpo.core.schedules import make_schedule, schedule_to_str
+
+
+def _help(text: str) -> dict:
+    return {"help": text}
+
+
+@dataclass(frozen=True)
+class AdvantageSpec:
+    """How rewards become advantages: estimator, k schedule and options (see docs/core.md)."""
+
+    estimator: str = field(default="rvpo", metadata=_help(
+        "advantage estimator: grpo, gdpo, rvpo, rvpo_explicit, hardmin, or a dotted path pkg.mod:fn"))
+    k: str = field(default="linear:0.5:2.0", metadata=_help(
+        "rvpo's risk coefficient k: a number, linear:START:END, cosine:START:END, step:V1,V2[:B1], "
+        "or adaptive[:TARGET[:K_MIN:K_MAX[:FORM]]] (k chosen per batch; docs/core.md)"))
+    beta: float = field(default=0.5, metadata=_help("variance penalty of rvpo_explicit (>= 0)"))
+    eps: float = field(default=DEFAULT_EPS, metadata=_help(
+        "added to every std before dividing; 1e-4 is TRL's, so gdpo equals TRL's normalize-then-sum"))
+    unbiased: bool = field(default=True, metadata=_help("unbiased (n-1) standard deviations, as TRL and verl"))
+    whiten: bool = field(default=True, metadata=_help(
+        "batch-whiten the aggregate (gdpo, rvpo, rvpo_explicit, hardmin)"))
+    weights: tuple[float, ...] | None = field(default=None, metadata=_help(
+        "one weight per reward channel (default all 1; >= 0 except for grpo and gdpo)"))
+    drop_zero_spread: bool = field(default=False, metadata=_help(
+        "leave a channel out of a group's soft-min when it has no spread there (default: it counts with Z = 0)"))
+    scale: str = field(default="group", metadata=_help("grpo only: divide by the group std, the batch std, or none"))
+    noise_floor: tuple[float, ...] | None = field(default=None, metadata=_help(
+        "known measurement-noise std per channel (one value for all, or one per channel; off by default): "
+        "shrinks each group's z-scores by the share of its variance that is signal"))
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.estimator, str) or not self.estimator:
+            raise ValueError(f"estimator: expected a name, got {self.estimator!r}")
+        get_estimator(self.estimator)  # ValueError naming the estimator
+        try:
+            sched = make_schedule(self.k)
+        except ValueError as e:
+            raise ValueError(f"k: {e}") from None
+        object.__setattr__(self, "k", schedule_to_str(sched))  # normalised, lossless
+        for name in ("weights", "noise_floor"):
+            v = getattr(self, name)
+            if v is not None:
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    v = (v,)
+                try:
+                    v = tuple(float(x) for x in v)
+                except (TypeError, ValueError):
+                    raise ValueError(f"{name}: expected a list of numbers, got {v!r}") from None
+                if not all(math.isfinite(x) for x in v):
+                    raise ValueError(f"{name}: expected finite numbers, got {v!r}")
+                object.__setattr__(self, name, v)
+        for name in ("beta", "eps"):
+            v = getattr(self, name)
+            if isinstance(v, int) and not isinstance(v, bool):
+                object.__setattr__(self, name, float(v))
+        AdvantageParams(**self._static())  # the core's validation, once
+
+    def _static(self) -> dict[str, Any]:
+        return {"beta": self.beta, "eps": self.eps, "unbiased": self.unbiased, "whiten": self.whiten,
+                "weights": self.weights, "drop_zero_spread": self.drop_zero_spread, "scale": self.scale,
+                "noise_floor": self.noise_floor}
+
+    @cached_property
+    def schedule(self):
+        """The k schedule object (``schedule(step, total)`` is a float or an adaptive rule)."""
+        return make_schedule(self.k)
+
+    def params(self, step: int = 0, total: int = 1, weights: Sequence[float] | torch.Tensor | None = None) -> dict:
+        """Keyword arguments of :func:`rvpo.compute_advantages` at ``step`` of ``total``
+        (``estimator`` included). ``weights`` overrides the spec's (e.g. a trainer's reward weights)."""
+        kw = {"estimator": self.estimator, "k": self.schedule(step, total), **self._static()}
+        if weights is not None:
+            kw["weights"] = weights
+        return kw
+
+    def compute(self, rewards: torch.Tensor, group_size: int, step: int = 0, total: int = 1, weights=None):
+        """``compute_advantages(rewards, group_size, **self.params(step, total, weights))``."""
+        return compute_advantages(rewards, group_size, **self.params(step, total, weights))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (YAML/JSON safe); :meth:`from_dict` reads it back."""
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in ("weights", "noise_floor"):
+            if d[name] is not None:
+                d[name] = list(d[name])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "") -> "AdvantageSpec":
+        """Build from a mapping; unknown keys raise ``ValueError`` with a "did you mean" hint.
+        ``where`` prefixes field names in errors (e.g. ``"algorithm."``)."""
+        names = [f.name for f in fields(cls)]
+        for key in d:
+            if key not in names:
+                near = difflib.get_close_matches(str(key), names, n=1)
+                hint = f"; did you mean {where}{near[0]}?" if near else f"; valid: {', '.join(names)}"
+                raise ValueError(f"{where}{key}: unknown advantage setting{hint}")
+        try:
+            return cls(**dict(d))
+        except ValueError as e:
+            raise ValueError(f"{where}{e}") from None
+
+    @classmethod
+    def help(cls) -> dict[str, str]:
+        """``{field: help text}`` for CLI and config layers."""
+        return {f.name: f.metadata["help"] for f in fields(cls)}
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return cls().to_dict()

@@ -1,0 +1,265 @@
+"""The ``rvpo experiment`` YAML: a train config, methods, seeds, a target metric, an output folder.
+
+::
+
+    name: constraints_cpu        # optional: the folder name under out (default: the file's stem)
+    out: runs                    # results go to <out>/<name>/ (default: runs)
+    train:                       # one rvpo train config shared by every run
+      config: ../some_train.yaml #   optional: a train YAML (relative to this file), then the fields below
+      task: constraints
+      steps: 20
+    methods:                     # each: a label and any train fields it changes
+      - {label: gdpo, estimator: gdpo}
+      - {label: rvpo, estimator: rvpo, k_schedule: linear:0.5:2.0}
+      - hardmin                  #   a bare name: label = estimator = "hardmin"
+    seeds: 0..2                  # a list [0, 1, 2], a range "A..B" (inclusive) or one int
+    target: prompt_strict        # held-out metric compared (default: the task's target_metric),
+                                 #   or train:<metric> = mean of the last `last_steps` logged steps
+    last_steps: 3
+    smooth: 1                    # plots only: trailing mean over this many steps per run before the seed bands
+
+Errors name the file and the field (``exp.yaml: methods[1] (rvpo): config field 'k_schedule': ...``);
+unknown keys suggest the closest one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rvpo.train.config import ConfigError, TrainConfig, _flatten, build_config, field_names
+
+TOP_KEYS = ("name", "out", "train", "methods", "seeds", "target", "last_steps", "smooth")
+METHOD_FIXED = ("seed", "out", "task", "task_options", "data", "train_examples", "eval.enabled", "eval.data",
+                "eval.examples")
+"""Train fields a method may not change: the runs of one experiment share them (set them under ``train:``)."""
+TRAIN_PREFIX = "train:"
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+class ExperimentError(ConfigError):
+    """A bad experiment YAML, or run folders that do not match it; the message names file and field."""
+
+
+@dataclass(frozen=True)
+class Method:
+    """One compared arm: a label and the train-field overrides (flat dotted keys) that define it."""
+
+    label: str
+    overrides: dict[str, Any]
+    cfg: TrainConfig
+    """the resolved config for seed 0 (validated; :meth:`ExperimentSpec.config` makes the per-seed one)"""
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """A parsed, validated experiment (see the module docstring)."""
+
+    name: str
+    out: Path
+    base: TrainConfig
+    methods: tuple[Method, ...]
+    seeds: tuple[int, ...]
+    target: str
+    last_steps: int = 3
+    smooth: int = 1
+    path: Path | None = None
+    raw: dict = field(default_factory=dict)
+
+    @property
+    def root(self) -> Path:
+        """``<out>/<name>``: the experiment's folder."""
+        return self.out / self.name
+
+    def run_dir(self, label: str, seed: int) -> Path:
+        return self.root / "runs" / f"{label}-seed{seed}"
+
+    @property
+    def target_is_train(self) -> bool:
+        return self.target.startswith(TRAIN_PREFIX)
+
+    def config(self, method: Method, seed: int, warm_from: str = "") -> TrainConfig:
+        """The train config of ``method`` at ``seed`` (``warm_from``: a shared warm start folder)."""
+        over: dict[str, Any] = {"seed": seed, "out": str(self.root / "runs")}
+        if warm_from:
+            over["warmstart.from_dir"] = warm_from
+        return build_config(base=method.cfg, overrides=over)
+
+    def to_dict(self) -> dict:
+        """The resolved experiment for ``experiment.yaml`` (every method's train overrides spelled out)."""
+        return {"name": self.name, "out": str(self.out), "source": str(self.path) if self.path else None,
+                "seeds": list(self.seeds), "target": self.target, "last_steps": self.last_steps, "smooth": self.smooth,
+                "methods": [{"label": m.label, **m.overrides} for m in self.methods]}
+
+
+def _unknown(key: str, known: tuple[str, ...] | list[str], where: str) -> ExperimentError:
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(known)}"
+    return ExperimentError(f"{where}unknown field {key!r}{hint}")
+
+
+def parse_seeds(value: Any, where: str = "") -> tuple[int, ...]:
+    """``[0, 1, 2]``, ``"0..2"`` (inclusive), ``"0..2,7"`` or ``5`` -> a tuple of distinct ints."""
+    bad = ExperimentError(f"{where}field 'seeds': expected a list of ints, a range like '0..2', or one int, "
+                          f"got {value!r}")
+    if isinstance(value, bool):
+        raise bad
+    if isinstance(value, int):
+        seeds = [value]
+    elif isinstance(value, str):
+        seeds = []
+        for part in (p.strip() for p in value.split(",") if p.strip()):
+            lo, sep, hi = part.partition("..")
+            try:
+                seeds += list(range(int(lo), int(hi) + 1)) if sep else [int(part)]
+            except ValueError:
+                raise bad from None
+            if sep and int(hi) < int(lo):
+                raise bad
+    elif isinstance(value, list) and all(isinstance(s, int) and not isinstance(s, bool) for s in value):
+        seeds = list(value)
+    else:
+        raise bad
+    if not seeds or any(s < 0 for s in seeds):
+        raise bad
+    if len(set(seeds)) != len(seeds):
+        raise ExperimentError(f"{where}field 'seeds': {value!r} repeats a seed")
+    return tuple(seeds)
+
+
+def _flat(mapping: dict, where: str) -> dict[str, Any]:
+    try:
+        flat = _flatten(mapping, where)
+    except ConfigError as e:
+        raise ExperimentError(str(e)) from None
+    known = field_names()
+    for key in flat:
+        if key not in known and key.split(".")[0] != "task_options":
+            raise _unknown(key, known, where)
+    return flat
+
+
+def _base_config(train: Any, path: Path | None, where: str, extra: dict[str, str]) -> TrainConfig:
+    if train is None:
+        train = {}
+    if not isinstance(train, dict):
+        raise ExperimentError(f"{where}field 'train': expected a mapping of rvpo train fields (or config: PATH)")
+    train = dict(train)
+    config_path = train.pop("config", None)
+    yaml_path = None
+    if config_path is not None:
+        if not isinstance(config_path, str) or not config_path:
+            raise ExperimentError(f"{where}field 'train.config': expected a path to a train YAML, got {config_path!r}")
+        yaml_path = Path(config_path)
+        if not yaml_path.is_absolute() and path is not None and (path.parent / yaml_path).is_file():
+            yaml_path = path.parent / yaml_path
+    flat = _flat(train, f"{where}train: ")
+    try:
+        return build_config(yaml_path, overrides=flat, string_overrides=extra)
+    except ConfigError as e:
+        msg = str(e)
+        raise ExperimentError(msg if yaml_path and msg.startswith(str(yaml_path)) else f"{where}train: {msg}") from None
+
+
+def _method(item: Any, i: int, base: TrainConfig, where: str) -> Method:
+    at = f"{where}methods[{i}]"
+    if isinstance(item, str):
+        item = {"label": item, "estimator": item}
+    if not isinstance(item, dict):
+        raise ExperimentError(f"{at}: expected a mapping {{label: ..., estimator: ...}} or an estimator name, got {item!r}")
+    item = dict(item)
+    label = item.pop("label", None)
+    if not isinstance(label, str) or not _LABEL.match(label):
+        raise ExperimentError(f"{at}: field 'label': expected a name of letters, digits and ._+- "
+                              f"(it names the run folders), got {label!r}")
+    at = f"{at} ({label}): "
+    flat = _flat(item, at)
+    for key in flat:
+        if key in METHOD_FIXED or key.startswith("task_options"):
+            raise ExperimentError(f"{at}field {key!r}: every run of an experiment shares it; set it under 'train:'")
+    try:
+        cfg = build_config(base=base, overrides=flat)
+    except ConfigError as e:
+        raise ExperimentError(f"{at}{e}") from None
+    return Method(label=label, overrides=flat, cfg=cfg)
+
+
+def _target(value: Any, base: TrainConfig, where: str) -> str:
+    from rvpo.tasks.base import get_task
+
+    try:
+        task = get_task(base.task, base.task_options)
+    except ValueError as e:
+        raise ExperimentError(f"{where}train: config field 'task': {e}") from None
+    if value is None:
+        value = task.target_metric or (task.eval_metrics[0] if task.eval_metrics else "")
+        if not value:
+            raise ExperimentError(f"{where}field 'target': task {task.name!r} names no target_metric; set one")
+    if not isinstance(value, str) or not value.strip():
+        raise ExperimentError(f"{where}field 'target': expected a metric name, got {value!r}")
+    if value.startswith(TRAIN_PREFIX):
+        if not value[len(TRAIN_PREFIX):]:
+            raise ExperimentError(f"{where}field 'target': 'train:' needs a metric, e.g. train:rewards/format/mean")
+        return value
+    if not base.eval.enabled:
+        raise ExperimentError(f"{where}field 'target': {value!r} is a held-out metric but train.eval.enabled is "
+                              "false; enable the eval or use a training metric, e.g. train:rewards/<channel>/mean")
+    names = tuple(task.eval_metrics)
+    if names and value not in names and "/" not in value:  # "type/no_comma"-style sub-metrics are not listed
+        close = difflib.get_close_matches(value, list(names), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}?" if close else f"task {task.name!r} reports: {', '.join(names)}"
+        raise ExperimentError(f"{where}field 'target': unknown metric {value!r} ({hint})")
+    return value
+
+
+def parse_spec(raw: Any, path: Path | None = None, out: str | None = None, seeds: Any = None,
+               train_set: dict[str, str] | None = None) -> ExperimentSpec:
+    """Validate a loaded experiment mapping; ``out`` / ``seeds`` / ``train_set`` override the file's."""
+    where = f"{path}: " if path else ""
+    if not isinstance(raw, dict):
+        raise ExperimentError(f"{where}expected a mapping with train, methods, seeds (and optionally name, target, out)")
+    for key in raw:
+        if key not in TOP_KEYS:
+            raise _unknown(str(key), TOP_KEYS, where)
+    name = raw.get("name", path.stem if path else "experiment")
+    if not isinstance(name, str) or not _LABEL.match(name):
+        raise ExperimentError(f"{where}field 'name': expected a folder name (letters, digits, ._+-), got {name!r}")
+    out_v = out if out is not None else raw.get("out", "runs")
+    if not isinstance(out_v, str) or not out_v.strip():
+        raise ExperimentError(f"{where}field 'out': expected a folder, got {out_v!r}")
+    base = _base_config(raw.get("train"), path, where, train_set or {})
+    methods_raw = raw.get("methods")
+    if not isinstance(methods_raw, list) or not methods_raw:
+        raise ExperimentError(f"{where}field 'methods': expected a non-empty list of methods, got {methods_raw!r}")
+    methods = tuple(_method(m, i, base, where) for i, m in enumerate(methods_raw))
+    labels = [m.label for m in methods]
+    dup = sorted({lab for lab in labels if labels.count(lab) > 1})
+    if dup:
+        raise ExperimentError(f"{where}field 'methods': label {dup[0]!r} is used twice (labels name the run folders)")
+    if seeds is None and "seeds" not in raw:
+        raise ExperimentError(f"{where}field 'seeds': missing (e.g. seeds: 0..2)")
+    seed_t = parse_seeds(seeds if seeds is not None else raw["seeds"], where)
+    last, smooth = raw.get("last_steps", 3), raw.get("smooth", 1)
+    for key, v in (("last_steps", last), ("smooth", smooth)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ExperimentError(f"{where}field {key!r}: expected an int >= 1, got {v!r}")
+    target = _target(raw.get("target"), base, where)
+    return ExperimentSpec(name=name, out=Path(out_v), base=base, methods=methods, seeds=seed_t, target=target,
+                          last_steps=last, smooth=smooth, path=path, raw=raw)
+
+
+def load_spec(path: str | Path, **overrides: Any) -> ExperimentSpec:
+    """Read and validate an experiment YAML (see :func:`parse_spec` for ``overrides``)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ExperimentError(f"experiment file {str(path)!r} not found") from None
+    except yaml.YAMLError as e:
+        raise ExperimentError(f"{path}: invalid YAML: {e}".replace("\n", " ")) from None
+    return parse_spec(raw, path, **overrides)
