@@ -11,6 +11,8 @@ placeholder to ``_placeholders`` if a row needs a prepared file.
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import socket
 import subprocess
@@ -19,10 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import torch
 
 from rvpo.cli import main
 
-HB = Path(__file__).resolve().parents[2] / "shared" / "data" / "healthbench" / "healthbench_hard_sample50.jsonl"
+HB_SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "healthbench" / "healthbench_hard_sample50.jsonl"
 KEY = "sk-FAKE-url-KEY-7731"
 NOWHERE = "http://127.0.0.1:9/v1"  # never contacted: every row fails before a request is made
 
@@ -103,6 +106,46 @@ CASES: dict[str, list[Bad]] = {
         Bad(["eval", "healthbench"], "--data"),
         Bad(["eval", "healthbench", "--data", "{hb}", "--no-such-option"], "--no-such-option"),
     ],
+    "train": [
+        Bad(["train", "--seed", "-1"], "'seed'"),
+        Bad(["train", "--set", "loss_type=bogus"], "'loss_type'"),
+        Bad(["train", "--out", "{afile}"], "afile"),
+        Bad(["train", "--resume", "{tmp}/nope"], "--resume"),
+        Bad(["train", "--resume", "{bad_run}"], "config.yaml"),
+        Bad(["train", "--resume", "{bad_run}", "--config", "x.yaml"], "--resume"),
+        Bad(["train", "--estimator", "math:sqrt"], "'estimator'"),
+        Bad(["train", "--estimator", "nope"], "'estimator'"),
+        Bad(["train", "--task", "nope"], "'task'"),
+        Bad(["train", "--set", "reward_weights=1,2,3"], "'reward_weights'"),
+        Bad(["train", "--steps", "0"], "'steps'"),
+        Bad(["train", "-G", "1"], "'group_size'"),
+        Bad(["train", "--set", "lora.rank=8"], "lora.rank"),
+        Bad(["train", "--set", "temperature=0"], "'temperature'"),
+        Bad(["train", "--set", "noise_floor=-1"], "'noise_floor'"),
+        Bad(["train", "--set", "task_options=[1]"], "'task_options'"),
+        Bad(["train", "--k", "linear:1"], "'k_schedule'"),
+        Bad(["train", "--config", "{tmp}/missing.yaml"], "missing.yaml"),
+        Bad(["train", "--config", "{bad_yaml}"], "bad.yaml"),
+        Bad(["train", "--data", "{tmp}/none.parquet"], "'data'"),
+        Bad(["train", "--data", "{garbage_parquet}"], "garbage.parquet"),
+        *([] if importlib.util.find_spec("wandb") else [Bad(["train", "--set", "report_to=wandb"], "'report_to'")]),
+        *([] if torch.cuda.is_available() else [Bad(["train", "--set", "device=cuda"], "'device'")]),
+    ],
+    "eval toolcall": [
+        Bad(["eval", "toolcall", "--limit", "-1"], "--limit"),
+        Bad(["eval", "toolcall", "--data", "{tmp}/nope.json"], "--data"),
+        Bad(["eval", "toolcall", "--out", "{afile}", "--limit", "1"], "afile"),
+    ],
+    "eval gpqa": [
+        Bad(["eval", "gpqa", "--data", "{tmp}/nope.zip"], "nope.zip"),
+        Bad(["eval", "gpqa", "--data", "{afile}", "--repeats", "0"], "--repeats"),
+        Bad(["eval", "gpqa", "--data", "{afile}", "--temperature", "-1"], "--temperature"),
+    ],
+    "experiment": [
+        Bad(["experiment", "{tmp}/none.yaml"], "none.yaml"),
+        Bad(["experiment", "{bad_yaml}"], "bad.yaml"),
+        Bad(["experiment", "{bad_experiment}"], "k_shedule"),
+    ],
     "sim": [
         Bad(["sim", "--out", "/dev/null/x"], "/dev/null"),
         Bad(["sim", "--steps", "2", "--seeds", "1", "--out", "{afile}"], "afile"),
@@ -123,6 +166,7 @@ def files(tmp_path_factory) -> dict[str, str]:
     import pyarrow.parquet as pq
 
     d = tmp_path_factory.mktemp("bad_inputs")
+    HB = HB_SHARED if HB_SHARED.is_file() else _healthbench_fixture(d / "hb.jsonl")
     (d / "bad_row.jsonl").write_text(HB.read_text(encoding="utf-8").splitlines()[0] + "\n"
                                      '{"question": "q", "rubric": []}\n', encoding="utf-8")
     (d / "bad_json.jsonl").write_text('{"question": "q", "rubric": [\n', encoding="utf-8")
@@ -135,9 +179,25 @@ def files(tmp_path_factory) -> dict[str, str]:
     (d / "binary.jsonl").write_bytes(b"\xff\xfe\x00garbage\x81\n")
     (d / "empty.jsonl").write_text("\n", encoding="utf-8")
     (d / "afile").write_text("not a folder\n", encoding="utf-8")
-    return {"hb": str(HB), "bad_row": str(d / "bad_row.jsonl"), "bad_json": str(d / "bad_json.jsonl"),
+    (d / "bad.yaml").write_text("steps: [1,\n", encoding="utf-8")
+    (d / "bad_run").mkdir()
+    (d / "bad_run" / "config.yaml").write_text("model: x\n  : : [oops\n", encoding="utf-8")
+    (d / "exp.yaml").write_text("train: {steps: 1}\nmethods:\n  - {label: r, estimator: rvpo, k_shedule: '1'}\n"
+                                "seeds: [0]\n", encoding="utf-8")
+    return {"hb": str(HB), "bad_yaml": str(d / "bad.yaml"), "bad_run": str(d / "bad_run"),
+            "bad_experiment": str(d / "exp.yaml"), "bad_row": str(d / "bad_row.jsonl"), "bad_json": str(d / "bad_json.jsonl"),
             "garbage_parquet": str(d / "garbage.parquet"), "truncated_parquet": str(d / "truncated.parquet"),
             "binary": str(d / "binary.jsonl"), "empty": str(d / "empty.jsonl"), "afile": str(d / "afile")}
+
+
+def _healthbench_fixture(path: Path) -> Path:
+    """Two rows in HealthBench's schema (used when ../shared/data is absent, as in a plain clone)."""
+    rows = [{"prompt": [{"role": "user", "content": f"Question {i}?"}], "prompt_id": f"p{i}", "example_tags": [],
+             "rubrics": [{"criterion": "Answers the question.", "points": 5, "tags": ["axis:accuracy"]},
+                         {"criterion": "Is rude.", "points": -3, "tags": ["axis:communication_quality"]}]}
+            for i in range(2)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
 
 
 @pytest.fixture
@@ -241,10 +301,10 @@ def test_bare_group_commands_print_help_and_exit_2(argv, capsys):
     assert "usage: rvpo" in capsys.readouterr().out
 
 
-def test_real_process_exit_code_and_single_line(tmp_path):
+def test_real_process_exit_code_and_single_line(tmp_path, files):
     """The same contract through the installed entry point (stderr of a real process, no traceback)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RVPO_JUDGE", "OPENAI"))}
-    proc = subprocess.run([sys.executable, "-m", "rvpo", "eval", "healthbench", "--data", str(HB),
+    proc = subprocess.run([sys.executable, "-m", "rvpo", "eval", "healthbench", "--data", files["hb"],
                            "--judge-base-url", NOWHERE, "--temperature", "-1"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "--temperature" in proc.stderr, proc.stderr

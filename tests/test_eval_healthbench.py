@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from rvpo.cli import main
-from rvpo.evals.healthbench import format_report, run_healthbench
+from rvpo.tasks.rubric.healthbench import format_report, run_healthbench
 from rvpo.judge import Verdict
-from rvpo.rubrics import aggregate_scores, example_score, load_rubric_file
+from rvpo.tasks.rubric import aggregate_scores, example_score, load_rubric_file
 
 HB = Path(__file__).resolve().parents[2] / "shared" / "data" / "healthbench"
 HARD = HB / "healthbench_hard_sample50.jsonl"

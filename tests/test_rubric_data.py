@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rvpo.rubrics import (
+from rvpo.tasks.rubric import (
     RubricDataError,
     RubricItem,
     examples_from_rows,

@@ -12,8 +12,8 @@ import torch
 from rvpo import compute_advantages
 from rvpo.judge import JudgeRequest, Verdict
 from rvpo.rewards.base import MultiChannelReward
-from rvpo.rewards.rubric import RubricReward, prompt_messages, to_trl_dataset, to_trl_rows
-from rvpo.rubrics import RubricItem, load_rubric_file, rubric_to_json
+from rvpo.tasks.rubric.reward import RubricReward, prompt_messages, to_trl_dataset, to_trl_rows
+from rvpo.tasks.rubric import RubricItem, load_rubric_file, rubric_to_json
 
 HARD = Path(__file__).resolve().parents[2] / "shared" / "data" / "healthbench" / "healthbench_hard_sample50.jsonl"
 
@@ -176,7 +176,7 @@ def test_verl_rubric_reward_uses_the_judge_client_cache_and_abstention(tmp_path,
 
 
 def test_tag_metrics_by_rubric_tag_with_binding_weights():
-    from rvpo.rewards.rubric import rubric_tag_metrics
+    from rvpo.tasks.rubric.reward import rubric_tag_metrics
 
     judge = KeywordJudge()
     reward = RubricReward(judge, max_channels=4)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from rvpo.rubrics import (
+from rvpo.tasks.rubric import (
     RubricItem,
     aggregate_scores,
     channel_value,

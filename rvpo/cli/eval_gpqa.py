@@ -31,6 +31,9 @@ def register(sub) -> None:
                    help="answer extraction: simple-evals' pattern (default) or rvpo's lenient one (not comparable "
                         "with published numbers)")
     add_policy_args(p, seed_help="option-order seed (0 = simple-evals' order) and sampling seed")
+    from rvpo.cli.eval_healthbench import add_checkpoint_args
+
+    add_checkpoint_args(p)
     p.add_argument("--out", default="runs", help="folder under which the run directory is created")
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of text")
     p.set_defaults(func=run)
@@ -46,12 +49,17 @@ def run(args) -> int:
         raise UserError(f"--repeats must be >= 1, got {args.repeats}")
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be >= 1, got {args.limit}")
+    from rvpo.cli.eval_healthbench import sweep_policy, sweep_targets_or_error
+
+    targets = sweep_targets_or_error(args) if args.checkpoints else None
     policy = build_policy(args, load=False)
     try:
         questions = load_gpqa(args.data, args.zip_password, limit=args.limit)
     except GPQADataError as e:
         raise UserError(str(e)) from None
     check_run_root(args.out)
+    if targets is not None:
+        return _sweep(args, targets, questions)
     load_policy(policy)
     config = {"benchmark": "gpqa", "data": str(args.data), "n_questions": len(questions), "seed": args.seed,
               "repeats": args.repeats, "extractor": args.extractor, "policy": policy.describe()}
@@ -62,4 +70,41 @@ def run(args) -> int:
         except PolicyError as e:
             raise UserError(str(e)) from None
     print(to_json(result.summary()) if args.json else format_report(result))
+    return 0
+
+
+def _sweep(args, targets, questions) -> int:
+    """``--checkpoints``: one GPQA eval per model of the run, then the table and the plot."""
+    import sys
+
+    from rvpo.cli.eval_healthbench import sweep_policy
+
+    from rvpo.evals.checkpoints import run_sweep
+    from rvpo.evals.gpqa import run_gpqa
+    from rvpo.evals.policy import PolicyError
+    from rvpo.runs import new_run_dir, to_json, write_json
+
+    def evaluate(target, out_dir):
+        policy = load_policy(sweep_policy(args, target))
+        config = {"benchmark": "gpqa", "data": str(args.data), "n_questions": len(questions), "seed": args.seed,
+                  "repeats": args.repeats, "extractor": args.extractor, "step": target.step,
+                  "checkpoint": target.label, "policy": policy.describe()}
+        try:
+            res = run_gpqa(questions, policy, seed=args.seed, out_dir=out_dir, config=config, repeats=args.repeats,
+                           extractor=args.extractor)
+        except PolicyError as e:
+            raise UserError(str(e)) from None
+        return {"score": res.accuracy, "ci95": [res.ci_low, res.ci_high], "n": res.n, "n_unparsed": res.n_unparsed}
+
+    with new_run_dir(args.out, "gpqa-sweep") as run_dir:
+        write_json(run_dir / "config.json", {"benchmark": "gpqa", "checkpoints": str(args.checkpoints),
+                                              "data": str(args.data), "seed": args.seed, "repeats": args.repeats,
+                                              "extractor": args.extractor})
+        rows = run_sweep(targets, evaluate, run_dir, "accuracy", title=f"GPQA across {args.checkpoints}",
+                         log=lambda m: print(m, file=sys.stderr, flush=True))
+    if args.json:
+        print(to_json({"run_dir": str(run_dir), "rows": rows}))
+    else:
+        print((run_dir / "sweep.md").read_text(encoding="utf-8").rstrip())
+        print(f"run dir  {run_dir}")
     return 0

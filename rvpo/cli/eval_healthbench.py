@@ -33,9 +33,38 @@ def register(sub) -> None:
                    help="client-side limit: judge HTTP attempts per minute (env RVPO_JUDGE_RPM; default none)")
     j.add_argument("--judge-tpm", type=float, default=None,
                    help="client-side limit: judge tokens per minute (env RVPO_JUDGE_TPM; default none)")
+    add_checkpoint_args(p)
     p.add_argument("--out", default="runs", help="folder under which the run directory is created")
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     p.set_defaults(func=run)
+
+
+def add_checkpoint_args(p) -> None:
+    """``--checkpoints RUN_DIR`` and ``--no-base`` (shared with ``rvpo eval gpqa``)."""
+    p.add_argument("--checkpoints", default=None, metavar="RUN_DIR",
+                   help="evaluate the base model, every checkpoint and final/ of an `rvpo train` run directory "
+                        "(instead of --model); writes sweep.json, sweep.md and sweep.png (score against step)")
+    p.add_argument("--no-base", action="store_true", help="with --checkpoints: skip the base model (step 0)")
+
+
+def sweep_policy(args, target):
+    """The local policy of one sweep target (a LoRA checkpoint is loaded onto its base and merged)."""
+    from rvpo.evals.policy import make_policy
+
+    return make_policy(target.model, None, None, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                       temperature=args.temperature, seed=args.seed, precision=getattr(args, "precision", "auto"))
+
+
+def sweep_targets_or_error(args) -> list:
+    """The sweep's models (:func:`rvpo.evals.checkpoints.sweep_targets`); :class:`UserError` for a bad folder."""
+    from rvpo.evals.checkpoints import sweep_targets
+
+    if args.policy_base_url or args.model:
+        raise UserError("--checkpoints evaluates the run's own models: leave out --model and --policy-base-url")
+    try:
+        return sweep_targets(args.checkpoints, include_base=not args.no_base)
+    except FileNotFoundError as e:
+        raise UserError(str(e)) from None
 
 
 def _judge_config(args):
@@ -69,12 +98,13 @@ def run(args) -> int:
     before the policy model loads and before the run directory exists; a failure after that removes
     the folder again unless the run already wrote its results.
     """
-    from rvpo.evals.healthbench import format_report, run_healthbench
     from rvpo.evals.policy import PolicyError
     from rvpo.judge import JudgeClient
-    from rvpo.rubrics import RubricDataError, load_rubric_file
     from rvpo.runs import check_run_root, new_run_dir, to_json
+    from rvpo.tasks.rubric import RubricDataError, load_rubric_file
+    from rvpo.tasks.rubric.healthbench import format_report, run_healthbench
 
+    targets = sweep_targets_or_error(args) if args.checkpoints else None
     policy = build_policy(args, load=False)
     cfg = _judge_config(args)
     try:
@@ -89,6 +119,11 @@ def run(args) -> int:
         judge = JudgeClient(cfg)
     except RuntimeError as e:  # an unreadable cache file
         raise UserError(f"--judge-cache: {e}") from None
+    if targets is not None:
+        try:
+            return _sweep(args, targets, ds, cfg, judge)
+        finally:
+            judge.close()
     try:
         load_policy(policy)
         with new_run_dir(args.out, "healthbench") as run_dir:
@@ -106,4 +141,38 @@ def run(args) -> int:
         sys.stderr.write(f"rvpo eval: error: healthbench failed: {result.failure}; "
                          f"no score (run dir kept for inspection: {result.run_dir})\n")
         return 1
+    return 0
+
+
+def _sweep(args, targets, ds, cfg, judge) -> int:
+    """``--checkpoints``: one HealthBench eval per model of the run, then the table and the plot."""
+    from rvpo.evals.checkpoints import run_sweep
+    from rvpo.evals.policy import PolicyError
+    from rvpo.runs import new_run_dir, to_json, write_json
+    from rvpo.tasks.rubric.healthbench import run_healthbench
+
+    def evaluate(target, out_dir):
+        policy = load_policy(sweep_policy(args, target))
+        config = {"benchmark": "healthbench", "data": str(args.data), "n_examples": len(ds), "step": target.step,
+                  "checkpoint": target.label, "policy": policy.describe(), "judge": cfg.as_dict(), "seed": args.seed}
+        try:
+            res = run_healthbench(ds.examples, policy, judge, out_dir=out_dir, config=config, seed=args.seed)
+        except PolicyError as e:
+            raise UserError(str(e)) from None
+        o = res.scores.overall
+        ok = o.n > 0 and math.isfinite(o.mean) and not res.failure
+        return {"score": o.mean if ok else None, "n": o.n,
+                "ci95": [o.mean - 1.96 * o.bootstrap_se, o.mean + 1.96 * o.bootstrap_se] if ok else None,
+                "n_abstained": res.scores.n_abstained, "n_items": res.scores.n_items, "failure": res.failure}
+
+    with new_run_dir(args.out, "healthbench-sweep") as run_dir:
+        write_json(run_dir / "config.json", {"benchmark": "healthbench", "checkpoints": str(args.checkpoints),
+                                              "data": str(args.data), "judge": cfg.as_dict(), "seed": args.seed})
+        rows = run_sweep(targets, evaluate, run_dir, "overall", title=f"HealthBench across {args.checkpoints}",
+                         log=lambda m: print(m, file=sys.stderr, flush=True))
+    if args.json:
+        print(to_json({"run_dir": str(run_dir), "rows": rows}))
+    else:
+        print((run_dir / "sweep.md").read_text(encoding="utf-8").rstrip())
+        print(f"run dir  {run_dir}")
     return 0

@@ -27,6 +27,9 @@ def register(subparsers) -> None:
     g = p.add_argument_group("overrides (applied after --config)")
     g.add_argument("--model", help="model: embedded name, local folder or hub id (field: model)")
     g.add_argument("--task", help="task: toolcall, constraints, or a dotted path pkg.mod:factory (field: task)")
+    g.add_argument("--judge-url", help="rubric task: OpenAI-compatible judge endpoint incl. /v1 (default: the "
+                                       "embedded judge; field: task_options.judge_url)")
+    g.add_argument("--judge-model", help="rubric task: the judge's model name (field: task_options.judge_model)")
     g.add_argument("--data", help="training data, a spec the task reads (default: the task's own; field: data)")
     g.add_argument("--eval-data", help="held-out eval data (field: eval.data)")
     g.add_argument("--estimator", help="advantage estimator: grpo, gdpo, rvpo, rvpo_explicit, hardmin, or pkg.mod:fn")
@@ -54,7 +57,8 @@ def register(subparsers) -> None:
 
 
 _FLAG_FIELDS = {
-    "model": "model", "task": "task", "precision": "precision", "data": "data", "eval_data": "eval.data", "estimator": "estimator",
+    "model": "model", "task": "task", "judge_url": "task_options.judge_url",
+    "judge_model": "task_options.judge_model", "precision": "precision", "data": "data", "eval_data": "eval.data", "estimator": "estimator",
     "k_schedule": "k_schedule", "beta": "beta", "kl_beta": "kl_beta", "steps": "steps",
     "group_size": "group_size", "prompts_per_step": "prompts_per_step",
     "max_completion_length": "max_completion_length", "learning_rate": "learning_rate",

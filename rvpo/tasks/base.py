@@ -40,6 +40,7 @@ from typing import Any, Callable, ContextManager, Mapping, Sequence
 TASKS: dict[str, str] = {
     "toolcall": "rvpo.tasks.toolcall.task:make_task",
     "constraints": "rvpo.tasks.constraints.task:make_task",
+    "rubric": "rvpo.tasks.rubric.task:make_task",
 }
 """Built-in tasks: name -> ``"module:factory"`` (imported only when used)."""
 
@@ -86,8 +87,12 @@ class Task:
         """Resources held for the whole run (e.g. a local judge server); stopped when the run ends or dies."""
         return contextlib.nullcontext()
 
-    def step_metrics(self) -> dict[str, float]:
-        """Extra per-step metrics (flat, finite floats) logged beside TRL's; default none."""
+    def step_metrics(self, advantages: Any = None) -> dict[str, float]:
+        """Extra per-step metrics (flat floats; NaN is stored as null) logged beside TRL's; default none.
+
+        ``advantages`` is the step's :class:`rvpo.AdvantageOutput` (global batch, channels in
+        :meth:`channel_names` order), e.g. to report binding weights grouped by what a channel means.
+        """
         return {}
 
     def describe_eval(self) -> str:

@@ -31,6 +31,17 @@ PathLike = str | os.PathLike
 # ---------------------------------------------------------------------------------------------
 
 
+def _read_parquet(path: Path, schema_only: bool = False):
+    """A Parquet table (or its schema); a garbage or truncated file raises ``ValueError`` naming it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_schema(path) if schema_only else pq.read_table(path)
+    except (pa.ArrowException, OSError) as e:
+        raise ValueError(f"{path}: not a readable Parquet file ({' '.join(str(e).split())[:160]})") from None
+
+
 def validate_example(row: Any, where: str) -> Example:
     """Check one example row; raise ValueError starting with ``where`` (e.g. "file.json line 3")."""
     if not isinstance(row, dict):
@@ -121,7 +132,7 @@ def load_toolrl_parquet(path: PathLike) -> list[Example]:
     """ToolRL's verl parquet (``dataset/rlla_4k/*.parquet``) -> examples (source "toolrl")."""
     import pyarrow.parquet as pq
 
-    rows = pq.read_table(path).to_pylist()
+    rows = _read_parquet(path).to_pylist()
     out = []
     for i, row in enumerate(rows, start=1):
         where = f"{path} row {i}"
@@ -381,8 +392,8 @@ def load_examples(spec: str) -> list[Example]:
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        if "reward_model" not in pq.read_schema(path).names:  # rvpo rows saved as parquet
-            rows = pq.read_table(path).to_pylist()
+        if "reward_model" not in _read_parquet(path, schema_only=True).names:  # rvpo rows saved as parquet
+            rows = _read_parquet(path).to_pylist()
             return [validate_example(r, f"{path} row {i}") for i, r in enumerate(rows, start=1)]
         return load_toolrl_parquet(path)
     if path.suffix not in (".json", ".jsonl"):

@@ -8,7 +8,7 @@ the prompt's messages plus the completion as the last assistant turn); **all** `
 requests go to the judge in one ``judge_many`` call, so they run concurrently up to the judge's
 ``concurrency`` and hit its cache. A judge failure (``None`` verdict after retries) becomes a
 ``None`` channel value, which the advantage core treats as NaN ("abstain": left out of that
-completion's aggregate). Channel values follow :func:`rvpo.rubrics.scoring.channel_value`: 1 for the
+completion's aggregate). Channel values follow :func:`rvpo.tasks.rubric.scoring.channel_value`: 1 for the
 desirable outcome (positive item met, pitfall not met), else 0 (times ``|points|`` with
 ``scale="points"``).
 
@@ -22,12 +22,13 @@ Plugging into TRL::
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from rvpo.rewards.base import completion_text
-from rvpo.rubrics.data import RubricDataset, RubricItem, rubric_from_column, rubric_to_json
-from rvpo.rubrics.scoring import Scale, channel_value
+from rvpo.tasks.rubric.data import RubricDataset, RubricItem, rubric_from_column, rubric_to_json
+from rvpo.tasks.rubric.scoring import Scale, channel_value
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ class RubricRewardStats:
 
     calls: int = 0
     completions: int = 0
+    judge_s: float = 0.0
+    last_judge_s: float = 0.0
     requests: int = 0
     abstained: int = 0
     last_abstained: int = 0
@@ -57,6 +60,7 @@ class RubricRewardStats:
         return {
             "calls": self.calls, "completions": self.completions, "requests": self.requests,
             "abstained": self.abstained, "last_abstained": self.last_abstained,
+            "judge_s": round(self.judge_s, 3), "last_judge_s": round(self.last_judge_s, 3),
             "abstain_rate": self.abstained / self.requests if self.requests else 0.0,
         }
 
@@ -69,15 +73,16 @@ class RubricReward:
         max_channels: ``M``, the number of channels; a row whose rubric has more items raises
             ``ValueError`` (size it with :attr:`RubricDataset.max_items`).
         rubric_column: the dataset column holding each row's rubric (a JSON string from
-            :func:`rvpo.rubrics.rubric_to_json` or a list of ``{criterion, points, tags}``).
-        scale: ``"unit"`` (0/1 values) or ``"points"`` (0/|points|); see :mod:`rvpo.rubrics.scoring`.
+            :func:`rvpo.tasks.rubric.rubric_to_json` or a list of ``{criterion, points, tags}``).
+        scale: ``"unit"`` (0/1 values) or ``"points"`` (0/|points|); see :mod:`rvpo.tasks.rubric.scoring`.
         name: prefix of the channel names ``<name>_0 .. <name>_{M-1}``.
+        digits: zero-pad the channel index to this many digits (``item_00``; 0 = no padding).
 
     Call: ``reward(prompts, completions, rubric=[...]) -> (N, M)`` nested list of ``float | None``.
     """
 
     def __init__(self, judge: Any, max_channels: int, rubric_column: str = "rubric",
-                 scale: Scale = "unit", name: str = "rubric"):
+                 scale: Scale = "unit", name: str = "rubric", digits: int = 0):
         if max_channels < 1:
             raise ValueError(f"max_channels must be >= 1, got {max_channels}")
         if scale not in ("unit", "points"):
@@ -86,7 +91,7 @@ class RubricReward:
         self.max_channels = int(max_channels)
         self.rubric_column = rubric_column
         self.scale = scale
-        self.channel_names = [f"{name}_{j}" for j in range(self.max_channels)]
+        self.channel_names = [f"{name}_{j:0{max(int(digits), 1)}d}" for j in range(self.max_channels)]
         self.__name__ = name
         self.stats = RubricRewardStats(abstained_by_channel=[0] * self.max_channels)
         self.last_rubrics: list[list[RubricItem]] = []
@@ -134,7 +139,10 @@ class RubricReward:
             for j, it in enumerate(items):
                 requests.append(JudgeRequest(conversation=conv, criterion=it.criterion, points=it.points))
                 where.append((i, j))
+        t0 = time.perf_counter()
         verdicts = self.judge.judge_many(requests) if requests else []
+        self.stats.last_judge_s = time.perf_counter() - t0
+        self.stats.judge_s += self.stats.last_judge_s
         if len(verdicts) != len(requests):
             raise RuntimeError(f"judge returned {len(verdicts)} verdicts for {len(requests)} requests")
         out: list[list[float | None]] = [[None] * self.max_channels for _ in completions]  # (N, M)

@@ -1,7 +1,7 @@
 """HealthBench-style rubric evaluation: the policy answers, the judge grades every rubric item.
 
-Works on any file :func:`rvpo.rubrics.load_rubric_file` reads (HealthBench or Rubrics-as-Rewards
-schema). Scoring is :mod:`rvpo.rubrics.scoring` (simple-evals' definitions; abstained items are left
+Works on any file :func:`rvpo.tasks.rubric.load_rubric_file` reads (HealthBench or Rubrics-as-Rewards
+schema). Scoring is :mod:`rvpo.tasks.rubric.scoring` (simple-evals' definitions; abstained items are left
 out of an example's score and counted). Steps::
 
     answers  = policy.answer([ex.conversation for ex in examples])       # P answers
@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from rvpo.rubrics.data import RubricExample
-from rvpo.rubrics.scoring import RubricScores, aggregate_scores, example_tag_scores
+from rvpo.tasks.rubric.data import RubricExample
+from rvpo.tasks.rubric.scoring import RubricScores, aggregate_scores, example_tag_scores
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ Schema (one :class:`RubricExample` per row):
 - ``conversation``: the chat to answer, a list of ``{"role", "content"}`` messages (ends with the user).
 - ``items``: ``M`` rubric items ``RubricItem(criterion, points, tags)``; ``M`` varies per example.
   ``points < 0`` marks a *pitfall*: the criterion describes an undesirable behaviour, and the judge
-  answers "met" when that behaviour is present (met = bad). See :mod:`rvpo.rubrics.scoring` for how
+  answers "met" when that behaviour is present (met = bad). See :mod:`rvpo.tasks.rubric.scoring` for how
   that becomes a reward channel (the channel sign is defined once, there).
 - ``example_tags``: tags of the whole example (HealthBench themes such as ``theme:hedging``).
 

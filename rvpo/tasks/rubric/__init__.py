@@ -1,10 +1,12 @@
-"""Rubric data (HealthBench and Rubrics-as-Rewards schemas) and pure HealthBench scoring.
+"""The rubric task: rubric data (HealthBench and Rubrics-as-Rewards schemas), pure HealthBench scoring,
+the LLM-judged reward (:mod:`.reward`), the HealthBench evaluation (:mod:`.healthbench`), the embedded
+judge (:mod:`.judge_session`) and the ``rvpo train --task rubric`` task (:mod:`.task`).
 
 See ``docs/rubrics.md``. The channel sign of a rubric item is defined once, in
-:func:`rvpo.rubrics.scoring.channel_value`.
+:func:`rvpo.tasks.rubric.scoring.channel_value`.
 """
 
-from rvpo.rubrics.data import (
+from rvpo.tasks.rubric.data import (
     RubricDataError,
     RubricDataset,
     RubricExample,
@@ -15,7 +17,7 @@ from rvpo.rubrics.data import (
     rubric_from_column,
     rubric_to_json,
 )
-from rvpo.rubrics.scoring import (
+from rvpo.tasks.rubric.scoring import (
     ClippedMean,
     RubricScores,
     aggregate_scores,

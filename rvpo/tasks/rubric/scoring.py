@@ -41,7 +41,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, Sequence
 
-from rvpo.rubrics.data import RubricItem
+from rvpo.tasks.rubric.data import RubricItem
 from rvpo.stats import bootstrap_se
 
 Scale = Literal["unit", "points"]
