@@ -253,3 +253,12 @@ def test_lora_step_trains_only_the_adapter(tmp_path, tiny_llama, smollm2_tokeniz
     assert log["rvpo/k"] == 1.0
     assert rubric.calls == 1  # TRL passed the same batch lists to all three channel functions
     assert log["rvpo/abstain/harm"] == 2.0 and "rewards/accuracy/std" in log  # odd rows of 4 abstain on "harm"
+
+
+def test_all_binary_met_counts_only_binary_channels_and_scored_rows():
+    from rvpo.integrations.trl import all_binary_met
+
+    nan = float("nan")
+    r = torch.tensor([[1, 0.5, nan], [1, 0.2, 1], [0, 0.3, 1], [nan, 0.1, nan]])  # col 1 is continuous
+    assert all_binary_met(r) == pytest.approx(2 / 3)  # row 3 has no binary score; row 2 misses one
+    assert all_binary_met(torch.tensor([[0.5], [0.2]])) is None

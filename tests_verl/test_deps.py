@@ -13,13 +13,25 @@ def test_versions_resolved_together():
     assert Version("1.16") <= Version(version("trl")) < Version("1.17")  # rvpo[trl]'s pin
 
 
-def test_trl_and_the_rvpo_trl_adapter_import_with_verls_transformers():
-    from trl import GRPOConfig, GRPOTrainer
+def test_the_rvpo_trl_adapter_works_with_verls_transformers(tmp_path):
+    from rvpo.core import compute_advantages
+    from rvpo.integrations.trl import RVPOConfig, expand_multichannel
 
-    from rvpo.integrations.trl import RVPOConfig, RVPOTrainer, expand_multichannel
+    cfg = RVPOConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none", rvpo_estimator="gdpo",
+                     reward_weights=[1.0, 1.0])
+    rewards = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0]])
+    out = compute_advantages(rewards, 2, **cfg.rvpo_params(k=1.0, weights=torch.tensor(cfg.reward_weights)))
+    assert out.advantages.shape == (4,) and torch.isfinite(out.advantages).all()
+    assert out.advantages[2] > out.advantages[3]  # both met beats neither
 
-    assert issubclass(RVPOTrainer, GRPOTrainer) and issubclass(RVPOConfig, GRPOConfig)
-    assert callable(expand_multichannel)
+    class Two:
+        channel_names = ("a", "b")
+
+        def __call__(self, prompts, completions, **kw):
+            return [[1.0, None] for _ in completions]
+
+    fns = expand_multichannel(Two())
+    assert [f.__name__ for f in fns] == ["a", "b"] and fns[1](["p"], ["c"]) == [None]
 
 
 def test_cpu_torch_was_not_joined_by_cuda_packages():

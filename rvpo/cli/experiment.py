@@ -66,9 +66,9 @@ def run(args) -> int:
             print(_plan_text(spec))
             return 0
         if not args.verbose:
-            from rvpo.cli.train import _quiet
+            from rvpo.cli.train import quiet
 
-            _quiet()
+            quiet()
         from rvpo.experiment.report import finish
         from rvpo.experiment.runner import run_experiment
         from rvpo.models import ModelNotFoundError

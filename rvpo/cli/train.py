@@ -93,7 +93,7 @@ def run(args) -> int:
     except (ConfigError, FileNotFoundError) as e:
         raise UserError(str(e)) from None
     if not args.verbose:
-        _quiet()
+        quiet()
     from rvpo.models import ModelNotFoundError
     from rvpo.train.run import train
 
@@ -105,7 +105,7 @@ def run(args) -> int:
 
 
 
-def _quiet() -> None:
+def quiet() -> None:
     """Hide library warnings that do not concern the user (transformers/TRL info and deprecations)."""
     import logging
     import warnings

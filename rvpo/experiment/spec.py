@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from rvpo.train.config import ConfigError, TrainConfig, _flatten, build_config, field_names
+from rvpo.train.config import ConfigError, TrainConfig, flatten_config, build_config, field_names
 
 TOP_KEYS = ("name", "out", "train", "methods", "seeds", "target", "last_steps", "smooth")
 METHOD_FIXED = ("seed", "out", "task", "task_options", "data", "train_examples", "eval.enabled", "eval.data",
@@ -134,7 +134,7 @@ def parse_seeds(value: Any, where: str = "") -> tuple[int, ...]:
 
 def _flat(mapping: dict, where: str) -> dict[str, Any]:
     try:
-        flat = _flatten(mapping, where)
+        flat = flatten_config(mapping, where)
     except ConfigError as e:
         raise ExperimentError(str(e)) from None
     known = field_names()

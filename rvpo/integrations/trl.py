@@ -228,10 +228,34 @@ class RVPOTrainer(GRPOTrainer):
             logged.pop()
         logged.extend(all_adv.tolist())
 
+        met = all_binary_met(rewards.detach().float().cpu())
+        if met is not None:
+            self._metrics[mode]["rvpo/all_binary_met"].append(met)
         for name, value in out.metrics(self.reward_func_names, prefix="rvpo/").items():
             if math.isfinite(value):  # hardmin's k is inf: not a loggable number
                 self._metrics[mode][name].append(value)
         return output
+
+
+def all_binary_met(rewards: torch.Tensor) -> float | None:
+    """Share of completions that meet every binary (0/1) channel they are scored on, or None if none is binary.
+
+    ``rewards``: ``(B, K)``, NaN = abstain. A channel counts as binary when its finite values in the
+    batch are all 0 or 1 (instruction checks, rubric items); continuous channels are left out. Rows
+    scored on no binary channel are left out. For IFEval-style tasks this is the prompt-level
+    "all instructions followed" rate of the training samples.
+    """
+    finite = torch.isfinite(rewards)
+    is01 = ((rewards == 0) | (rewards == 1)) | ~finite
+    binary = is01.all(dim=0) & finite.any(dim=0)  # (K,)
+    if not bool(binary.any()):
+        return None
+    present = finite[:, binary]
+    scored = present.any(dim=1)
+    if not bool(scored.any()):
+        return None
+    ok = ((rewards[:, binary] == 1) | ~present).all(dim=1)
+    return float(ok[scored].float().mean())
 
 
 # --- generation from merged LoRA weights ------------------------------------------------------

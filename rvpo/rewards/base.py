@@ -16,13 +16,6 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 
 
 @runtime_checkable
-class RewardFn(Protocol):
-    __name__: str
-
-    def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> list[float | None]: ...
-
-
-@runtime_checkable
 class MultiChannelReward(Protocol):
     channel_names: Sequence[str]
 

@@ -66,7 +66,12 @@ class ProgressBar(TrainerCallback):
         post = {}
         if "rvpo/k" in logs:
             post["k"] = f"{logs['rvpo/k']:.2f}"
-        for name, v in reward_channels(logs).items():
+        chans = {k: v for k, v in reward_channels(logs).items() if isinstance(v, (int, float)) and math.isfinite(v)}
+        if len(chans) > 6:  # many channels (a rubric's items, instruction types): the task's own summary
+            chans = {"reward": logs["reward"]} if isinstance(logs.get("reward"), (int, float)) else {}
+            chans.update({k.split("/", 1)[1]: v for k, v in logs.items() if k in ("rvpo/all_binary_met", "rubric/satisfied")
+                          and isinstance(v, (int, float))})
+        for name, v in chans.items():
             post[name] = f"{v:+.2f}"
         self.bar.set_postfix(post, refresh=True)
 

@@ -6,11 +6,12 @@ command-line overrides (``--steps 10``, ``--set lora.r=8``). Every value is chec
 :func:`validate`, and errors name the field: ``config field 'group_size': expected an int >= 2,
 got 'x'``; unknown YAML keys name the file and suggest the closest field.
 
-Sizing of the defaults (2-core CPU, see docs/train.md "Measured cost"): LoRA, G=4 completions of 1
-prompt per step, 48 new tokens, 12 steps, 16 held-out eval prompts (one greedy batch) before and
-after training, so that ``rvpo train`` with no arguments fits in about 10 minutes on an otherwise
-idle 2-core machine including model conversion. It is a demonstration of the pipeline, not enough
-training to learn the task; see benchmarks/learning_toolcall.py.
+Sizing of the defaults (2-core CPU, see docs/train.md "Measured cost"): LoRA, bf16 where the CPU has
+bf16 units, a 12-step warm start, then 8 RL steps of 3 prompts x G=4 completions (3x the RL work of
+the earlier fp32 default, 1 x 4 x 8, in about the same wall time), 64 new tokens, 16 held-out eval
+prompts before and after, so that ``rvpo train`` with no arguments fits in about 6 minutes on a
+fresh 2-core machine including set-up and model conversion. For real comparisons use
+``rvpo experiment`` (docs/experiment.md).
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ class TrainConfig:
     """RL optimizer steps (each step samples prompts_per_step prompts x group_size completions)"""
     group_size: int = 4
     """G: completions sampled per prompt (the group for advantage baselines)"""
-    prompts_per_step: int = 1
+    prompts_per_step: int = 3
     """prompts per optimizer step (batch = prompts_per_step * group_size completions)"""
     max_completion_length: int = 64
     """maximum new tokens per sampled completion (gold answers of the built-in task: mean 54, max 100)"""
@@ -229,13 +230,14 @@ def parse_set(items: list[str]) -> dict[str, str]:
     return out
 
 
-def _flatten(d: dict, where: str, prefix: str = "") -> dict[str, Any]:
+def flatten_config(d: dict, where: str, prefix: str = "") -> dict[str, Any]:
+    """A nested config mapping as flat dotted keys (sections expanded; a k_schedule mapping normalised to its string)."""
     out: dict[str, Any] = {}
     sections = {n.split(".")[0] for n in field_names() if "." in n}
     for key, value in d.items():
         full = f"{prefix}{key}"
         if isinstance(value, dict) and full in sections and full != "task_options":
-            out.update(_flatten(value, where, f"{full}."))
+            out.update(flatten_config(value, where, f"{full}."))
         elif isinstance(value, dict) and full == "k_schedule":
             from rvpo.core import make_schedule, schedule_to_str
 
@@ -262,7 +264,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}expected a mapping of config fields at the top level")
-    flat = _flatten(raw, where)
+    flat = flatten_config(raw, where)
     known = field_names()
     for key in flat:
         if key not in known:
@@ -427,7 +429,7 @@ def to_dict(cfg: TrainConfig) -> dict[str, Any]:
 
 def from_dict(d: dict[str, Any], where: str = "") -> TrainConfig:
     """Build and validate a config from a nested dict (e.g. a run directory's config.yaml)."""
-    flat = _flatten(d, where)
+    flat = flatten_config(d, where)
     known = field_names()
     for key in flat:
         if key not in known:

@@ -46,6 +46,7 @@ class TrainResult:
     run_dir: Path
     interrupted: bool = False
     already_finished: bool = False
+    warm_started: bool = False
     last_step: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     eval_before: dict | None = None
@@ -297,8 +298,10 @@ def run_eval(cfg: TrainConfig, task: Task, model: Any, tok: Any, rows: Sequence[
 
 def warm_start_stage(cfg: TrainConfig, task: Task, model: Any, tok: Any, train_rows: Sequence[dict],
                      eval_rows: Sequence[dict], run_dir: Path, resume: Any, log: Callable[[str], None],
-                     precision: Precision) -> tuple[Any, dict | None]:
-    """Run (or, on resume, reload) the supervised warm start; evaluate after it if configured."""
+                     precision: Precision, warm_started: list) -> tuple[Any, dict | None]:
+    """Run (or, on resume, reload) the supervised warm start; evaluate after it if configured.
+
+    Appends to ``warm_started`` when the model starts RL from a warm start."""
     from rvpo.train.warmstart import load_warm_start, warm_start
 
     if not cfg.warmstart.enabled:
@@ -306,6 +309,7 @@ def warm_start_stage(cfg: TrainConfig, task: Task, model: Any, tok: Any, train_r
     if not any(row.get("gold") for row in train_rows):
         log(f"warm start: skipped (task {task.name!r} gives no gold answers for these rows)")
         return model, None
+    warm_started.append(True)
     if resume and (run_dir / "warmstart").is_dir():
         model = load_warm_start(cfg, model, run_dir / "warmstart")
     elif cfg.warmstart.from_dir:
@@ -412,8 +416,10 @@ def _train(cfg: TrainConfig, resume: str | Path | None, callbacks: Sequence[Any]
             res.eval_before = run_eval(cfg, task, model, tok, eval_rows, before_path, precision)
             t = lap("eval_before", t)
 
+        ws: list = []
         model, res.eval_warmstart = warm_start_stage(cfg, task, model, tok, train_rows, eval_rows, run_dir, resume,
-                                                     log, precision)
+                                                     log, precision, ws)
+        res.warm_started = bool(ws)
         t = lap("warmstart", t)
 
         metrics = MetricsWriter(run_dir / "metrics.jsonl")

@@ -13,6 +13,10 @@ from rvpo.train.config import TrainConfig, to_dict
 from rvpo.train.plots import channels
 
 
+TASK_PREFIXES = ("judge/", "rubric/", "constraints/")
+"""Metric prefixes that tasks log through ``Task.step_metrics`` (listed in the summary)."""
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return "n/a" if not math.isfinite(v) else f"{v:+.3f}"
@@ -35,6 +39,14 @@ def training_table(records: list[dict], window: int = 5) -> str:
         key = f"rewards/{ch}/mean"
         vals = [r.get(key) for r in records]
         lines.append(f"| {ch} | {_fmt(vals[0])} | {_fmt(_mean(vals[:w]))} | {_fmt(_mean(vals[-w:]))} | {_fmt(vals[-1])} |")
+    met = [r.get("rvpo/all_binary_met") for r in records]
+    if any(isinstance(v, (int, float)) for v in met):
+        lines.append(f"| all binary channels met (share of completions) | {_fmt(met[0])} | {_fmt(_mean(met[:w]))} | "
+                     f"{_fmt(_mean(met[-w:]))} | {_fmt(met[-1])} |")
+    extra = sorted({k for r in records for k in r if k.startswith(TASK_PREFIXES)})
+    if extra:
+        lines += ["", "Task figures (first step / mean of the last steps):", ""]
+        lines += [f"- `{k}`: {_fmt(records[0].get(k))} / {_fmt(_mean([r.get(k) for r in records[-w:]]))}" for k in extra]
     ks = [r["rvpo/k"] for r in records if isinstance(r.get("rvpo/k"), (int, float))]
     if ks:
         lines.append(f"\nk went from {ks[0]:.3f} to {ks[-1]:.3f}.")
@@ -58,7 +70,8 @@ def write_summary(run_dir: Path, cfg: TrainConfig, res: Any, final_logs: dict | 
             "- precision: " + (f"**{res.precision.name}** ({res.precision.reason})" if res.precision else cfg.precision),
             f"- estimator `{cfg.estimator}`, k schedule `{cfg.k_schedule}`, KL beta {cfg.kl_beta}",
             "- warm start: " + (f"{cfg.warmstart.steps} SFT steps x {cfg.warmstart.batch_size} gold answers"
-                                 if cfg.warmstart.enabled else "none"),
+                                 if cfg.warmstart.enabled and res.warm_started else
+                                 "none (the task gives no gold answers)" if cfg.warmstart.enabled else "none"),
             f"- {cfg.steps} RL steps x {cfg.prompts_per_step} prompts x G={cfg.group_size} completions, "
             f"max {cfg.max_completion_length} new tokens, lr {cfg.learning_rate:g}, seed {cfg.seed}", ""]
     out += ["## Wall time (this session)", "", "| stage | seconds |", "| --- | --- |"]
