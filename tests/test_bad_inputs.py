@@ -136,6 +136,13 @@ CASES: dict[str, list[Bad]] = {
         Bad(["eval", "toolcall", "--data", "{tmp}/nope.json"], "--data"),
         Bad(["eval", "toolcall", "--out", "{afile}", "--limit", "1"], "afile"),
     ],
+    "eval constraints": [
+        Bad(["eval", "constraints", "--limit", "-1"], "--limit"),
+        Bad(["eval", "constraints", "--task-options", "[1, 2"], "--task-options"),
+        Bad(["eval", "constraints", "--data", "{tmp}/nope.jsonl"], "nope.jsonl"),
+        Bad(["eval", "constraints", "--responses", "{bad_json}"], "bad_json.jsonl"),
+        Bad(["eval", "constraints", "--out", "{afile}"], "afile"),
+    ],
     "eval gpqa": [
         Bad(["eval", "gpqa", "--data", "{tmp}/nope.zip"], "nope.zip"),
         Bad(["eval", "gpqa", "--data", "{afile}", "--repeats", "0"], "--repeats"),

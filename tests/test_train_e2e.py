@@ -89,6 +89,16 @@ def test_ctrl_c_then_resume_keeps_every_step_once(tmp_path, tiny_llama_dir, caps
     assert (run / "warmstart" / "adapter_config.json").is_file() and "| after warm start (SFT) | 2 |" in summary
     assert not (run / "sft-tmp").exists()
 
+    # resuming the finished run does nothing: no step, no checkpoint, final/ untouched
+    final_mtime = (run / "final" / "adapter_model.safetensors").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run)]) == 0
+    assert "already finished at step 4 of 4; nothing to do" in capsys.readouterr().err
+    assert [r["step"] for r in read_jsonl(run / "metrics.jsonl")] == [1, 2, 3, 4]
+    assert sorted(p.name for p in (run / "checkpoints").glob("checkpoint-*")) == [
+        "checkpoint-1", "checkpoint-2", "checkpoint-3", "checkpoint-4"]
+    assert (run / "final" / "adapter_model.safetensors").stat().st_mtime_ns == final_mtime
+
     # the trained run directory is a valid --model for the eval
     capsys.readouterr()
     assert main(["eval", "toolcall", "--model", str(run), "--limit", "1", "--max-new-tokens", "2",
