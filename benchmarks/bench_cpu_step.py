@@ -117,7 +117,7 @@ def instrument(trainer, prof: Profile) -> None:
     def score_end(out, dt):
         prof.in_scoring = False
         prof.add("_scoring_total", dt)
-        ids, mask = out["completion_ids"], out["completion_mask"]
+        ids = out["completion_ids"]
         prof.add("fb_tokens", float(out["prompt_ids"].numel() + ids.numel()))
 
     wrap("_generate_and_score_completions", before=score_begin, after=score_end)

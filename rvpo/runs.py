@@ -208,6 +208,26 @@ def append_jsonl(path: str | os.PathLike, record: dict) -> None:
         os.fsync(f.fileno())
 
 
+def iter_jsonl(path: str | os.PathLike, where: str | None = None) -> Iterator[tuple[int, dict, str]]:
+    """``(line_number, object, "FILE:LINE")`` for each non-blank line of a JSONL input file.
+
+    Raises ``ValueError`` naming the file and line (``where`` replaces the file in messages) for a
+    line that is not JSON or not a JSON object; for reading user data, where every line counts.
+    """
+    path = Path(path)
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        at = f"{where or path}:{i}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{at}: not JSON ({e.msg})") from None
+        if not isinstance(obj, dict):
+            raise ValueError(f"{at}: expected a JSON object")
+        yield i, obj, at
+
+
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """Read a JSONL file; a torn last line (crash mid-write) is ignored, any other bad line raises."""
     path = Path(path)

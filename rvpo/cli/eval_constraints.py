@@ -54,15 +54,14 @@ def read_responses(path: str, rows: list[dict]) -> tuple[list[dict], list[str]]:
         by_key[str(r.get("key"))] = r
         by_key[str(r.get("id"))] = r
     out_rows, out_resp = [], []
-    for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"--responses {p}:{i}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{where}: not JSON ({e.msg})") from None
-        if not isinstance(obj, dict) or not isinstance(obj.get("response"), str):
+    from rvpo.runs import iter_jsonl
+
+    try:
+        records = list(iter_jsonl(p, where=f"--responses {p}"))
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    for i, obj, where in records:
+        if not isinstance(obj.get("response"), str):
             raise UserError(f"{where}: expected an object with a string 'response'")
         if "instruction_id_list" in obj:
             try:

@@ -49,7 +49,7 @@ def run(args) -> int:
         raise UserError(f"--repeats must be >= 1, got {args.repeats}")
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be >= 1, got {args.limit}")
-    from rvpo.cli.eval_healthbench import sweep_policy, sweep_targets_or_error
+    from rvpo.cli.eval_healthbench import sweep_targets_or_error
 
     targets = sweep_targets_or_error(args) if args.checkpoints else None
     policy = build_policy(args, load=False)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import math
-import operator
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Sequence
 

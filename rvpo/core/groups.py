@@ -182,7 +182,7 @@ def noise_reliability(batch: RewardBatch, floor: torch.Tensor, unbiased: bool = 
     empirical-Bayes shrinkage: with observed deviation = signal + noise, the best linear estimate
     of the signal is the deviation times this factor.
     """
-    g, m = batch.group_size, batch.num_channels
+    g = batch.group_size
     _, std, count = group_mean_std(batch.values.double(), batch.present, g, unbiased)  # (B, 1, M)
     var = std.square().squeeze(1)  # (B, M)
     f2 = floor.to(torch.float64).square().expand_as(var)

@@ -34,17 +34,10 @@ def load_jsonl_rows(path: str | Path) -> list[dict]:
     p = Path(path).expanduser()
     if not p.is_file():
         raise FileNotFoundError(f"{p}: no such file")
+    from rvpo.runs import iter_jsonl
+
     rows = []
-    for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{p}:{i}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{where}: not JSON ({e.msg})") from None
-        if not isinstance(obj, dict):
-            raise ValueError(f"{where}: expected a JSON object")
+    for i, obj, where in iter_jsonl(p):
         if "instruction_id_list" in obj:
             rows.append(ifeval_row(obj, where))
         elif "instructions" in obj and "prompt" in obj:

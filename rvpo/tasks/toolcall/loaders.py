@@ -130,8 +130,6 @@ def _toolrl_row(prompt: Any, gt: Any, row_id: str, source: str, where: str) -> E
 
 def load_toolrl_parquet(path: PathLike) -> list[Example]:
     """ToolRL's verl parquet (``dataset/rlla_4k/*.parquet``) -> examples (source "toolrl")."""
-    import pyarrow.parquet as pq
-
     rows = _read_parquet(path).to_pylist()
     out = []
     for i, row in enumerate(rows, start=1):
@@ -390,8 +388,6 @@ def load_examples(spec: str) -> list[Example]:
     if not path.is_file():
         raise ValueError(f"no such file: {spec!r} (or use 'builtin', 'builtin:test', 'bfcl:simple_python')")
     if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
         if "reward_model" not in _read_parquet(path, schema_only=True).names:  # rvpo rows saved as parquet
             rows = _read_parquet(path).to_pylist()
             return [validate_example(r, f"{path} row {i}") for i, r in enumerate(rows, start=1)]
