@@ -82,6 +82,19 @@ class AdvantageOutput:
         return self.binding[s].double().mean(dim=0)
 
     @property
+    def zero_spread_frac(self) -> torch.Tensor:
+        """``(M,)`` share of the groups that score channel j in which it has no spread (0 if none scores it).
+
+        Groups where the channel is absent (a prompt without that instruction or rubric item) are
+        not counted: with variable M they would drown the signal.
+        """
+        b, m = self.zero_spread.shape if self.zero_spread.dim() == 2 else (0, self.present.shape[1])
+        if b == 0:
+            return torch.zeros(m, dtype=torch.float64)
+        scored = self.present.reshape(b, -1, m).any(dim=1)  # (B, M)
+        return (self.zero_spread & scored).sum(dim=0).double() / scored.sum(dim=0).clamp(min=1).double()
+
+    @property
     def min_frac(self) -> torch.Tensor:
         """``(M,)`` fraction of scored completions whose lowest present Z is channel j."""
         m = self.present.shape[1]
@@ -106,7 +119,7 @@ class AdvantageOutput:
         out[f"{prefix}m_eff_mean"] = float(self.m_eff.double().mean()) if self.m_eff.numel() else 0.0
         out[f"{prefix}unscored_frac"] = float((~self.scored).double().mean()) if self.m_eff.numel() else 0.0
         bm, mf = self.binding_mean, self.min_frac
-        zs = self.zero_spread.double().mean(dim=0) if self.zero_spread.numel() else torch.zeros(m)
+        zs = self.zero_spread_frac
         rel = None
         if self.reliability is not None and self.reliability.numel():
             rel = self.reliability.double().mean(dim=0)

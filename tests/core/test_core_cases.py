@@ -278,3 +278,13 @@ def test_every_soft_min_path_matches_the_loop_and_reports_the_same_z(k):
     z_gdpo = compute_advantages(r, 16, "gdpo").z
     assert torch.allclose(out.z, z_gdpo, atol=1e-12)
     assert torch.allclose(out.binding.sum(dim=1), torch.ones(r.shape[0], dtype=torch.float64))
+
+
+def test_zero_spread_frac_counts_only_the_groups_that_score_the_channel():
+    nan = float("nan")
+    # 3 groups of 2; channel 0 is scored everywhere (spread in group 0 only), channel 1 only in group 2 (no spread)
+    r = torch.tensor([[1.0, nan], [0.0, nan], [1.0, nan], [1.0, nan], [0.0, 1.0], [0.0, 1.0]])
+    out = compute_advantages(r, 2, estimator="rvpo", k=1.0)
+    assert out.zero_spread_frac.tolist() == pytest.approx([2 / 3, 1.0])
+    m = out.metrics(["a", "b"], prefix="rvpo/")
+    assert m["rvpo/zero_spread_frac/a"] == pytest.approx(2 / 3) and m["rvpo/zero_spread_frac/b"] == 1.0
