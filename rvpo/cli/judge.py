@@ -21,6 +21,8 @@ def register(subparsers) -> None:
     s.add_argument("--backend", choices=("model", "rule", "echo"), default="model",
                    help="model: a local LM with dynamic batching; rule: deterministic keyword judge (no model); "
                         "echo: returns the last message.")
+    s.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="Model precision for --backend model (auto: bf16 where the CPU has bf16 matrix units).")
     s.add_argument("--host", default="127.0.0.1", help="Interface to bind (keep loopback unless you mean it).")
     s.add_argument("--port", type=int, default=8000, help="TCP port; 0 picks a free one (printed at start).")
     s.add_argument("--max-batch", type=int, default=8, help="Most concurrent requests batched into one model call.")
@@ -76,7 +78,8 @@ def _serve(args) -> int:
         _check_listen(args.host, args.port)  # before a model is loaded: a busy port fails in a second
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        backend = make_backend(args.backend, model=args.model, latency_s=args.latency, max_batch=args.max_batch)
+        backend = make_backend(args.backend, model=args.model, latency_s=args.latency, max_batch=args.max_batch,
+                               precision=args.precision)
     except Exception as e:  # a missing folder or package: one line, not a traceback
         if type(e).__name__ in ("ModelNotFoundError", "OSError", "FileNotFoundError"):
             raise UserError(f"--model {args.model!r}: {e}") from None

@@ -112,13 +112,14 @@ class ModelBackend:
     JSON_PREFIX = '{"criteria_met":'
 
     def __init__(self, model: str | None = None, max_batch: int = 8, batch_wait_s: float = 0.02,
-                 model_and_tokenizer: tuple[Any, Any] | None = None):
+                 model_and_tokenizer: tuple[Any, Any] | None = None, precision: str = "auto"):
         import torch
 
-        from rvpo.models import load_model_and_tokenizer
+        from rvpo.policy import load_policy
 
         self.torch = torch
-        self.model, self.tok = model_and_tokenizer or load_model_and_tokenizer(model)
+        # precision: auto | fp32 | bf16, as everywhere (rvpo.precision); bf16 where the CPU has bf16 units
+        self.model, self.tok = model_and_tokenizer or load_policy(model, precision=precision)
         self.model.eval()
         self.max_batch, self.batch_wait_s = max_batch, batch_wait_s
         ids = [self.tok.encode(w, add_special_tokens=False)[0] for w in (" true", " false")]

@@ -226,7 +226,8 @@ def _completion(model: str, text: str, messages: list | None = None) -> dict[str
             "usage": {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out}}
 
 
-def make_backend(kind: str, model: str | None = None, latency_s: float = 0.0, max_batch: int = 8):
+def make_backend(kind: str, model: str | None = None, latency_s: float = 0.0, max_batch: int = 8,
+                 precision: str = "auto"):
     """``rule`` | ``echo`` | ``model`` (``model`` = folder path or embedded name, default SmolLM2)."""
     from rvpo.judge import backends
 
@@ -235,7 +236,7 @@ def make_backend(kind: str, model: str | None = None, latency_s: float = 0.0, ma
     if kind == "echo":
         return backends.EchoBackend()
     if kind == "model":
-        return backends.ModelBackend(model, max_batch=max_batch)
+        return backends.ModelBackend(model, max_batch=max_batch, precision=precision)
     raise ValueError(f"backend {kind!r} unknown; choose rule, echo or model")
 
 
