@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import time
 
 # Before torch is imported: OpenMP threads that spin while waiting make torch 10-20x slower when the
@@ -77,3 +78,19 @@ def tiny_llama_dir(tmp_path_factory, smollm2_dir) -> str:
     LlamaForCausalLM(cfg).save_pretrained(out)
     tok.save_pretrained(out)
     return str(out)
+
+
+# ----------------------------------------------------------------------------- public data
+
+SHARED_DATA = Path(os.environ.get("RVPO_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+"""The public data sets (../shared/data beside the checkout; CI has it, a user's plain clone does not)."""
+
+
+def pytest_collection_modifyitems(config, items):
+    """``@pytest.mark.needs_shared("healthbench")``: skip, naming the folder, when that data is absent."""
+    for item in items:
+        for mark in item.iter_markers("needs_shared"):
+            folder = SHARED_DATA / mark.args[0]
+            if not folder.is_dir():
+                item.add_marker(pytest.mark.skip(reason=f"needs the public data folder {folder} (absent: a plain "
+                                                        "clone has no ../shared; CI runs this test)"))

@@ -40,6 +40,7 @@ def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
+@pytest.mark.needs_shared("healthbench")
 def test_run_healthbench_scores_match_scoring_and_run_dir(tmp_path):
     ds = load_rubric_file(HARD, limit=4)
     judge = ParityJudge()
@@ -112,6 +113,7 @@ def _check_run_dir(run_dir: Path, data: Path, n: int) -> dict:
     return results
 
 
+@pytest.mark.needs_shared("healthbench")
 def test_cli_tiny_local_policy_and_rule_judge_over_http(tmp_path, capsys, monkeypatch):
     from judge_server_fixture import FAKE_KEY, judge_server
     from test_eval_gpqa import make_tiny_model
@@ -137,6 +139,7 @@ def test_cli_tiny_local_policy_and_rule_judge_over_http(tmp_path, capsys, monkey
     assert FAKE_KEY not in _all_text(Path(summary["run_dir"])) + out.out + out.err
 
 
+@pytest.mark.needs_shared("healthbench")
 def test_cli_endpoint_policy_with_echo_server(tmp_path, capsys):
     from judge_server_fixture import judge_server
 
@@ -168,6 +171,7 @@ def test_cli_bad_model_fails_before_a_run_dir(tmp_path, capsys):
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
+@pytest.mark.needs_shared("healthbench")
 def test_every_verdict_abstained_is_a_failed_eval_with_strict_json(tmp_path, capsys):
     """An unreachable judge: exit 1 with a one-line reason; results.json is valid JSON with null scores."""
     from judge_server_fixture import judge_server
@@ -189,6 +193,7 @@ def test_every_verdict_abstained_is_a_failed_eval_with_strict_json(tmp_path, cap
     assert "NaN" not in text and "Infinity" not in text
 
 
+@pytest.mark.needs_shared("healthbench")
 def test_url_userinfo_never_stored_or_printed(tmp_path, capsys):
     """``http://user:KEY@host/v1`` for the judge and the policy: the key appears in no output or file."""
     from judge_server_fixture import judge_server

@@ -36,6 +36,7 @@ RAR_ROW = {
 }
 
 
+@pytest.mark.needs_shared("healthbench")
 def test_real_healthbench_files_load_every_row_with_its_rubric():
     hard = load_rubric_file(HARD)
     cons = load_rubric_file(CONSENSUS)
@@ -56,6 +57,7 @@ def test_real_healthbench_files_load_every_row_with_its_rubric():
     assert all("theme:context_seeking" in ex.example_tags for ex in cons)
 
 
+@pytest.mark.needs_shared("healthbench")
 def test_limit_keeps_first_examples():
     ds = load_rubric_file(HARD, limit=3)
     assert [ex.id for ex in ds] == [ex.id for ex in load_rubric_file(HARD).examples[:3]]
@@ -89,6 +91,7 @@ def test_json_list_and_parquet_files(tmp_path):
     assert [it.points for it in ex.items] == [5.0, 1.0, -2.0]
 
 
+@pytest.mark.needs_shared("healthbench")
 def test_mixed_schemas_in_one_file_are_detected_per_row(tmp_path):
     hb_row = json.loads(HARD.read_text(encoding="utf-8").splitlines()[0])
     ds = load_rubric_file(_write_jsonl(tmp_path / "mixed.jsonl", [hb_row, RAR_ROW]))

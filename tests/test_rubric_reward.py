@@ -93,6 +93,7 @@ def test_nan_abstentions_flow_into_advantages():
     assert out.advantages[0] > out.advantages[1]  # 'ecg' beats 'nothing' on the only varying channel
 
 
+@pytest.mark.needs_shared("healthbench")
 def test_trl_rows_and_dataset_from_a_real_file():
     ds = load_rubric_file(HARD, limit=4)
     rows = to_trl_rows(ds)

@@ -286,6 +286,7 @@ def perturbations(calls):
     return out_
 
 
+@pytest.mark.needs_shared("toolrl")
 def test_real_golds_score_max_against_themselves(golds):
     assert format_reward(golds, golds) == [1.0] * len(golds)
     scores = correctness_reward([[{"role": "assistant", "content": g}] for g in golds], golds)
@@ -294,6 +295,7 @@ def test_real_golds_score_max_against_themselves(golds):
     assert sorted(set(scores)) == [0.0, 3.0] and scores.count(3.0) == n_call
 
 
+@pytest.mark.needs_shared("toolrl")
 def test_real_golds_perturbations_closed_form(golds):
     n_checked = n_closed = 0
     for g in golds:
@@ -319,6 +321,7 @@ def test_real_golds_perturbations_closed_form(golds):
     assert n_checked > 1500 and n_closed > 1200
 
 
+@pytest.mark.needs_shared("toolrl")
 def test_real_golds_malformed(golds):
     for g in golds:
         calls = parse_gold_calls(g)

@@ -130,6 +130,7 @@ def test_builtin_prompts_fit_250_smollm2_tokens():
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.needs_shared("toolrl")
 def test_load_toolrl_parquet():
     rows = load_toolrl_parquet(PARQUET)
     assert len(rows) == 80
@@ -139,6 +140,7 @@ def test_load_toolrl_parquet():
     assert load_examples(str(PARQUET)) == rows
 
 
+@pytest.mark.needs_shared("toolrl")
 def test_load_toolrl_sft():
     rows = load_toolrl_sft(SFT)
     assert len(rows) == 400
@@ -147,6 +149,7 @@ def test_load_toolrl_sft():
     assert load_examples(str(SFT)) == rows
 
 
+@pytest.mark.needs_shared("bfcl")
 def test_load_bfcl():
     rows = load_bfcl(BFCL_Q, BFCL_A)
     assert len(rows) == 400
@@ -162,6 +165,7 @@ def test_load_bfcl():
     assert load_examples(str(BFCL_Q)) == rows
 
 
+@pytest.mark.needs_shared("bfcl")
 def test_bfcl_names_resolve_inside_the_installed_package(tmp_path, monkeypatch):
     (tmp_path / "possible_answer").mkdir()
     shutil.copy(BFCL_Q, tmp_path / "BFCL_v4_simple_python.json")
@@ -214,6 +218,7 @@ def test_sft_json_array_bad_row_names_line(tmp_path):
         load_toolrl_sft(p)
 
 
+@pytest.mark.needs_shared("toolrl")
 def test_parquet_bad_row_names_file_and_row(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -226,6 +231,7 @@ def test_parquet_bad_row_names_file_and_row(tmp_path):
         load_examples(str(p))
 
 
+@pytest.mark.needs_shared("bfcl")
 def test_bfcl_bad_rows(tmp_path):
     q = [json.loads(s) for s in BFCL_Q.read_text().splitlines()[:3]]
     a = [json.loads(s) for s in BFCL_A.read_text().splitlines()[:3]]
@@ -242,6 +248,7 @@ def test_bfcl_bad_rows(tmp_path):
         load_bfcl(qp)
 
 
+@pytest.mark.needs_shared("toolrl")
 def test_load_examples_dispatch_and_roundtrip(tmp_path):
     rows = generate_examples(5, seed=9)
     p = _write_lines(tmp_path / "mine.jsonl", rows)
@@ -268,6 +275,7 @@ def test_load_examples_dispatch_and_roundtrip(tmp_path):
         load_examples(str(tmp_path / "mine2.jsonl"))
 
 
+@pytest.mark.needs_shared("bfcl")
 def test_bfcl_irrelevance_files_become_no_call_examples(tmp_path):
     qp = _write_lines(tmp_path / "BFCL_v4_irrelevance.json", [json.loads(s) for s in BFCL_Q.read_text().splitlines()[:4]])
     rows = load_examples(str(qp))
