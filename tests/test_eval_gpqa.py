@@ -77,14 +77,13 @@ def _simple_evals_orders(questions, n_repeats=1):
     """Transcription of simple-evals gpqa_eval.py (ee3b0318): GPQAEval.__init__ and fn's choice order."""
     import random
 
-    examples = [{"Correct Answer": q.correct, "Incorrect Answer 1": q.incorrect[0],
-                 "Incorrect Answer 2": q.incorrect[1], "Incorrect Answer 3": q.incorrect[2]} for q in questions]
+    examples = [{"Correct Answer": q.correct, **dict(zip(INCORRECT_COLUMNS, q.incorrect))} for q in questions]
     rng = random.Random(0)
     examples = examples * n_repeats
     examples = [example | {"permutation": rng.sample(range(4), 4)} for example in examples]
     out = []
     for row in examples:
-        choices = [row["Correct Answer"], row["Incorrect Answer 1"], row["Incorrect Answer 2"], row["Incorrect Answer 3"]]
+        choices = [row["Correct Answer"], *(row[c] for c in INCORRECT_COLUMNS)]
         choices = [choices[i] for i in row["permutation"]]
         out.append((choices, "ABCD"[choices.index(row["Correct Answer"])]))
     return out

@@ -17,6 +17,7 @@ import yaml
 from judge_server_fixture import judge_server
 from rvpo.cli import main
 from rvpo.evals.checkpoints import sweep_targets
+from rvpo.evals.gpqa import INCORRECT_COLUMNS
 from test_eval_gpqa import make_tiny_model
 from test_rubric_task import healthbench_rows, write_jsonl
 
@@ -73,8 +74,7 @@ def test_healthbench_and_gpqa_sweeps_write_table_and_plot(tmp_path, capsys):
     gpqa = tmp_path / "gpqa.csv"
     with gpqa.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["Question", "Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3",
-                    "Record ID"])
+        w.writerow(["Question", "Correct Answer", *INCORRECT_COLUMNS, "Record ID"])  # synthetic rows below
         for i in range(3):
             w.writerow([f"Synthetic question {i}?", "right", "wrong a", "wrong b", "wrong c", f"rec{i}"])
     assert main(["eval", "gpqa", "--checkpoints", str(run), "--no-base", "--data", str(gpqa), "--max-new-tokens",
