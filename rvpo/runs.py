@@ -175,6 +175,24 @@ def to_json(obj: Any, indent: int | None = 2) -> str:
     return json.dumps(_finite(redact(obj)), indent=indent, default=str, allow_nan=False)
 
 
+def csv_text(rows: list[dict]) -> str:
+    """CSV text of ``rows`` with the union of their keys as columns, in first-seen order (None and
+    non-finite floats as empty cells)."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if v is None or (isinstance(v, float) and not math.isfinite(v)) else v)
+                    for k, v in r.items()})
+    return buf.getvalue()
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Atomically write ``obj`` as indented strict JSON (see :func:`to_json`)."""
     atomic_write_text(path, to_json(obj) + "\n")

@@ -75,14 +75,9 @@ def run(args) -> int:
 
 def _sweep(args, targets, questions) -> int:
     """``--checkpoints``: one GPQA eval per model of the run, then the table and the plot."""
-    import sys
-
-    from rvpo.cli.eval_healthbench import sweep_policy
-
-    from rvpo.evals.checkpoints import run_sweep
+    from rvpo.cli.eval_healthbench import report_sweep, sweep_policy
     from rvpo.evals.gpqa import run_gpqa
     from rvpo.evals.policy import PolicyError
-    from rvpo.runs import new_run_dir, to_json, write_json
 
     def evaluate(target, out_dir):
         policy = load_policy(sweep_policy(args, target))
@@ -96,15 +91,5 @@ def _sweep(args, targets, questions) -> int:
             raise UserError(str(e)) from None
         return {"score": res.accuracy, "ci95": [res.ci_low, res.ci_high], "n": res.n, "n_unparsed": res.n_unparsed}
 
-    with new_run_dir(args.out, "gpqa-sweep") as run_dir:
-        write_json(run_dir / "config.json", {"benchmark": "gpqa", "checkpoints": str(args.checkpoints),
-                                              "data": str(args.data), "seed": args.seed, "repeats": args.repeats,
-                                              "extractor": args.extractor})
-        rows = run_sweep(targets, evaluate, run_dir, "accuracy", title=f"GPQA across {args.checkpoints}",
-                         log=lambda m: print(m, file=sys.stderr, flush=True))
-    if args.json:
-        print(to_json({"run_dir": str(run_dir), "rows": rows}))
-    else:
-        print((run_dir / "sweep.md").read_text(encoding="utf-8").rstrip())
-        print(f"run dir  {run_dir}")
-    return 0
+    return report_sweep(args, "gpqa", {"repeats": args.repeats, "extractor": args.extractor}, targets, evaluate,
+                        "accuracy", "GPQA")

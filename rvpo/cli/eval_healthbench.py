@@ -146,9 +146,7 @@ def run(args) -> int:
 
 def _sweep(args, targets, ds, cfg, judge) -> int:
     """``--checkpoints``: one HealthBench eval per model of the run, then the table and the plot."""
-    from rvpo.evals.checkpoints import run_sweep
     from rvpo.evals.policy import PolicyError
-    from rvpo.runs import new_run_dir, to_json, write_json
     from rvpo.tasks.rubric.healthbench import run_healthbench
 
     def evaluate(target, out_dir):
@@ -165,10 +163,18 @@ def _sweep(args, targets, ds, cfg, judge) -> int:
                 "ci95": [o.mean - 1.96 * o.bootstrap_se, o.mean + 1.96 * o.bootstrap_se] if ok else None,
                 "n_abstained": res.scores.n_abstained, "n_items": res.scores.n_items, "failure": res.failure}
 
-    with new_run_dir(args.out, "healthbench-sweep") as run_dir:
-        write_json(run_dir / "config.json", {"benchmark": "healthbench", "checkpoints": str(args.checkpoints),
-                                              "data": str(args.data), "judge": cfg.as_dict(), "seed": args.seed})
-        rows = run_sweep(targets, evaluate, run_dir, "overall", title=f"HealthBench across {args.checkpoints}",
+    return report_sweep(args, "healthbench", {"judge": cfg.as_dict()}, targets, evaluate, "overall", "HealthBench")
+
+
+def report_sweep(args, benchmark: str, config: dict, targets, evaluate, metric: str, title: str) -> int:
+    """Run a ``--checkpoints`` sweep in a new ``<benchmark>-sweep`` run folder and print its table (or JSON)."""
+    from rvpo.evals.checkpoints import run_sweep
+    from rvpo.runs import new_run_dir, to_json, write_json
+
+    with new_run_dir(args.out, f"{benchmark}-sweep") as run_dir:
+        write_json(run_dir / "config.json", {"benchmark": benchmark, "checkpoints": str(args.checkpoints),
+                                              "data": str(args.data), "seed": args.seed, **config})
+        rows = run_sweep(targets, evaluate, run_dir, metric, title=f"{title} across {args.checkpoints}",
                          log=lambda m: print(m, file=sys.stderr, flush=True))
     if args.json:
         print(to_json({"run_dir": str(run_dir), "rows": rows}))

@@ -8,8 +8,6 @@ finished runs enter the held-out statistics; training curves use every step logg
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from dataclasses import dataclass, field
@@ -17,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rvpo.experiment.spec import TRAIN_PREFIX, ExperimentSpec
-from rvpo.runs import atomic_write_text, read_jsonl, write_json
+from rvpo.runs import atomic_write_text, csv_text, read_jsonl, write_json
 from rvpo.stats import bootstrap_diff_ci, mean_ci, mean_std, welch_t
 
 ALPHA = 0.05
@@ -211,23 +209,11 @@ def summarise(spec: ExperimentSpec, runs: list[RunData], names: list[str]) -> di
             "comparisons": comparisons, "secondary": secondary}
 
 
-def to_csv(rows: list[dict]) -> str:
-    """CSV text with the union of the rows' keys as columns (None and nan as empty cells)."""
-    buf = io.StringIO()
-    keys: list[str] = []
-    for r in rows:
-        keys += [k for k in r if k not in keys]
-    w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: ("" if v is None or (isinstance(v, float) and not math.isfinite(v)) else v)
-                    for k, v in r.items()})
-    return buf.getvalue()
 
 
 def write_tables(spec: ExperimentSpec, runs: list[RunData], summary: dict, names: list[str]) -> list[str]:
     """Write ``curves.csv``, ``runs.csv`` and ``results.json`` into the experiment folder."""
-    atomic_write_text(spec.root / "curves.csv", to_csv(curve_rows(runs)))
-    atomic_write_text(spec.root / "runs.csv", to_csv(run_rows(spec, runs, names)))
+    atomic_write_text(spec.root / "curves.csv", csv_text(curve_rows(runs)))
+    atomic_write_text(spec.root / "runs.csv", csv_text(run_rows(spec, runs, names)))
     write_json(spec.root / "results.json", summary)
     return ["curves.csv", "runs.csv", "results.json"]

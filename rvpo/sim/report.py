@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from typing import Any
 
 import torch
 
-from rvpo.runs import atomic_write_text, write_json
+from rvpo.runs import atomic_write_text, csv_text, write_json
 from rvpo.sim.run import SAT_TARGET, RunResult
 from rvpo.stats import mean_std, welch_t
 
@@ -104,16 +102,6 @@ def format_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def _csv(rows: list[dict]) -> str:
-    buf = io.StringIO()
-    keys: list[str] = []
-    for r in rows:
-        keys += [k for k in r if k not in keys]
-    w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: ("" if v is None else v) for k, v in r.items()})
-    return buf.getvalue()
 
 
 def results_rows(results: dict[str, list[RunResult]], channel_names: list[str]) -> list[dict]:
@@ -142,8 +130,8 @@ def curve_rows(results: dict[str, list[RunResult]], channel_names: list[str]) ->
 def write_results(run_dir, results: dict[str, list[RunResult]], summary: dict, channel_names: list[str]) -> list[str]:
     """Write results.json, results.csv and curves.csv; return the file names."""
     write_json(run_dir / "results.json", summary)
-    atomic_write_text(run_dir / "results.csv", _csv(results_rows(results, channel_names)))
-    atomic_write_text(run_dir / "curves.csv", _csv(curve_rows(results, channel_names)))
+    atomic_write_text(run_dir / "results.csv", csv_text(results_rows(results, channel_names)))
+    atomic_write_text(run_dir / "curves.csv", csv_text(curve_rows(results, channel_names)))
     return ["results.json", "results.csv", "curves.csv"]
 
 
@@ -176,5 +164,5 @@ def write_sweep(run_dir, points: list[dict]) -> list[str]:
              "easy_mean": p["easy"]["mean"], "easy_std": p["easy"]["std"],
              "mean_reward_mean": p["mean_reward"]["mean"], "mean_reward_std": p["mean_reward"]["std"],
              "reached_95": p["steps_to_95"]["reached"], "seeds": p["steps_to_95"]["of"]} for p in points]
-    atomic_write_text(run_dir / "sweep.csv", _csv(flat))
+    atomic_write_text(run_dir / "sweep.csv", csv_text(flat))
     return ["sweep.json", "sweep.csv"]
