@@ -244,8 +244,9 @@ def trainer_args(cfg: TrainConfig, output_dir: Path, precision: Precision) -> An
 
 
 def build_trainer(cfg: TrainConfig, task: Task, model: Any, tok: Any, train: Sequence[dict], output_dir: Path,
-                  callbacks: Sequence[Any], precision: Precision) -> Any:
-    """An RVPOTrainer with our callbacks instead of transformers' progress printing."""
+                  callbacks: Sequence[Any], precision: Precision, rewards: Sequence[Callable] | None = None) -> Any:
+    """An RVPOTrainer with our callbacks instead of transformers' progress printing (``rewards``: the task's
+    reward functions when the caller already built them)."""
     from datasets import Dataset
     from transformers import PrinterCallback, ProgressCallback
 
@@ -259,7 +260,7 @@ def build_trainer(cfg: TrainConfig, task: Task, model: Any, tok: Any, train: Seq
     peft_config = None if isinstance(model, PeftModel) else lora_config(cfg)
     columns = ("prompt", "id", *task.columns)
     dataset = Dataset.from_list([{c: ex[c] for c in columns} for ex in train])
-    trainer = RVPOTrainer(model=model, reward_funcs=reward_funcs(cfg, task), args=trainer_args(cfg, output_dir, precision),
+    trainer = RVPOTrainer(model=model, reward_funcs=list(rewards or reward_funcs(cfg, task)), args=trainer_args(cfg, output_dir, precision),
                           train_dataset=dataset, processing_class=tok, peft_config=peft_config,
                           callbacks=list(callbacks))
     trainer.remove_callback(ProgressCallback)
@@ -393,7 +394,7 @@ def _train(cfg: TrainConfig, resume: str | Path | None, callbacks: Sequence[Any]
     precision = resolve_precision(cfg)
     t = time.perf_counter()
     train_rows, eval_rows = load_data(cfg, task)
-    reward_funcs(cfg, task)  # reward_weights against the task's channels
+    rewards = reward_funcs(cfg, task)  # checks reward_weights against the task's channels; built once
     t = lap("data", t)
     model_path = resolve_model(cfg.model)  # first use of the embedded model converts it (~30 s)
     t = lap("model_resolve", t)
@@ -426,7 +427,7 @@ def _train(cfg: TrainConfig, resume: str | Path | None, callbacks: Sequence[Any]
         interrupt = GracefulInterrupt(log=log)
         task_metrics = TaskMetrics(task)
         cbs = [task_metrics, metrics, interrupt] + ([ProgressBar()] if progress else []) + list(callbacks)
-        trainer = build_trainer(cfg, task, model, tok, train_rows, run_dir / "checkpoints", cbs, precision)
+        trainer = build_trainer(cfg, task, model, tok, train_rows, run_dir / "checkpoints", cbs, precision, rewards)
         task_metrics.trainer = trainer
         last = latest_checkpoint(run_dir) if resume else None
         log(f"training: {cfg.estimator}, k {cfg.k_schedule}, {cfg.steps} steps x {cfg.prompts_per_step} prompts x "
