@@ -20,7 +20,7 @@ import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Literal, NamedTuple
 
 import yaml
 
@@ -226,24 +226,152 @@ def append_jsonl(path: str | os.PathLike, record: dict) -> None:
         os.fsync(f.fileno())
 
 
-def iter_jsonl(path: str | os.PathLike, where: str | None = None) -> Iterator[tuple[int, dict, str]]:
-    """``(line_number, object, "FILE:LINE")`` for each non-blank line of a JSONL input file.
+class JsonRecordError(ValueError):
+    """A JSON or JSON Lines input that cannot be read; ``str()`` is ``"FILE:LINE: reason (detail)"``.
 
-    Raises ``ValueError`` naming the file and line (``where`` replaces the file in messages) for a
-    line that is not JSON or not a JSON object; for reading user data, where every line counts.
+    Fields for callers that word their own messages: ``file`` (the name used in messages), ``line``
+    (1-based; ``None`` for an error about the whole file, such as its encoding), ``reason`` (one of
+    ``INVALID_JSON``, ``NOT_AN_OBJECT``, ``BAD_ARRAY``, ``NOT_UTF8``) and ``detail``.
     """
+
+    INVALID_JSON = "invalid JSON"
+    NOT_AN_OBJECT = "expected a JSON object"
+    BAD_ARRAY = "bad JSON array"
+    NOT_UTF8 = "not UTF-8 text"
+
+    def __init__(self, file: str, line: int | None, reason: str, detail: str = ""):
+        self.file, self.line, self.reason, self.detail = file, line, reason, detail
+        super().__init__(f"{self.where}: {self.why}")
+
+    @property
+    def where(self) -> str:
+        """``"FILE:LINE"`` (or ``"FILE"`` for a whole-file error)."""
+        return self.file if self.line is None else f"{self.file}:{self.line}"
+
+    @property
+    def why(self) -> str:
+        """The message without its place: ``"reason (detail)"``."""
+        return f"{self.reason} ({self.detail})" if self.detail else self.reason
+
+
+class JsonRecord(NamedTuple):
+    """One record of :func:`iter_json_records`.
+
+    ``line``: the 1-based line where the record starts. ``position``: the record's place in the
+    file, stable whatever the other records hold: its 1-based element number in a JSON array, its
+    line number in JSON Lines (one record a line). ``value``: the decoded record (``None`` when
+    ``error`` is set). ``where``: ``"FILE:LINE"``. ``error``: a :class:`JsonRecordError` for a record
+    that could not be read (only with ``on_error="yield"``), else ``None``.
+    """
+
+    line: int
+    position: int
+    value: Any
+    where: str
+    error: JsonRecordError | None = None
+
+
+_JSON_WS = " \t\r\n"
+
+
+def iter_json_records(path: str | os.PathLike, *, where: str | None = None, objects: bool = True,
+                      on_error: Literal["raise", "yield"] = "raise") -> Iterator[JsonRecord]:
+    """The records of a JSON array file or a JSON Lines file, each with its true line number.
+
+    A file whose first non-blank character is ``[`` is one JSON array (its elements may span lines);
+    any other file is JSON Lines: one value per ``\\n``-separated line, blank lines skipped.
+    ``where`` replaces the path in messages (e.g. ``"--responses r.jsonl"``); ``objects=True``
+    requires every record to be a JSON object.
+
+    ``on_error="raise"`` (default): the first bad record raises :class:`JsonRecordError` (a
+    ``ValueError``) ``"FILE:LINE: invalid JSON (... at column C)"`` or ``"FILE:LINE: expected a JSON
+    object (got list)"``. ``on_error="yield"``: a bad record is yielded with ``error`` set (and
+    ``value=None``) and reading goes on, so that a caller can skip and count bad lines. Errors no
+    record boundary survives always raise: text that is not UTF-8 (``"FILE: not UTF-8 text (byte B,
+    line L)"``) and a broken array (a syntax error inside it, a missing ``]``, text after it).
+    The file is read when this is called: a missing file raises ``OSError`` here.
+    """
+    if on_error not in ("raise", "yield"):
+        raise ValueError(f"on_error must be 'raise' or 'yield', got {on_error!r}")
     path = Path(path)
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    name = str(path) if where is None else where
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise JsonRecordError(name, None, JsonRecordError.NOT_UTF8, f"byte {e.start}, line {line}") from None
+    text = text.removeprefix("\ufeff")
+    records = _array_records(text, name) if text.lstrip(_JSON_WS).startswith("[") else _line_records(text, name)
+    return _checked(records, name, objects, on_error == "raise")
+
+
+def _checked(records: Iterator[JsonRecord], name: str, objects: bool, raise_: bool) -> Iterator[JsonRecord]:
+    for rec in records:
+        if rec.error is None and objects and not isinstance(rec.value, dict):
+            err = JsonRecordError(name, rec.line, JsonRecordError.NOT_AN_OBJECT, f"got {type(rec.value).__name__}")
+            rec = rec._replace(value=None, error=err)
+        if rec.error is not None and raise_:
+            raise rec.error
+        yield rec
+
+
+def _line_records(text: str, name: str) -> Iterator[JsonRecord]:
+    for i, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
-        at = f"{where or path}:{i}"
         try:
-            obj = json.loads(line)
+            yield JsonRecord(i, i, json.loads(line), f"{name}:{i}")
         except json.JSONDecodeError as e:
-            raise ValueError(f"{at}: not JSON ({e.msg})") from None
-        if not isinstance(obj, dict):
-            raise ValueError(f"{at}: expected a JSON object")
-        yield i, obj, at
+            err = JsonRecordError(name, i, JsonRecordError.INVALID_JSON, f"{e.msg} at column {e.colno}")
+            yield JsonRecord(i, i, None, err.where, err)
+
+
+def _array_records(text: str, name: str) -> Iterator[JsonRecord]:
+    decode = json.JSONDecoder().raw_decode
+    n, line, counted = len(text), 1, 0  # line of offset `counted`, advanced incrementally (no rescans)
+
+    def line_at(pos: int) -> int:
+        nonlocal line, counted
+        line, counted = line + text.count("\n", counted, pos), pos
+        return line
+
+    def skip_ws(pos: int) -> int:
+        while pos < n and text[pos] in _JSON_WS:
+            pos += 1
+        return pos
+
+    def fail(pos: int, detail: str) -> JsonRecordError:
+        return JsonRecordError(name, line_at(pos), JsonRecordError.BAD_ARRAY, detail)
+
+    pos = skip_ws(skip_ws(0) + 1)
+    position = 0
+    if pos < n and text[pos] == "]":
+        pos += 1
+    else:
+        while True:
+            if pos >= n:
+                raise fail(pos, "the file ends before its closing ']'")
+            try:
+                value, end = decode(text, pos)
+            except json.JSONDecodeError as e:
+                raise JsonRecordError(name, e.lineno, JsonRecordError.INVALID_JSON,
+                                      f"{e.msg} at column {e.colno}") from None
+            position += 1
+            at = line_at(pos)
+            yield JsonRecord(at, position, value, f"{name}:{at}")
+            pos = skip_ws(end)
+            if pos < n and text[pos] == "]":
+                pos += 1
+                break
+            if pos < n and text[pos] != ",":
+                raise fail(pos, f"expected ',' or ']' after element {position}")
+            pos = skip_ws(pos + 1)
+            if pos < n and text[pos] == "]":
+                raise fail(pos, f"a trailing ',' after element {position}")
+    pos = skip_ws(pos)
+    if pos < n:
+        raise fail(pos, "text after the closing ']'; a file that starts with '[' is one JSON array")
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:

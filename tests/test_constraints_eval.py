@@ -92,7 +92,7 @@ def test_cli_responses_matched_by_key_to_data(tmp_path, capsys):
 
 @pytest.mark.parametrize("lines,msg", [
     (['{"key": 99, "response": "x"}'], r"r.jsonl:1: key 99 is not in --data"),
-    (['{"key": 1, "response": "x"}', "not json"], r"r.jsonl:2: not JSON"),
+    (['{"key": 1, "response": "x"}', "not json"], r"r.jsonl:2: invalid JSON"),
     (['{"key": 1}'], r"r.jsonl:1: expected an object with a string 'response'"),
 ])
 def test_cli_bad_responses_name_file_and_line(tmp_path, capsys, lines, msg):
@@ -108,7 +108,7 @@ def test_cli_bad_responses_name_file_and_line(tmp_path, capsys, lines, msg):
 def test_bad_data_file_names_the_line(tmp_path):
     bad = tmp_path / "d.jsonl"
     bad.write_text(json.dumps(FIXTURE[0]) + "\n{\n")
-    with pytest.raises(ValueError, match=r"d.jsonl:2: not JSON"):
+    with pytest.raises(ValueError, match=r"d.jsonl:2: invalid JSON"):
         load_jsonl_rows(bad)
     bad.write_text('{"foo": 1}\n')
     with pytest.raises(ValueError, match=r"d.jsonl:1: expected an IFEval row"):

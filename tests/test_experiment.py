@@ -75,11 +75,11 @@ GOOD = {"train": {"steps": 2}, "methods": [{"label": "gdpo", "estimator": "gdpo"
     ({"train": {"stpes": 2}}, r"exp\.yaml: train: unknown field 'stpes' \(did you mean 'steps'\?\)"),
     ({"methods": ["gdpo", {"label": "r", "estimator": "rvpo", "k_shedule": 2}]},
      r"exp\.yaml: methods\[1\] \(r\): unknown field 'k_shedule' \(did you mean 'k_schedule'\?\)"),
-    ({"methods": ["gdpo", {"label": "r", "k_schedule": "linear:a:b"}]}, r"methods\[1\] \(r\): config field 'k_schedule'"),
+    ({"methods": ["gdpo", {"label": "r", "k_schedule": "linear:a:b"}]}, r"methods\[1\] \(r\): config field 'advantage.k'"),
     ({"methods": ["gdpo", {"label": "r", "seed": 3}]}, r"methods\[1\] \(r\): field 'seed': every run .* 'train:'"),
     ({"methods": ["gdpo", "gdpo"]}, r"label 'gdpo' is used twice"),
     ({"methods": [{"estimator": "gdpo"}]}, r"methods\[0\]: field 'label'"),
-    ({"methods": ["nosuch"]}, r"methods\[0\] \(nosuch\): config field 'estimator'"),
+    ({"methods": ["nosuch"]}, r"methods\[0\] \(nosuch\): config field 'advantage.estimator'"),
     ({"methods": []}, r"field 'methods': expected a non-empty list"),
     ({"seeds": "2..0"}, r"field 'seeds'"),
     ({"seeds": [0, 0]}, r"repeats a seed"),
@@ -97,7 +97,7 @@ def test_spec_defaults_seeds_and_train_config_file(tmp_path):
     spec = load_spec(_write(tmp_path, {**GOOD, "train": {"config": "base.yaml", "steps": 4}}))
     assert spec.name == "exp" and spec.seeds == (0, 1, 2) and spec.target == "exact_match_rate"
     assert spec.base.steps == 4 and spec.base.group_size == 3  # the file's train fields override the YAML's
-    assert [m.label for m in spec.methods] == ["gdpo", "rvpo"] and spec.methods[1].cfg.estimator == "rvpo"
+    assert [m.label for m in spec.methods] == ["gdpo", "rvpo"] and spec.methods[1].cfg.advantage.estimator == "rvpo"
     assert spec.run_dir("rvpo", 2) == spec.root / "runs" / "rvpo-seed2"
     assert spec.config(spec.methods[0], 7).seed == 7
     assert parse_seeds("0..2,7") == (0, 1, 2, 7) and parse_seeds(3) == (3,)
@@ -201,7 +201,7 @@ def test_experiment_end_to_end_interrupt_resume_skip(tmp_path, tiny_llama_dir, c
     # a changed method no longer matches its folders: refused, naming the field
     changed = yaml.safe_load(path.read_text())
     changed["methods"][0]["k_schedule"] = 1.0
-    with pytest.raises(ExperimentError, match="k_schedule"):
+    with pytest.raises(ExperimentError, match="advantage.k"):
         run_experiment(load_spec(_write(tmp_path, changed, "changed.yaml")), train_fn=no_train, progress=False)
     assert main(["experiment", str(path), "--dry-run"]) == 0
     assert capsys.readouterr().out.count(" done ") == 4

@@ -97,7 +97,9 @@ def test_environment_is_the_same_for_every_method(monkeypatch):
     first = seen["gdpo"]
     assert all(torch.equal(v, first) for v in seen.values()) and len(seen) == 5
     monkeypatch.setattr(sim_run, "compute_advantages", real)
-    cfg = SimConfig(steps=40)
+    # gdpo whitens the SUM of z-scores and rvpo at k = 0 their MEAN: equal up to eps / std of the
+    # aggregate (1e-4 relative at the default eps, which 40 steps carry to ~1e-4 in the curves)
+    cfg = SimConfig(steps=40, eps=1e-8)
     g, r0 = run_one(cfg, parse_method("gdpo"), 0), run_one(cfg, parse_method("rvpo:0"), 0)
     assert torch.allclose(g.channel_curves, r0.channel_curves, atol=1e-5)
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from rvpo.core import AdvantageSpec
 from rvpo.train.config import (
     ConfigError,
     TrainConfig,
@@ -24,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_defaults_are_valid_and_sized_for_cpu():
     cfg = build_config()
     assert cfg == TrainConfig()
-    assert cfg.estimator == "rvpo" and cfg.k_schedule == "linear:0.5:2.0"
+    assert cfg.advantage == AdvantageSpec() and cfg.advantage.k == "linear:0.5:2.0"
     assert cfg.lora.enabled and cfg.batch_size == cfg.prompts_per_step * cfg.group_size == 12  # 3 x G=4: 3x the old RL work
 
 
@@ -33,7 +34,8 @@ def test_every_field_has_a_docstring_and_appears_in_the_reference():
     for name, _tp, _default, doc in iter_fields():
         assert doc, f"field {name} has no docstring"
         assert f"`{name}`" in table
-    assert {"lora.r", "eval.examples", "group_size", "k_schedule"} <= set(field_names())
+    assert {"lora.r", "eval.examples", "group_size", "advantage.k", "advantage.eps"} <= set(field_names())
+    assert "k_schedule" not in field_names()  # an alias, resolved to advantage.k
 
 
 def test_yaml_then_overrides_then_set(tmp_path):
@@ -45,15 +47,15 @@ def test_yaml_then_overrides_then_set(tmp_path):
     assert cfg.group_size == 6 and cfg.lora.r == 4 and cfg.lora.alpha == 8
     from rvpo.core import Linear, make_schedule
 
-    assert make_schedule(cfg.k_schedule) == Linear(0.0, 3.0)  # a mapping is stored as the short string form
+    assert make_schedule(cfg.advantage.k) == Linear(0.0, 3.0)  # a mapping is stored as the short string form
     assert cfg.learning_rate == 1e-5  # YAML reads 1e-5 as a string; coerced
-    assert cfg.reward_weights == (1.0, 0.5)
+    assert cfg.advantage.weights == (1.0, 0.5)
 
 
 def test_constant_k_as_a_bare_number(tmp_path):
     y = tmp_path / "run.yaml"
     y.write_text("k_schedule: 1.5\n")
-    assert build_config(y).k_schedule == "1.5"
+    assert build_config(y).advantage.k == "constant:1.5"
 
 
 @pytest.mark.parametrize(
@@ -64,11 +66,16 @@ def test_constant_k_as_a_bare_number(tmp_path):
         ({"steps": "0"}, "config field 'steps': expected an int >= 1, got 0"),
         ({"lora.dropout": "1.5"}, "config field 'lora.dropout': expected a number in [0, 1), got 1.5"),
         ({"lora.enabled": "maybe"}, "config field 'lora.enabled': expected true or false, got 'maybe'"),
-        ({"scale": "std"}, "config field 'scale': expected one of 'group', 'batch', 'none', got 'std'"),
+        ({"scale": "std"}, "config field 'advantage.scale': expected 'group', 'batch' or 'none', got 'std'"),
         ({"learning_rate": "-1"}, "config field 'learning_rate': expected a finite number > 0, got -1.0"),
-        ({"reward_weights": "1,nan"}, "config field 'reward_weights'"),
-        ({"estimator": "nope"}, "config field 'estimator': unknown name 'nope'"),
-        ({"k_schedule": "linear:1"}, "config field 'k_schedule': cannot parse 'linear:1'"),
+        ({"reward_weights": "1,nan"}, "config field 'advantage.weights': expected finite numbers"),
+        ({"eps": "-1"}, "config field 'advantage.eps': must be >= 0, got -1.0"),
+        ({"advantage.beta": "x"}, "config field 'advantage.beta': expected a number, got 'x'"),
+        ({"advantage.kk": "1"}, "unknown field 'advantage.kk' (did you mean 'advantage.k'?)"),
+        ({"estimatr": "gdpo"}, "unknown field 'estimatr' (did you mean 'estimator'?)"),
+        ({"estimator": "nope"}, "config field 'advantage.estimator': unknown name 'nope'"),
+        ({"k_schedule": "linear:1"}, "config field 'advantage.k': cannot parse 'linear:1'"),
+        ({"k": "linear:1"}, "config field 'advantage.k': cannot parse 'linear:1'"),
         ({"lora": "8"}, "config field 'lora': is a section"),
         ({"lora.rank": "8"}, "unknown field 'lora.rank' (did you mean 'lora.r'?)"),
     ],
@@ -146,6 +153,7 @@ def test_trainer_args_mapping(tmp_path):
     a = trainer_args(cfg, tmp_path, Precision("fp32", "asked for"))
     assert a.num_generations == 3 and a.per_device_train_batch_size == 6
     assert a.rvpo_estimator == "gdpo" and make_schedule(a.rvpo_k_schedule) == Constant(2.0)
+    assert a.advantage == cfg.advantage  # the TRL config carries the run's spec, field for field
     assert a.beta == 0.01 and a.reward_weights == [1.0, 2.0] and a.rvpo_drop_zero_spread is False
     assert a.max_steps == 5 and a.save_steps == 2 and a.logging_steps == 1
     assert a.use_cpu is True and a.bf16 is False  # this machine has no GPU; fp32 asked for
@@ -164,7 +172,7 @@ def test_reward_weights_must_match_the_tasks_channels():
     from rvpo.train.run import load_task, reward_funcs
 
     cfg = build_config(string_overrides={"reward_weights": "1,2,3"})
-    with pytest.raises(ConfigError, match=r"reward_weights': expected 2 numbers .*format, correctness.*got 3"):
+    with pytest.raises(ConfigError, match=r"advantage.weights': expected 2 numbers .*format, correctness.*got 3"):
         reward_funcs(cfg, load_task(cfg))
     ok = build_config(string_overrides={"reward_weights": "1,0.5"})
     assert [fn.__name__ for fn in reward_funcs(ok, load_task(ok))] == ["format", "correctness"]
@@ -177,3 +185,33 @@ def test_task_and_task_options_fields():
         from rvpo.train.run import load_task
 
         load_task(build_config(string_overrides={"task": "nope"}))
+
+
+def test_advantage_section_and_the_older_flat_names_give_one_spec(tmp_path):
+    nested, flat = tmp_path / "nested.yaml", tmp_path / "flat.yaml"
+    nested.write_text("advantage:\n  estimator: rvpo_explicit\n  k: 2\n  beta: 0.3\n  weights: [1, 2]\n")
+    flat.write_text("estimator: rvpo_explicit\nk_schedule: 2\nbeta: 0.3\nreward_weights: [1, 2]\n")  # a run dir of before
+    want = AdvantageSpec(estimator="rvpo_explicit", k="2", beta=0.3, weights=(1.0, 2.0))
+    assert build_config(nested).advantage == build_config(flat).advantage == want
+    assert to_dict(build_config(nested))["advantage"]["k"] == "constant:2.0"  # saved under the section
+    # advantage overrides are applied together: grpo accepts negative weights, whichever comes first
+    cfg = build_config(string_overrides={"weights": "-1,1", "estimator": "grpo"})
+    assert cfg.advantage.weights == (-1.0, 1.0) and cfg.advantage.estimator == "grpo"
+
+
+def test_cli_flag_help_is_the_field_docstring():
+    import argparse
+
+    from rvpo.cli import train as cli_train
+
+    parser = argparse.ArgumentParser()
+    cli_train.register(parser.add_subparsers())
+    docs = {name: doc for name, _tp, _d, doc in iter_fields()}
+    sub = parser._subparsers._group_actions[0].choices["train"]
+    helps = {a.dest: a.help for a in sub._actions}
+    for _flags, name in cli_train.FLAGS:
+        if name in docs:
+            assert helps[name].startswith(docs[name]), name
+    args = parser.parse_args(["train", "--k", "3", "--estimator", "gdpo", "--no-lora", "--set", "seed=4"])
+    assert cli_train.overrides_from_args(args) == {"advantage.k": "3", "advantage.estimator": "gdpo",
+                                                   "lora.enabled": "false", "seed": "4"}

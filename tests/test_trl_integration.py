@@ -83,7 +83,7 @@ def test_gdpo_matches_trl_normalize_then_sum(tmp_path, tiny_llama, smollm2_token
 
     # the override really replaces TRL's values: rvpo at k=2 differs and equals the core's output
     trainer.args.rvpo_estimator = "rvpo"
-    trainer.rvpo_schedule = make_schedule(2.0)
+    trainer.args.rvpo_k_schedule = "2.0"  # args.advantage follows the fields
     ours_rvpo = trainer._generate_and_score_completions([dict(x) for x in inputs])["advantages"]
     expected = compute_advantages(_matrix(), 4, "rvpo", k=2.0, eps=1e-4, weights=WEIGHTS).advantages
     assert torch.allclose(ours_rvpo, expected, atol=1e-6)
@@ -143,7 +143,30 @@ def test_config_validates_early(tmp_path):
     cfg = _args(tmp_path, rvpo_k_schedule=1.5)
     assert cfg.rvpo_k_schedule == "constant:1.5"
     assert RVPOConfig.__dataclass_fields__["rvpo_eps"].default == 1e-4
-    assert "help" in RVPOConfig.__dataclass_fields__["rvpo_estimator"].metadata
+    with pytest.raises(ValueError, match="rvpo_eps: must be >= 0"):
+        _args(tmp_path, rvpo_eps=-1.0)
+
+
+def test_config_fields_are_the_advantage_spec(tmp_path):
+    """One declaration: every rvpo_* field has AdvantageSpec's default and help; args.advantage is the spec."""
+    from rvpo.core import AdvantageSpec
+    from rvpo.integrations.trl import SPEC_FIELDS
+
+    fields = RVPOConfig.__dataclass_fields__
+    defaults, helps = AdvantageSpec.defaults(), AdvantageSpec.help()
+    for name, attr in SPEC_FIELDS.items():
+        if attr != "reward_weights":  # TRL's own field
+            assert fields[attr].default == defaults[name] and fields[attr].metadata["help"] == helps[name], attr
+    assert set(SPEC_FIELDS) == set(defaults)
+    spec = AdvantageSpec(estimator="rvpo_explicit", k="cosine:1:3", beta=0.2, eps=1e-6, weights=(1.0, 2.0),
+                         drop_zero_spread=True, noise_floor=(0.1,))
+    args = RVPOConfig.from_spec(spec, output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    assert args.advantage == spec and args.reward_weights == [1.0, 2.0]
+    assert _args(tmp_path).advantage == AdvantageSpec()  # the defaults agree
+    args.rvpo_beta = 0.7  # a changed field is seen
+    assert args.advantage.beta == 0.7
+    with pytest.raises(TypeError, match="come from the spec"):
+        RVPOConfig.from_spec(spec, output_dir=str(tmp_path), rvpo_beta=0.1)
 
 
 def test_trl_version_pin():

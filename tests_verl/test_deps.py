@@ -14,13 +14,12 @@ def test_versions_resolved_together():
 
 
 def test_the_rvpo_trl_adapter_works_with_verls_transformers(tmp_path):
-    from rvpo.core import compute_advantages
     from rvpo.integrations.trl import RVPOConfig, expand_multichannel
 
     cfg = RVPOConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none", rvpo_estimator="gdpo",
                      reward_weights=[1.0, 1.0])
     rewards = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0]])
-    out = compute_advantages(rewards, 2, **cfg.rvpo_params(k=1.0, weights=torch.tensor(cfg.reward_weights)))
+    out = cfg.advantage.compute(rewards, 2)
     assert out.advantages.shape == (4,) and torch.isfinite(out.advantages).all()
     assert out.advantages[2] > out.advantages[3]  # both met beats neither
 

@@ -6,12 +6,14 @@ import math
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 from verl.trainer.ppo import core_algos
 from verl.trainer.ppo.core_algos import get_adv_estimator_fn
 from verl.trainer.ppo.ray_trainer import compute_advantage
 
 import rvpo.integrations.verl as rv
 from rvpo import compute_advantages
+from rvpo.core import DEFAULT_EPS
 from vhelpers import G, KEYS, algo_config, make_dataproto, make_rows
 
 
@@ -75,7 +77,7 @@ def test_sequence_whitening_returns_core_advantages_broadcast(estimator, params)
     data = make_dataproto(rows)
     adv = _run(data, estimator, algo_config(rvpo_whiten="sequence", **params))
     core_params = {"k": params.get("rvpo_k", 1.0), "beta": params.get("rvpo_beta", 0.5)}
-    want, _ = _core_per_seq(rows, estimator, eps=1e-6, whiten=True, **core_params)
+    want, _ = _core_per_seq(rows, estimator, eps=DEFAULT_EPS, whiten=True, **core_params)
     mask = data.batch["response_mask"]
     assert adv.shape == mask.shape and adv.dtype == torch.float32
     torch.testing.assert_close(adv.double(), want.unsqueeze(-1) * mask.double(), rtol=1e-5, atol=1e-6)
@@ -99,7 +101,7 @@ def test_token_whitening_is_verl_masked_whiten_of_the_core_aggregate():
     rows = make_rows("interleaved")
     data = make_dataproto(rows)
     adv = _run(data, "rvpo", algo_config(rvpo_whiten="token", rvpo_k=2.0))
-    agg, _ = _core_per_seq(rows, "rvpo", k=2.0, eps=1e-6, whiten=False)
+    agg, _ = _core_per_seq(rows, "rvpo", k=2.0, eps=DEFAULT_EPS, whiten=False)
     mask = data.batch["response_mask"].double().numpy()
     x = agg.numpy()[:, None] * mask
     n_tok = mask.sum()
@@ -124,7 +126,7 @@ def test_k_to_zero_with_token_whitening_equals_verl_gdpo(weights, k):
     rows = make_rows("interleaved")
     data = make_dataproto(rows)
     gd = _gdpo(make_dataproto(rows), weights)
-    cfg = algo_config(rvpo_k=k, rvpo_whiten="token")
+    cfg = algo_config(rvpo_k=k, rvpo_whiten="token", rvpo_eps=1e-6)  # verl's eps, for bit-parity
     if weights is not None:
         cfg.rvpo_reward_weights = weights
     ours = _run(data, "rvpo", cfg)
@@ -138,7 +140,7 @@ def test_k_to_zero_with_sequence_whitening_differs_from_gdpo_by_the_documented_f
     Unequal lengths: token whitening weights long responses more, no constant factor."""
     rows = make_rows("interleaved", equal_lengths=True)
     gd = _gdpo(make_dataproto(rows))
-    seq = _run(make_dataproto(rows), "rvpo", algo_config(rvpo_k=1e-6, rvpo_whiten="sequence"))
+    seq = _run(make_dataproto(rows), "rvpo", algo_config(rvpo_k=1e-6, rvpo_whiten="sequence", rvpo_eps=1e-6))
     n, length = len(rows), rows[0][3]
     factor = math.sqrt(length * (n - 1) / (n * length - 1))
     torch.testing.assert_close(seq, gd * factor, rtol=1e-4, atol=1e-4)
@@ -146,7 +148,7 @@ def test_k_to_zero_with_sequence_whitening_differs_from_gdpo_by_the_documented_f
 
     rows = make_rows("interleaved", equal_lengths=False)
     gd = _gdpo(make_dataproto(rows))
-    seq = _run(make_dataproto(rows), "rvpo", algo_config(rvpo_k=1e-6, rvpo_whiten="sequence"))
+    seq = _run(make_dataproto(rows), "rvpo", algo_config(rvpo_k=1e-6, rvpo_whiten="sequence", rvpo_eps=1e-6))
     ratio = seq[gd != 0] / gd[gd != 0]
     assert ratio.max() - ratio.min() > 1e-3
 
@@ -196,7 +198,7 @@ def test_scalar_fallback_only_when_allowed_and_loud(caplog):
     assert "NOT multi-reward RVPO" in caplog.text
     perm, _ = _grouped(rows)
     scalar = torch.tensor([float(np.nansum(rows[i][2])) for i in perm], dtype=torch.float64)
-    out = compute_advantages(scalar, G, "rvpo", k=1.0, eps=1e-6)
+    out = compute_advantages(scalar, G, "rvpo", k=1.0, eps=DEFAULT_EPS)
     want = torch.empty(len(rows), dtype=torch.float64)
     want[perm] = out.advantages
     torch.testing.assert_close(adv.double(), want.unsqueeze(-1) * data.batch["response_mask"].double(),
@@ -231,3 +233,22 @@ def test_adaptive_k_needs_no_step_and_logs_what_drove_it():
     torch.testing.assert_close(adv, fixed, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="rvpo_noise_floor"):
         _run(make_dataproto(rows), "rvpo", algo_config(rvpo_noise_floor=[-1.0]))
+
+
+def test_settings_are_the_advantage_spec_with_its_defaults():
+    """algorithm.rvpo_* is read through rvpo.core.AdvantageSpec: the defaults are the spec's (eps 1e-4,
+    k linear 0.5 -> 2.0), rvpo_k is the constant short form, and bad values name the verl key."""
+    from rvpo.core import AdvantageSpec
+
+    s = rv.RVPOSettings.from_config(OmegaConf.create({"rvpo_reward_keys": list(KEYS)}), "rvpo")
+    assert s.advantage == AdvantageSpec(whiten=False)  # token whitening is the adapter's, not the core's
+    assert s.resolve_k(1, 10) == 0.5 and s.resolve_k(10, 10) == 2.0
+    with pytest.raises(RuntimeError, match="needs the training step"):
+        s.resolve_k(None, None)
+    assert s.resolve_k(None, None, m=1) == 0.5  # one component: k has no effect, no step needed
+    s = rv.RVPOSettings.from_config(algo_config(rvpo_k=3.0, rvpo_eps=1e-6, rvpo_whiten="sequence"), "hardmin")
+    assert s.advantage == AdvantageSpec(estimator="hardmin", k="3", eps=1e-6, whiten=True)
+    with pytest.raises(ValueError, match=r"algorithm\.rvpo_eps: must be >= 0"):
+        rv.RVPOSettings.from_config(algo_config(rvpo_eps=-1.0))
+    with pytest.raises(ValueError, match=r"algorithm\.rvpo_beta"):
+        rv.RVPOSettings.from_config(algo_config(rvpo_beta="x"))

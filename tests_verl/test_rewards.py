@@ -16,6 +16,7 @@ from verl.utils.reward_score import rlla
 
 import rvpo.integrations.verl as rv
 from rvpo import compute_advantages
+from rvpo.core import AdvantageSpec
 from rvpo.integrations.verl_rewards import TOOLCALL_KEYS, compute_score, compute_score_rubric, rubric_keys
 from rvpo.judge import Verdict
 from vhelpers import algo_config, make_dataproto
@@ -84,7 +85,8 @@ def test_rlla_components_through_the_estimator(rlla_rows):
     cfg = algo_config(rvpo_reward_keys=list(TOOLCALL_KEYS), rvpo_whiten="sequence", rvpo_k=2.0)
     with rv.batch_context(non_tensor_batch=data.non_tensor_batch):
         adv = compute_advantage(data, adv_estimator="rvpo", config=cfg).batch["advantages"]
-    want = compute_advantages(torch.tensor([r[2] for r in rows], dtype=torch.float64), 4, "rvpo", k=2.0).advantages
+    want = compute_advantages(torch.tensor([r[2] for r in rows], dtype=torch.float64), 4, "rvpo", k=2.0,
+                              eps=AdvantageSpec().eps).advantages  # the adapter's eps is the spec's
     torch.testing.assert_close(adv[:, 0].double(), want, rtol=1e-5, atol=1e-6)
     assert adv.abs().sum() > 0
 

@@ -41,13 +41,7 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"rvpo {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name in COMMANDS:
-        try:
-            mod = importlib.import_module(f"rvpo.cli.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"rvpo.cli.{name}":
-                continue  # subcommand not built yet
-            raise
-        mod.register(sub)
+        importlib.import_module(f"rvpo.cli.{name}").register(sub)
     return parser
 
 

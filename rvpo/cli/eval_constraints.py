@@ -54,10 +54,10 @@ def read_responses(path: str, rows: list[dict]) -> tuple[list[dict], list[str]]:
         by_key[str(r.get("key"))] = r
         by_key[str(r.get("id"))] = r
     out_rows, out_resp = [], []
-    from rvpo.runs import iter_jsonl
+    from rvpo.runs import iter_json_records
 
     try:
-        records = list(iter_jsonl(p, where=f"--responses {p}"))
+        records = [(r.line, r.value, r.where) for r in iter_json_records(p, where=f"--responses {p}")]
     except ValueError as e:
         raise UserError(str(e)) from None
     for i, obj, where in records:

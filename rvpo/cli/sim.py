@@ -9,6 +9,7 @@ import sys
 import time
 
 from rvpo.cli import UserError
+from rvpo.core.estimators import DEFAULT_EPS
 
 _DEFAULT_K = "0,0.25,0.5,1,2,4,8"
 _DEFAULT_BETA = "0,0.1,0.25,0.5,1,2"
@@ -83,7 +84,8 @@ def register(subparsers) -> None:
     tr.add_argument("--prompts", type=_int(1), default=8, help="prompts, each with its own softmax over styles")
     tr.add_argument("--batch-prompts", type=_int(1), default=8, help="prompts per step (B <= --prompts)")
     tr.add_argument("--lr", type=_float(0, open_lo=True), default=1.0, help="learning rate on the logits")
-    tr.add_argument("--eps", type=_float(), default=1e-6, help="epsilon added to every std in the advantage core")
+    tr.add_argument("--eps", type=_float(), default=DEFAULT_EPS,
+                    help=f"epsilon added to every std in the advantage core (default {DEFAULT_EPS:g}, AdvantageSpec's)")
     tr.add_argument("--methods", default=argparse.SUPPRESS, metavar="LIST",
                     help="comma-separated methods: grpo, gdpo, hardmin, rvpo (linear 0.5->2.0), rvpo:K, "
                     "rvpo:linear:A:B or rvpo:adaptive[:TARGET[:KMIN:KMAX[:FORM]]] (any k schedule), rvpo_explicit:BETA; "

@@ -24,31 +24,15 @@ def register(subparsers) -> None:
     p.add_argument("--config", metavar="YAML", help="config file (fields: rvpo train --help-config)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run directory from its latest checkpoint")
     p.add_argument("--help-config", action="store_true", help="print every config field with its default and exit")
-    g = p.add_argument_group("overrides (applied after --config)")
-    g.add_argument("--model", help="model: embedded name, local folder or hub id (field: model)")
-    g.add_argument("--task", help="task: toolcall, constraints, or a dotted path pkg.mod:factory (field: task)")
-    g.add_argument("--judge-url", help="rubric task: OpenAI-compatible judge endpoint incl. /v1 (default: the "
-                                       "embedded judge; field: task_options.judge_url)")
-    g.add_argument("--judge-model", help="rubric task: the judge's model name (field: task_options.judge_model)")
-    g.add_argument("--data", help="training data, a spec the task reads (default: the task's own; field: data)")
-    g.add_argument("--eval-data", help="held-out eval data (field: eval.data)")
-    g.add_argument("--estimator", help="advantage estimator: grpo, gdpo, rvpo, rvpo_explicit, hardmin, or pkg.mod:fn")
-    g.add_argument("--k", "--k-schedule", dest="k_schedule", metavar="SCHEDULE",
-                   help="risk coefficient k: a number, linear:A:B, cosine:A:B or step:V1,V2 (field: k_schedule)")
-    g.add_argument("--beta", type=str, help="variance penalty of rvpo_explicit (not the KL coefficient)")
-    g.add_argument("--kl-beta", type=str, help="KL penalty towards the initial model (field: kl_beta)")
-    g.add_argument("--steps", type=str, help="optimizer steps")
-    g.add_argument("--group-size", "-G", dest="group_size", type=str, help="completions per prompt (G)")
-    g.add_argument("--prompts-per-step", type=str, help="prompts per optimizer step")
-    g.add_argument("--max-completion-length", type=str, help="max new tokens per sampled completion")
-    g.add_argument("--learning-rate", "--lr", dest="learning_rate", type=str, help="learning rate")
-    g.add_argument("--lora", dest="lora", action="store_true", default=None, help="train LoRA adapters")
-    g.add_argument("--no-lora", dest="lora", action="store_false", help="full fine-tuning")
-    g.add_argument("--seed", type=str, help="random seed")
-    g.add_argument("--precision", choices=("auto", "fp32", "bf16"),
-                   help="model precision (auto: bf16 where the CPU has bf16 units; field: precision)")
-    g.add_argument("--out", help="root folder for the run directory (field: out)")
-    g.add_argument("--no-eval", dest="eval", action="store_false", default=None,
+    g = p.add_argument_group("overrides (applied after --config; help is the field's own, see --help-config)")
+    docs, choices = _field_info()
+    for flags, name in FLAGS:
+        metavar = "{" + ",".join(choices[name]) + "}" if name in choices else name.split(".")[-1].upper()
+        g.add_argument(*flags, dest=name, metavar=metavar, help=f"{docs.get(name) or TASK_OPTIONS[name]} (field: {name})")
+    g.add_argument("--lora", dest="lora.enabled", action="store_const", const="true",
+                   help=f"{docs['lora.enabled']} (field: lora.enabled)")
+    g.add_argument("--no-lora", dest="lora.enabled", action="store_const", const="false", help="full fine-tuning")
+    g.add_argument("--no-eval", dest="eval.enabled", action="store_const", const="false",
                    help="skip the before/after evaluation (field: eval.enabled)")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="set any config field, e.g. --set lora.r=8 --set eval.examples=32 (repeatable)")
@@ -56,21 +40,42 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-_FLAG_FIELDS = {
-    "model": "model", "task": "task", "judge_url": "task_options.judge_url",
-    "judge_model": "task_options.judge_model", "precision": "precision", "data": "data", "eval_data": "eval.data", "estimator": "estimator",
-    "k_schedule": "k_schedule", "beta": "beta", "kl_beta": "kl_beta", "steps": "steps",
-    "group_size": "group_size", "prompts_per_step": "prompts_per_step",
-    "max_completion_length": "max_completion_length", "learning_rate": "learning_rate",
-    "lora": "lora.enabled", "seed": "seed", "out": "out", "eval": "eval.enabled",
+FLAGS: list[tuple[tuple[str, ...], str]] = [
+    (("--model",), "model"), (("--task",), "task"), (("--data",), "data"), (("--eval-data",), "eval.data"),
+    (("--judge-url",), "task_options.judge_url"), (("--judge-model",), "task_options.judge_model"),
+    (("--estimator",), "advantage.estimator"), (("--k", "--k-schedule"), "advantage.k"),
+    (("--beta",), "advantage.beta"), (("--kl-beta",), "kl_beta"), (("--steps",), "steps"),
+    (("--group-size", "-G"), "group_size"), (("--prompts-per-step",), "prompts_per_step"),
+    (("--max-completion-length",), "max_completion_length"), (("--learning-rate", "--lr"), "learning_rate"),
+    (("--seed",), "seed"), (("--precision",), "precision"), (("--out",), "out"),
+]
+"""Command-line shortcuts for config fields; their help text is the field's docstring (one declaration).
+Values are parsed and checked by the config layer, like ``--set`` values."""
+
+TASK_OPTIONS = {
+    "task_options.judge_url": "rubric task: OpenAI-compatible judge endpoint incl. /v1 (default: the embedded judge)",
+    "task_options.judge_model": "rubric task: the judge's model name",
 }
+"""Task options with a flag of their own (the rubric task documents the rest)."""
+
+
+def _field_info() -> tuple[dict[str, str], dict[str, tuple]]:
+    """``({field: docstring}, {field: Literal choices})`` of the config declaration."""
+    from typing import Literal, get_args, get_origin
+
+    from rvpo.train.config import iter_fields
+
+    fields = list(iter_fields())
+    return ({name: doc for name, _tp, _default, doc in fields},
+            {name: get_args(tp) for name, tp, _default, _doc in fields if get_origin(tp) is Literal})
 
 
 def overrides_from_args(args) -> dict[str, str]:
     """Dotted-field overrides from the command line (flags first, then ``--set``), as strings."""
     from rvpo.train.config import parse_set
 
-    out = {field: str(getattr(args, dest)) for dest, field in _FLAG_FIELDS.items() if getattr(args, dest) is not None}
+    names = [name for _, name in FLAGS] + ["lora.enabled", "eval.enabled"]
+    out = {name: str(getattr(args, name)) for name in names if getattr(args, name, None) is not None}
     out.update(parse_set(args.set))
     return out
 

@@ -66,8 +66,9 @@ class AdaptiveK:
 
 def _neff(d: torch.Tensor, d0: torch.Tensor, d2: torch.Tensor, q: torch.Tensor, m: torch.Tensor, k: float):
     """``(R,)`` effective number of channels of ``softmax(-k z + log q)`` and ``(R,)`` the variance
-    of z under those weights (Newton's step), from ``d = min_j z - z`` (``-inf`` off the active
-    channels, so ``exp(k d) <= 1`` with 1 at the binding channel), ``d0`` (0 off) and ``d2 = d0^2``."""
+    of z under those weights (Newton's step), from ``d = min_j z - z`` ``(R, M)`` (``-inf`` off the
+    active channels, so ``exp(k d) <= 1`` with 1 at the binding channel), ``d0`` (0 off) and
+    ``d2 = d0^2``. ``R``: the rows the rule is solved on (at most ``_MAX_ROWS`` of the ``N`` completions)."""
     e = (d * k).exp_().mul_(q).unsqueeze(1)  # (R, 1, M)
     s = e.sum(dim=2).squeeze(1)  # (R,) >= q of the binding channel > 0
     ed = torch.bmm(e, d0.unsqueeze(2)).view(-1) / s  # E_p[d]

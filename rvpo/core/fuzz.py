@@ -51,7 +51,7 @@ def _values(rng: random.Random, gen: torch.Generator, n: int, m: int) -> torch.T
 
 
 def fuzz_case(seed: int) -> dict[str, Any]:
-    """One seeded case: ``{"rewards", "group_size", "estimator", "params"}``."""
+    """One seeded case: ``{"rewards", "group_size", "estimator", "params"}``; rewards ``(N, M)``, ``N = B * G``."""
     rng = random.Random(seed)
     gen = torch.Generator().manual_seed(seed)
     g = rng.choice((1, 2, 3, 4, 8, 16))
@@ -108,7 +108,10 @@ def check_case(case: dict[str, Any]) -> list[str]:
 
 
 def precision_errors(ks, n: int = 256, m: int = 8, g: int = 4, seed: int = 0) -> dict[float, float]:
-    """Largest ``|whitened rvpo float32 - float64|`` per k on uniform rewards (the issue's setting)."""
+    """Largest ``|whitened rvpo float32 - float64|`` per k on uniform rewards (the issue's setting).
+
+    ``(n, m)``: the rewards' shape ``(N, M)``; ``g``: the group size ``G``.
+    """
     r = torch.rand(n, m, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     out = {}
     for k in ks:

@@ -149,17 +149,18 @@ def group_mean_std(
     """Masked per-group, per-channel mean and std.
 
     Args:
-        values: ``(N, C)`` float, 0 where absent.  present: ``(N, C)`` bool.
+        values: ``(N, M)`` float, 0 where absent (any number of columns: ``grpo`` passes its
+            summed score as ``M = 1``).  present: ``(N, M)`` bool.  group_size: ``G``.
     Returns:
-        mean ``(B, 1, C)``, std ``(B, 1, C)``, count ``(B, 1, C)`` (present values per group).
+        mean ``(B, 1, M)``, std ``(B, 1, M)``, count ``(B, 1, M)`` (present values per group).
         ``std`` is 0 where fewer than two values are present (unbiased) or none (biased).
     """
-    n, c = values.shape
-    v = values.view(-1, group_size, c)  # (B, G, C)
-    p = present.view(-1, group_size, c)  # (B, G, C)
-    count = p.sum(dim=1, keepdim=True)  # (B, 1, C)
-    mean = v.sum(dim=1, keepdim=True) / count.clamp(min=1)  # (B, 1, C)
-    dev = torch.where(p, v - mean, torch.zeros((), dtype=v.dtype))  # (B, G, C)
+    n, m = values.shape
+    v = values.view(-1, group_size, m)  # (B, G, M)
+    p = present.view(-1, group_size, m)  # (B, G, M)
+    count = p.sum(dim=1, keepdim=True)  # (B, 1, M)
+    mean = v.sum(dim=1, keepdim=True) / count.clamp(min=1)  # (B, 1, M)
+    dev = torch.where(p, v - mean, torch.zeros((), dtype=v.dtype))  # (B, G, M)
     ddof = 1 if unbiased else 0
     var = dev.square().sum(dim=1, keepdim=True) / (count - ddof).clamp(min=1)
     std = torch.where(count > ddof, var.sqrt(), torch.zeros((), dtype=v.dtype))

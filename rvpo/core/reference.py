@@ -44,7 +44,11 @@ def reference_advantages(
     unbiased: bool = True,
     whiten: bool = True,
 ) -> torch.Tensor:
-    """Loop implementation of gdpo / rvpo / rvpo_explicit / hardmin. Returns ``(N,)`` float64."""
+    """Loop implementation of gdpo / rvpo / rvpo_explicit / hardmin.
+
+    ``rewards``: ``(N, M)``, in contiguous groups of ``G = group_size``; ``k``: the soft-min's risk
+    coefficient. Returns ``(N,)`` float64.
+    """
     rows = rewards.double().tolist()
     n, m = len(rows), len(rows[0])
     w = [1.0] * m if weights is None else [float(x) for x in weights]

@@ -58,8 +58,8 @@ class AdvantageSpec:
         get_estimator(self.estimator)  # ValueError naming the estimator
         try:
             sched = make_schedule(self.k)
-        except ValueError as e:
-            raise ValueError(f"k: {e}") from None
+        except ValueError as e:  # the schedule parser names itself k_schedule: here the field is k
+            raise ValueError("k" + str(e).removeprefix("k_schedule")) from None
         object.__setattr__(self, "k", schedule_to_str(sched))  # normalised, lossless
         for name in ("weights", "noise_floor"):
             v = getattr(self, name)
@@ -110,19 +110,25 @@ class AdvantageSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], where: str = "") -> "AdvantageSpec":
+    def from_dict(cls, d: Mapping[str, Any], where: str = "", names: Mapping[str, str] | None = None) -> "AdvantageSpec":
         """Build from a mapping; unknown keys raise ``ValueError`` with a "did you mean" hint.
-        ``where`` prefixes field names in errors (e.g. ``"algorithm."``)."""
-        names = [f.name for f in fields(cls)]
+
+        Errors name the field as the caller's layer spells it: ``where`` is a prefix (e.g.
+        ``"algorithm."``) and ``names`` maps a spec field to that layer's own name (e.g.
+        ``{"k": "rvpo_k_schedule"}``); the keys of ``d`` are always spec field names."""
+        names = dict(names or {})
+        valid = [f.name for f in fields(cls)]
         for key in d:
-            if key not in names:
-                near = difflib.get_close_matches(str(key), names, n=1)
-                hint = f"; did you mean {where}{near[0]}?" if near else f"; valid: {', '.join(names)}"
-                raise ValueError(f"{where}{key}: unknown advantage setting{hint}")
+            if key not in valid:
+                shown = [names.get(n, n) for n in valid]
+                near = difflib.get_close_matches(str(key), valid, n=1)
+                hint = (f"; did you mean {where}{names.get(near[0], near[0])}?" if near
+                        else f"; valid: {', '.join(shown)}")
+                raise ValueError(f"{where}{names.get(key, key)}: unknown advantage setting{hint}")
         try:
             return cls(**dict(d))
         except ValueError as e:
-            raise ValueError(f"{where}{e}") from None
+            raise ValueError(locate_error(e, where, names)) from None
 
     @classmethod
     def help(cls) -> dict[str, str]:
@@ -131,4 +137,18 @@ class AdvantageSpec:
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
+        """The default of every field (YAML/JSON safe)."""
         return cls().to_dict()
+
+
+def locate_error(e: Exception, where: str = "", names: Mapping[str, str] | None = None) -> str:
+    """An :class:`AdvantageSpec` validation message with its field renamed for the caller's layer.
+
+    The core's messages start with the field (``"k: ..."``, ``"eps: must be >= 0, got -1.0"``);
+    that prefix becomes ``where + names.get(field, field)``. Other messages get ``where`` only."""
+    msg = str(e)
+    head, sep, rest = msg.partition(": ")
+    name, dot, sub = head.partition(".")
+    if sep and name in {f.name for f in fields(AdvantageSpec)}:
+        return f"{where}{(names or {}).get(name, name)}{dot}{sub}: {rest}"
+    return f"{where}{msg}"

@@ -49,10 +49,12 @@ def _setup(spec: ExperimentSpec, task: Any, runs: list[RunData]) -> list[str]:
              f"- reference for the tests: the first method, `{spec.methods[0].label}`", "",
              "| method | estimator | k schedule / beta | other fields |", "| --- | --- | --- | --- |"]
     for m in spec.methods:
-        est = m.cfg.estimator
-        kb = f"beta {m.cfg.beta:g}" if est == "rvpo_explicit" else (
-            f"k `{m.cfg.k_schedule}`" if est in ("rvpo",) or "k_schedule" in m.overrides else "-")
-        other = ", ".join(f"{k}={v}" for k, v in m.overrides.items() if k not in ("estimator", "k_schedule", "beta"))
+        a = m.cfg.advantage
+        kb = f"beta {a.beta:g}" if a.estimator == "rvpo_explicit" else (
+            f"k `{a.k}`" if a.estimator == "rvpo" or "advantage.k" in m.overrides else "-")
+        shown = ("advantage.estimator", "advantage.k", "advantage.beta")
+        other = ", ".join(f"{k.removeprefix('advantage.')}={v}" for k, v in m.overrides.items() if k not in shown)
+        est = a.estimator
         lines.append(f"| {m.label} | `{est}` | {kb} | {other or '-'} |")
     return lines + [""]
 

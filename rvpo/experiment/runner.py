@@ -31,14 +31,14 @@ from transformers import TrainerCallback
 from rvpo.experiment.spec import ExperimentError, ExperimentSpec, Method
 from rvpo.runs import read_jsonl, write_json, write_yaml
 from rvpo.train.callbacks import reward_channels
-from rvpo.train.config import ConfigError, TrainConfig, to_dict
+from rvpo.train.config import ConfigError, TrainConfig, flatten_config, to_dict
 
 RUN_INFO = "experiment_run.json"
-RL_ONLY = ("estimator", "k_schedule", "beta", "eps", "unbiased", "whiten", "drop_zero_spread", "scale",
-           "reward_weights", "steps", "group_size", "prompts_per_step", "max_completion_length", "temperature",
+RL_ONLY = ("advantage", "steps", "group_size", "prompts_per_step", "max_completion_length", "temperature",
            "learning_rate", "kl_beta", "loss_type", "save_steps", "save_total_limit", "report_to", "out",
            "warmstart.from_dir")
-"""Fields that do not change a run's base-model or warm-start evaluation (other fields must match to share one)."""
+"""Fields (or sections) that do not change a run's base-model or warm-start evaluation (other fields must
+match to share one)."""
 WARM_KEYS = ("model", "task", "task_options", "data", "train_examples", "device", "lora", "warmstart")
 """Fields that decide the warm start (``warmstart.from_dir``/``eval`` excepted); precision is not one of them."""
 
@@ -69,7 +69,7 @@ def _key(cfg: TrainConfig, keep: Callable[[str], bool]) -> dict[str, Any]:
 
 
 def eval_key(cfg: TrainConfig) -> dict[str, Any]:
-    return _key(cfg, lambda k: k not in RL_ONLY)
+    return _key(cfg, lambda k: k not in RL_ONLY and k.split(".")[0] not in RL_ONLY)
 
 
 def warm_key(cfg: TrainConfig) -> dict[str, Any]:
@@ -89,7 +89,7 @@ def run_status(run_dir: Path, cfg: TrainConfig) -> str:
     saved = run_dir / "config.yaml"
     if not saved.is_file():
         return "new"
-    old = _flat(yaml.safe_load(saved.read_text()) or {})
+    old = flatten_config(yaml.safe_load(saved.read_text()) or {}, f"{saved}: ")  # older names resolved
     new = _flat(to_dict(cfg))
     ignore = ("out", "steps", "warmstart.from_dir")
     diff = sorted(k for k in set(old) | set(new) if k not in ignore and old.get(k) != new.get(k))

@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from rvpo.train.config import ConfigError, TrainConfig, flatten_config, build_config, field_names
+from rvpo.train.config import ALIASES, ConfigError, TrainConfig, build_config, canonical, field_names, flatten_config
 
 TOP_KEYS = ("name", "out", "train", "methods", "seeds", "target", "last_steps", "smooth")
 METHOD_FIXED = ("seed", "out", "task", "task_options", "data", "train_examples", "eval.enabled", "eval.data",
@@ -98,7 +98,7 @@ class ExperimentSpec:
 
 
 def _unknown(key: str, known: tuple[str, ...] | list[str], where: str) -> ExperimentError:
-    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(key, list(known) + list(ALIASES), n=1, cutoff=0.6)  # k_schedule, estimator...
     hint = f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(known)}"
     return ExperimentError(f"{where}unknown field {key!r}{hint}")
 
@@ -178,7 +178,7 @@ def _method(item: Any, i: int, base: TrainConfig, where: str) -> Method:
         raise ExperimentError(f"{at}: field 'label': expected a name of letters, digits and ._+- "
                               f"(it names the run folders), got {label!r}")
     at = f"{at} ({label}): "
-    flat = _flat(item, at)
+    flat = {canonical(k): v for k, v in _flat(item, at).items()}  # estimator -> advantage.estimator
     for key in flat:
         if key in METHOD_FIXED or key.startswith("task_options"):
             raise ExperimentError(f"{at}field {key!r}: every run of an experiment shares it; set it under 'train:'")

@@ -4,7 +4,7 @@ TRL computes advantages inline in ``GRPOTrainer._generate_and_score_completions`
 1.16; the maintainers' advice in trl#4525 is to subclass and override that method). We override two
 methods and hold no math here (it lives in :mod:`rvpo.core`):
 
-* ``_calculate_rewards``: call TRL's, stash the returned GLOBAL ``(B_global, K)`` rewards (already
+* ``_calculate_rewards``: call TRL's, stash the returned GLOBAL ``(N, M)`` rewards (already
   gathered across processes; NaN where a reward function returned ``None``), return them unchanged.
 * ``_generate_and_score_completions``: call TRL's (generation, reward scoring, TRL's own aggregation
   and logging), then recompute advantages from the stashed rewards with
@@ -18,8 +18,9 @@ generation batch (``steps_per_generation * num_iterations`` micro-steps, see
 generated and stays fixed for the optimizer steps that reuse it. k is a pure function of the global
 step, so checkpoint/resume needs no extra state.
 
-Notation: ``B`` completions in a generation batch (prompts times ``G`` generations), ``K`` reward
-functions (channels).
+Notation (the core's): ``N`` completions in a generation batch over all processes (prompts times
+``G`` generations), ``N_local`` of them on this process, ``M`` reward functions (channels), ``k`` the
+soft-min's risk coefficient.
 """
 
 from __future__ import annotations
@@ -60,60 +61,46 @@ _check_trl_version(trl.__version__)
 
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
-from rvpo.core import DEFAULT_EPS, compute_advantages, get_estimator, make_schedule, schedule_to_str  # noqa: E402
+from rvpo.core import AdvantageSpec  # noqa: E402
 
 __all__ = ["RVPOConfig", "RVPOTrainer", "expand_multichannel", "TRL_SUPPORTED"]
 
 
+SPEC_FIELDS = {"estimator": "rvpo_estimator", "k": "rvpo_k_schedule", "beta": "rvpo_beta", "eps": "rvpo_eps",
+               "unbiased": "rvpo_unbiased", "whiten": "rvpo_whiten", "drop_zero_spread": "rvpo_drop_zero_spread",
+               "noise_floor": "rvpo_noise_floor", "scale": "rvpo_scale", "weights": "reward_weights"}
+"""``AdvantageSpec`` field -> ``RVPOConfig`` field. TRL's own ``reward_weights`` is the spec's ``weights``."""
+
+_SPEC_DEFAULTS = AdvantageSpec.defaults()
+_SPEC_HELP = AdvantageSpec.help()
+
+
+def _spec_field(name: str) -> Any:
+    """A dataclass field whose default and help text are :class:`~rvpo.core.AdvantageSpec`'s."""
+    return field(default=_SPEC_DEFAULTS[name], metadata={"help": _SPEC_HELP[name]})
+
+
 @dataclass
 class RVPOConfig(GRPOConfig):
-    """``GRPOConfig`` plus the RVPO advantage estimator (which replaces TRL's aggregation).
+    """``GRPOConfig`` plus the RVPO advantage settings (which replace TRL's aggregation).
 
-    Reward weights come from ``reward_weights`` (one per reward function, default all 1).
+    The ``rvpo_*`` fields are :class:`rvpo.core.AdvantageSpec`'s fields under TRL-style flat names
+    (so ``TrlParser`` and ``--rvpo_k_schedule`` work), with the spec's defaults and help text; the
+    spec's ``weights`` is TRL's own ``reward_weights`` (one per reward function, default all 1). The
+    checked spec is :attr:`advantage`; :meth:`from_spec` builds a config from one.
     ``multi_objective_aggregation`` and ``scale_rewards`` then only affect TRL's own advantage
     computation, which runs and is discarded (its ``frac_reward_zero_std`` metric still reflects it).
     """
 
-    rvpo_estimator: str = field(
-        default="rvpo",
-        metadata={"help": "Advantage estimator from rvpo's registry (grpo, gdpo, rvpo, rvpo_explicit, hardmin) "
-                          "or a dotted import path 'pkg.mod:fn'. It replaces TRL's multi_objective_aggregation."},
-    )
-    rvpo_k_schedule: str = field(
-        default="linear:0.5:2.0",
-        metadata={"help": "Risk coefficient k of the soft-min over the run: a number, 'constant:K', "
-                          "'linear:START:END', 'cosine:START:END' or 'step:V1,V2,...[:B1,...]' "
-                          "(progress = global_step / (max_steps - 1)). Used by rvpo."},
-    )
-    rvpo_beta: float = field(
-        default=0.5, metadata={"help": "Variance penalty of rvpo_explicit (mean - beta * variance)."}
-    )
-    rvpo_eps: float = field(
-        default=DEFAULT_EPS,
-        metadata={"help": "Added to every standard deviation before dividing (rvpo.core.DEFAULT_EPS = 1e-4, TRL's, so "
-                          "gdpo equals TRL's normalize_then_sum; verl uses 1e-6)."},
-    )
-    rvpo_unbiased: bool = field(
-        default=True, metadata={"help": "Unbiased (n-1) standard deviations, as TRL and verl use."}
-    )
-    rvpo_whiten: bool = field(
-        default=True, metadata={"help": "Whiten the aggregate over the batch (gdpo, rvpo, rvpo_explicit, hardmin)."}
-    )
-    rvpo_drop_zero_spread: bool = field(
-        default=False,
-        metadata={"help": "rvpo/rvpo_explicit/hardmin: leave a reward with no spread in a group out of that group's "
-                  "aggregate instead of counting it with z = 0 (see docs/core.md)."},
-    )
-    rvpo_noise_floor: list[float] | None = field(
-        default=None,
-        metadata={"help": "Known measurement-noise std per reward (one value for all, or one per reward function; "
-                          "off by default): shrinks a group's z-scores by the share of its variance that is signal "
-                          "(see docs/core.md)."},
-    )
-    rvpo_scale: str = field(
-        default="group",
-        metadata={"help": "grpo estimator only: divide by the 'group' std, the 'batch' std, or 'none' (Dr. GRPO)."},
-    )
+    rvpo_estimator: str = _spec_field("estimator")
+    rvpo_k_schedule: str = _spec_field("k")
+    rvpo_beta: float = _spec_field("beta")
+    rvpo_eps: float = _spec_field("eps")
+    rvpo_unbiased: bool = _spec_field("unbiased")
+    rvpo_whiten: bool = _spec_field("whiten")
+    rvpo_drop_zero_spread: bool = _spec_field("drop_zero_spread")
+    rvpo_noise_floor: list[float] | None = _spec_field("noise_floor")
+    rvpo_scale: str = _spec_field("scale")
 
     rvpo_merge_lora_for_generation: bool = field(
         default=True,
@@ -124,33 +111,34 @@ class RVPOConfig(GRPOConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.rvpo_k_schedule = self.advantage.k  # normalised ("1.5" -> "constant:1.5")
+        # check the parameters once, on a dummy batch, so a bad value fails here and not at step 1
+        m = len(self.reward_weights) if self.reward_weights else 1
         try:
-            get_estimator(self.rvpo_estimator)
-        except ValueError as e:
-            raise ValueError(f"rvpo_estimator: {e}") from None
-        try:
-            self.rvpo_k_schedule = schedule_to_str(make_schedule(self.rvpo_k_schedule))
-        except ValueError as e:
-            raise ValueError(f"rvpo_k_schedule: {e}") from None
-        # check every parameter once, on a dummy batch, so a bad value fails here and not at step 1
-        k = len(self.reward_weights) if self.reward_weights else 1
-        try:
-            compute_advantages(torch.zeros(2, k), 2, **self.rvpo_params(k=make_schedule(self.rvpo_k_schedule)(0, 1),
-                                                                         weights=self.reward_weights))
+            self.advantage.compute(torch.zeros(2, m), 2)
         except ValueError as e:
             raise ValueError(f"RVPOConfig (rvpo_* fields / reward_weights): {e}") from None
 
-    def rvpo_params(self, k: float, weights: Any = None) -> dict[str, Any]:
-        """Keyword arguments of :func:`rvpo.compute_advantages` for this config and a given k."""
-        k = float(k) if isinstance(k, (int, float)) else k  # an adaptive rule resolves k from the batch
-        out = {
-            "estimator": self.rvpo_estimator, "k": k, "beta": float(self.rvpo_beta),
-            "eps": float(self.rvpo_eps), "unbiased": bool(self.rvpo_unbiased), "whiten": bool(self.rvpo_whiten),
-            "scale": self.rvpo_scale, "weights": weights, "drop_zero_spread": bool(self.rvpo_drop_zero_spread),
-        }
-        if self.rvpo_noise_floor is not None:
-            out["noise_floor"] = list(self.rvpo_noise_floor)
-        return out
+    @property
+    def advantage(self) -> AdvantageSpec:
+        """The ``rvpo_*`` fields and ``reward_weights`` as one checked :class:`~rvpo.core.AdvantageSpec`
+        (rebuilt only when a field changed; a ``ValueError`` names the ``RVPOConfig`` field)."""
+        values = {name: getattr(self, attr) for name, attr in SPEC_FIELDS.items()}
+        key = repr(values)
+        cached = self.__dict__.get("_rvpo_advantage")
+        if cached is None or cached[0] != key:
+            cached = (key, AdvantageSpec.from_dict(values, names=SPEC_FIELDS))
+            self.__dict__["_rvpo_advantage"] = cached
+        return cached[1]
+
+    @classmethod
+    def from_spec(cls, spec: AdvantageSpec, **kwargs: Any) -> "RVPOConfig":
+        """``RVPOConfig(**kwargs)`` with every advantage setting taken from ``spec``."""
+        clash = sorted(set(kwargs) & set(SPEC_FIELDS.values()))
+        if clash:
+            raise TypeError(f"RVPOConfig.from_spec: {clash} come from the spec; set them there")
+        values = spec.to_dict()
+        return cls(**kwargs, **{attr: values[name] for name, attr in SPEC_FIELDS.items()})
 
 
 class RVPOTrainer(GRPOTrainer):
@@ -175,13 +163,13 @@ class RVPOTrainer(GRPOTrainer):
         if not isinstance(args, RVPOConfig):
             raise TypeError(f"args: RVPOTrainer needs an RVPOConfig, got {type(args).__name__}")
         super().__init__(model, reward_funcs, args=args, **kwargs)
-        self.rvpo_schedule = make_schedule(args.rvpo_k_schedule)
         self._rvpo_rewards: torch.Tensor | None = None
         self.last_rvpo_output = None
 
     def rvpo_k(self) -> float:
-        """k for the generation batch made now: ``schedule(global_step, max_steps)``."""
-        return self.rvpo_schedule(self.state.global_step, self.state.max_steps)
+        """k for the generation batch made now: ``schedule(global_step, max_steps)`` (a float, or an
+        adaptive rule that the core resolves on the batch)."""
+        return self.args.advantage.schedule(self.state.global_step, self.state.max_steps)
 
     def _generate_single_turn(self, *args, **kwargs):
         # Local generation (no vLLM) decodes token by token, where every unmerged LoRA module adds a
@@ -199,7 +187,7 @@ class RVPOTrainer(GRPOTrainer):
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        self._rvpo_rewards = rewards_per_func  # (B_global, K), NaN = abstain
+        self._rvpo_rewards = rewards_per_func  # (N, M), NaN = abstain
         return rewards_per_func
 
     def _generate_and_score_completions(self, inputs):
@@ -213,11 +201,12 @@ class RVPOTrainer(GRPOTrainer):
         group = self.num_generations if mode == "train" else getattr(self, "num_generations_eval", None)
         group = group or self.num_generations
 
-        out = compute_advantages(rewards.detach().float().cpu(), group,
-                                 **self.args.rvpo_params(self.rvpo_k(), self.reward_weights.cpu()))
+        spec = self.args.advantage
+        out = spec.compute(rewards.detach().float().cpu(), group, self.state.global_step, self.state.max_steps,
+                           weights=self.reward_weights.cpu())
         self.last_rvpo_output = out
-        all_adv = out.advantages  # (B_global,)
-        n_local = output["advantages"].shape[0]  # this process's B_local, as TRL sliced it
+        all_adv = out.advantages  # (N,)
+        n_local = output["advantages"].shape[0]  # this process's N_local, as TRL sliced it
         start = self.accelerator.process_index * n_local
         old = output["advantages"]
         output["advantages"] = all_adv[start : start + n_local].to(device=old.device, dtype=old.dtype)
@@ -240,14 +229,14 @@ class RVPOTrainer(GRPOTrainer):
 def all_binary_met(rewards: torch.Tensor) -> float | None:
     """Share of completions that meet every binary (0/1) channel they are scored on, or None if none is binary.
 
-    ``rewards``: ``(B, K)``, NaN = abstain. A channel counts as binary when its finite values in the
+    ``rewards``: ``(N, M)``, NaN = abstain. A channel counts as binary when its finite values in the
     batch are all 0 or 1 (instruction checks, rubric items); continuous channels are left out. Rows
     scored on no binary channel are left out. For IFEval-style tasks this is the prompt-level
     "all instructions followed" rate of the training samples.
     """
     finite = torch.isfinite(rewards)
     is01 = ((rewards == 0) | (rewards == 1)) | ~finite
-    binary = is01.all(dim=0) & finite.any(dim=0)  # (K,)
+    binary = is01.all(dim=0) & finite.any(dim=0)  # (M,)
     if not bool(binary.any()):
         return None
     present = finite[:, binary]

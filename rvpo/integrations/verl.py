@@ -17,19 +17,21 @@ default V1 trainer does not even fetch the reward-extra keys), in this order:
   3. otherwise a ``RuntimeError`` naming the supported route, unless ``algorithm.rvpo_allow_scalar``
      is true (then the summed scalar reward is used as one component, with a loud warning).
 
-``algorithm.*`` keys (add them with Hydra's ``+algorithm.rvpo_k=...``):
+``algorithm.*`` keys (add them with Hydra's ``+algorithm.rvpo_k=...``); the advantage settings are
+:class:`rvpo.core.AdvantageSpec`'s fields (same defaults, same checks as ``rvpo train`` and TRL):
   rvpo_reward_keys     list of ``compute_score`` dict keys, one component each (falls back to
                        ``gdpo_reward_keys``); a ``None``/NaN value means the component abstains
-  rvpo_reward_weights  one weight per key (falls back to ``gdpo_reward_weights`` when the keys did)
-  rvpo_k               constant risk coefficient (default 1.0)
-  rvpo_k_schedule      a schedule string/dict (``"linear:0.5:2.0"``, ``"adaptive:0.2"``: k chosen per
-                       batch from the z-scores, needs no step); overrides ``rvpo_k``
-  rvpo_beta            variance penalty of ``rvpo_explicit`` (default 0.5)
-  rvpo_eps             added to every std (default 1e-6, as verl's GRPO/GDPO: deliberately not
-                       ``AdvantageSpec``'s 1e-4, so that rvpo at k -> 0 matches verl's own gdpo)
-  rvpo_drop_zero_spread, rvpo_noise_floor   as ``rvpo.core.AdvantageSpec`` (defaults off)
+  rvpo_reward_weights  the spec's ``weights``, one per key (falls back to ``gdpo_reward_weights``
+                       when the keys did)
+  rvpo_k_schedule      the spec's ``k``: a number or a schedule string/dict (default
+                       ``"linear:0.5:2.0"``, which needs the step from the trainer hook;
+                       ``"adaptive:0.2"`` is chosen per batch and needs none)
+  rvpo_k               a constant k, the short form of ``rvpo_k_schedule`` (which wins)
+  rvpo_beta, rvpo_eps, rvpo_unbiased, rvpo_drop_zero_spread, rvpo_noise_floor   the spec's fields
+                       (eps default 1e-4, TRL's; set 1e-6 for bit-parity with verl's own gdpo)
   rvpo_whiten          ``"token"`` (default; verl's ``masked_whiten`` over response tokens, as its
-                       ``gdpo``), ``"sequence"`` (rvpo core: one weight per response) or ``"none"``
+                       ``gdpo``), ``"sequence"`` (the spec's ``whiten=True``: one weight per response)
+                       or ``"none"``
   rvpo_allow_scalar    fall back to the scalar reward when components are missing (default false)
 """
 
@@ -45,7 +47,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from rvpo.core import Adaptive, AdvantageSpec, Constant, compute_advantages, make_schedule
+from rvpo.core import Adaptive, AdvantageSpec, Constant, compute_advantages
 
 try:
     from verl.trainer.ppo import core_algos as _core_algos
@@ -132,23 +134,27 @@ def _cfg_get(config: Any, key: str, default: Any = None) -> Any:
     return default if v is None else v
 
 
+VERL_NAMES = {"k": "rvpo_k_schedule", "weights": "rvpo_reward_weights", "whiten": "rvpo_whiten"}
+"""``AdvantageSpec`` field -> ``algorithm.*`` key where the key is not ``rvpo_<field>``."""
+_SPEC_KEYS = ("k", "beta", "eps", "unbiased", "drop_zero_spread", "noise_floor")
+"""The spec fields read from ``algorithm.rvpo_<field>`` (estimator: verl's ``adv_estimator``; weights
+and whitening: below; ``scale`` is grpo's, which verl runs itself)."""
+
+
 @dataclass(frozen=True)
 class RVPOSettings:
-    """The estimator's hyper-parameters, read from verl's ``algorithm`` config."""
+    """The estimator's settings, read from verl's ``algorithm`` config.
 
+    ``advantage`` is the core's :class:`~rvpo.core.AdvantageSpec`, with the same defaults and checks
+    as ``rvpo train`` and the TRL config; the other fields are verl's layout only."""
+
+    advantage: AdvantageSpec = field(default_factory=AdvantageSpec)
     reward_keys: tuple[str, ...] = ()
-    weights: tuple[float, ...] | None = None
-    k: float = 1.0
-    k_schedule: Any = None
-    beta: float = 0.5
-    eps: float = 1e-6
     whiten: str = "token"
     allow_scalar: bool = False
-    drop_zero_spread: bool = False
-    noise_floor: tuple[float, ...] | None = None
 
     @classmethod
-    def from_config(cls, config: Any) -> "RVPOSettings":
+    def from_config(cls, config: Any, estimator: str = "rvpo") -> "RVPOSettings":
         keys = _cfg_get(config, "rvpo_reward_keys")
         weights = _cfg_get(config, "rvpo_reward_weights")
         if keys is None:
@@ -158,62 +164,35 @@ class RVPOSettings:
         if isinstance(keys, str):
             keys = [keys]
         keys = tuple(str(x) for x in (keys or ()))
-        if weights is not None:
-            weights = tuple(float(w) for w in weights)
-            if len(weights) != len(keys):
-                raise ValueError(
-                    f"algorithm.rvpo_reward_weights: {len(weights)} weights for {len(keys)} reward keys {list(keys)}"
-                )
+        if weights is not None and len(weights) != len(keys):
+            raise ValueError(
+                f"algorithm.rvpo_reward_weights: {len(weights)} weights for {len(keys)} reward keys {list(keys)}"
+            )
         whiten = str(_cfg_get(config, "rvpo_whiten", "token")).lower()
         if whiten not in WHITEN_MODES:
             raise ValueError(f"algorithm.rvpo_whiten: expected one of {WHITEN_MODES}, got {whiten!r}")
-        sched = _cfg_get(config, "rvpo_k_schedule")
-        if sched is not None:
-            try:
-                make_schedule(sched)
-            except (ValueError, TypeError) as e:
-                raise ValueError(f"algorithm.rvpo_k_schedule: {e}") from None
-        floor = _cfg_get(config, "rvpo_noise_floor")
-        s = cls(
-            reward_keys=keys,
-            weights=weights,
-            k=float(_cfg_get(config, "rvpo_k", 1.0)),
-            k_schedule=sched,
-            beta=float(_cfg_get(config, "rvpo_beta", 0.5)),
-            eps=float(_cfg_get(config, "rvpo_eps", 1e-6)),
-            whiten=whiten,
-            allow_scalar=bool(_cfg_get(config, "rvpo_allow_scalar", False)),
-            drop_zero_spread=bool(_cfg_get(config, "rvpo_drop_zero_spread", False)),
-            noise_floor=None if floor is None else tuple(float(x) for x in (floor if not isinstance(floor, (int, float)) else [floor])),
-        )
-        s.spec("rvpo")  # AdvantageSpec validates every setting, naming it
-        return s
+        values: dict[str, Any] = {"estimator": estimator, "weights": weights, "whiten": whiten == "sequence"}
+        for name in _SPEC_KEYS:
+            v = _cfg_get(config, VERL_NAMES.get(name, f"rvpo_{name}"))
+            if v is not None:
+                values[name] = v
+        if "k" not in values and _cfg_get(config, "rvpo_k") is not None:
+            values["k"] = _cfg_get(config, "rvpo_k")  # a constant k, the short form of rvpo_k_schedule
+        names = {f: VERL_NAMES.get(f, f"rvpo_{f}") for f in AdvantageSpec.help()}
+        spec = AdvantageSpec.from_dict(values, where="algorithm.", names=names)  # checks every setting, naming it
+        return cls(advantage=spec, reward_keys=keys, whiten=whiten,
+                   allow_scalar=bool(_cfg_get(config, "rvpo_allow_scalar", False)))
 
-    def spec(self, estimator: str) -> AdvantageSpec:
-        """These settings as the core's :class:`~rvpo.core.AdvantageSpec` for ``estimator``."""
-        k = self.k_schedule if self.k_schedule is not None else self.k
-        if isinstance(k, Mapping) and not isinstance(k, dict):
-            k = dict(k)  # an OmegaConf DictConfig
-        try:
-            return AdvantageSpec(
-                estimator=estimator, k=k, beta=self.beta, eps=self.eps, unbiased=True,
-                whiten=(self.whiten == "sequence"), weights=self.weights,
-                drop_zero_spread=self.drop_zero_spread, noise_floor=self.noise_floor,
-            )
-        except ValueError as e:
-            raise ValueError(f"algorithm.rvpo_{e}") from None
-
-    def resolve_k(self, global_steps: int | None, total_training_steps: int | None):
+    def resolve_k(self, global_steps: int | None, total_training_steps: int | None, m: int = 2):
         """``k`` for verl's 1-based ``global_steps`` (schedule step ``global_steps - 1``): a float,
-        or an adaptive rule that the core resolves on the batch (it needs no step)."""
-        if self.k_schedule is None:
-            return self.k
-        sched = make_schedule(self.k_schedule)
-        if isinstance(sched, (Constant, Adaptive)):
+        or an adaptive rule that the core resolves on the batch (it needs no step). With one
+        component (``m == 1``) k has no effect, and the step is not needed."""
+        sched = self.advantage.schedule
+        if isinstance(sched, (Constant, Adaptive)) or m == 1:
             return sched(0, 1)
         if global_steps is None or total_training_steps is None:
             raise RuntimeError(
-                f"algorithm.rvpo_k_schedule={self.k_schedule!r} needs the training step, which verl does not "
+                f"algorithm.rvpo_k_schedule={self.advantage.k!r} needs the training step, which verl does not "
                 "pass to advantage estimators; run through the rvpo trainer hook "
                 "(trainer.v1.trainer_mode=rvpo_sync), or use a constant algorithm.rvpo_k or an adaptive schedule"
             )
@@ -325,7 +304,7 @@ def compute_multireward_advantage(
         ``(advantages, returns)``, both ``(N, L)`` in ``token_level_rewards``' dtype, zero off
         the response mask.
     """
-    s = RVPOSettings.from_config(config)
+    s = RVPOSettings.from_config(config, estimator)
     ctx = current_context()
     n = response_mask.shape[0]
     ctx_uids = None
@@ -354,10 +333,10 @@ def compute_multireward_advantage(
 
     step = kwargs.get("global_steps", ctx.global_steps if ctx else None)
     total = kwargs.get("total_training_steps", ctx.total_training_steps if ctx else None)
-    k = s.resolve_k(step, total)
+    k = s.resolve_k(step, total, rewards.shape[1])
 
     perm, g = group_permutation(index)
-    params = s.spec(estimator).params()
+    params = s.advantage.params()
     params["k"] = k  # the schedule at verl's step (a float or an adaptive rule)
     out = compute_advantages(rewards[perm], g, **params)
     per_seq = torch.empty(n, dtype=torch.float64)

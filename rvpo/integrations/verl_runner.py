@@ -30,7 +30,6 @@ import os
 import sys
 from typing import Any, Sequence
 
-import numpy as np
 import ray
 import verl.trainer
 from verl.trainer.main_ppo import TaskRunnerV1

@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from rvpo.core import Adaptive, Constant, Cosine, Linear, make_schedule, schedule_to_str
+from rvpo.core import DEFAULT_EPS, Adaptive, Constant, Cosine, Linear, make_schedule, schedule_to_str
 
 STYLES = ("greedy", "balanced", "plain", "sloppy")
 _KEEPS = torch.tensor([False, True, True, False])  # styles that aim to keep the constraint
@@ -141,8 +141,8 @@ class SimConfig:
     """independent runs per method (seeds 0 .. seeds-1, plus seed_offset)"""
     seed_offset: int = 0
     """first seed"""
-    eps: float = 1e-6
-    """added to every std in the advantage core"""
+    eps: float = DEFAULT_EPS
+    """added to every std in the advantage core (``AdvantageSpec``'s default, as ``rvpo train``)"""
     methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
     """method specs (see parse_method)"""
 

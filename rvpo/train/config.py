@@ -25,11 +25,10 @@ from typing import Any, Literal, get_type_hints
 
 import yaml
 
-from rvpo.core.estimators import DEFAULT_EPS
+from rvpo.core.estimators import compute_advantages
+from rvpo.core.spec import AdvantageSpec, locate_error
 from rvpo.train import schema
 from rvpo.train.schema import ConfigError, field_docs  # noqa: F401  (re-exported)
-
-Scale = Literal["group", "batch", "none"]
 
 
 @dataclass(frozen=True)
@@ -102,28 +101,10 @@ class TrainConfig:
     """training prompts (a spec the task reads: 'builtin', a file...); empty: the task's default"""
     train_examples: int = 0
     """use only the first N training examples; 0 means all"""
-    estimator: str = "rvpo"
-    """advantage estimator: grpo, gdpo, rvpo, rvpo_explicit, hardmin, or a dotted import path"""
-    k_schedule: str = "linear:0.5:2.0"
-    """risk coefficient k of the soft-min over the run: a number, 'linear:A:B', 'cosine:A:B', 'step:V1,V2', or
-    'adaptive[:TARGET[:K_MIN:K_MAX[:FORM]]]' (k chosen per batch from the z-scores; docs/core.md)"""
-    beta: float = 0.5
-    """variance penalty of rvpo_explicit (other estimators ignore it; this is not the KL coefficient)"""
-    eps: float = DEFAULT_EPS
-    """added to every group std before dividing (rvpo.core.DEFAULT_EPS: TRL's 1e-4, so gdpo is TRL's normalize-then-sum)"""
-    unbiased: bool = True
-    """unbiased (n-1) group standard deviations"""
-    whiten: bool = True
-    """batch whitening of the aggregated advantage (gdpo, rvpo, rvpo_explicit, hardmin)"""
-    drop_zero_spread: bool = False
-    """rvpo/rvpo_explicit/hardmin: leave a channel with no spread in a group out of that group's aggregate"""
-    noise_floor: tuple[float, ...] | None = None
-    """known measurement-noise std per channel (one value, or one per channel; off by default): shrinks each
-    group's z-scores by the share of its variance that is signal (docs/core.md)"""
-    scale: Scale = "group"
-    """grpo only: divide by the group std, the batch std, or nothing (Dr. GRPO)"""
-    reward_weights: tuple[float, ...] | None = None
-    """one weight per reward channel of the task, in its channel order; default all 1"""
+    advantage: AdvantageSpec = field(default_factory=AdvantageSpec)
+    """how rewards become advantages (rvpo.core.AdvantageSpec: the same fields, defaults and checks as the
+    TRL config and the verl adapter); each field can also be set by its bare name (``estimator: gdpo``,
+    ``--set k=2``)"""
     steps: int = 8
     """RL optimizer steps (each step samples prompts_per_step prompts x group_size completions)"""
     group_size: int = 4
@@ -177,8 +158,21 @@ def iter_fields(cls: type = TrainConfig, prefix: str = ""):
 
 
 def field_names() -> list[str]:
-    """All dotted leaf field names (``lora.r``, ``steps``, ...)."""
+    """All dotted leaf field names (``lora.r``, ``steps``, ``advantage.k``, ...)."""
     return [name for name, *_ in iter_fields()]
+
+
+ALIASES: dict[str, str] = {
+    **{f.name: f"advantage.{f.name}" for f in fields(AdvantageSpec)},
+    "k_schedule": "advantage.k", "reward_weights": "advantage.weights",  # the names before the advantage section
+}
+"""Short names accepted in YAML, ``--set`` and experiment methods: an advantage field by its bare name
+(``estimator``, ``k``, ``eps``...), plus the flat names of configs written before ``advantage`` was a section."""
+
+
+def canonical(key: str) -> str:
+    """The dotted field name for ``key`` (an alias resolves to its ``advantage.*`` field)."""
+    return ALIASES.get(key, key)
 
 
 def _coerce(name: str, tp: Any, value: Any, from_string: bool) -> Any:
@@ -189,7 +183,7 @@ def _coerce(name: str, tp: Any, value: Any, from_string: bool) -> Any:
 
 
 def _unknown(key: str, known: list[str], where: str) -> ConfigError:
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(key, known + list(ALIASES), n=1, cutoff=0.6)
     hint = f" (did you mean {close[0]!r}?)" if close else f"; known fields: {', '.join(known)}"
     return ConfigError(f"{where}unknown field {key!r}{hint}")
 
@@ -213,10 +207,36 @@ def _set_path(cfg: Any, parts: list[str], value: Any, full: str, from_string: bo
 
 
 def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any], from_string: bool = False) -> TrainConfig:
-    """Return ``cfg`` with dotted-key overrides applied (``{"lora.r": 8, "steps": 3}``); not validated."""
+    """Return ``cfg`` with dotted-key overrides applied (``{"lora.r": 8, "k": 2}``); not validated.
+
+    The ``advantage.*`` overrides are applied together (:class:`AdvantageSpec` checks its fields
+    as a whole when it is built), after type coercion of each."""
+    adv: dict[str, Any] = {}
     for key, value in overrides.items():
-        cfg = _set_path(cfg, key.split("."), value, key, from_string)
-    return cfg
+        key = canonical(key)
+        if key.startswith("advantage."):
+            adv[key] = value
+        else:
+            cfg = _set_path(cfg, key.split("."), value, key, from_string)
+    return replace(cfg, advantage=_advantage(cfg.advantage, adv, from_string)) if adv else cfg
+
+
+def _advantage(spec: AdvantageSpec, overrides: dict[str, Any], from_string: bool) -> AdvantageSpec:
+    hints = get_type_hints(AdvantageSpec)
+    values = spec.to_dict()
+    for key, value in overrides.items():
+        name = key.removeprefix("advantage.")
+        if name not in hints:
+            raise _unknown(key, field_names(), "")
+        if name == "k" and isinstance(value, dict):
+            values[name] = value  # a schedule mapping: AdvantageSpec normalises it to its string
+        else:
+            values[name] = _coerce(key, hints[name], value, from_string)
+    try:
+        return AdvantageSpec.from_dict(values)
+    except ValueError as e:
+        head, _, rest = locate_error(e).partition(": ")
+        raise ConfigError(f"config field 'advantage.{head}': {rest}") from None
 
 
 def parse_set(items: list[str]) -> dict[str, str]:
@@ -231,20 +251,14 @@ def parse_set(items: list[str]) -> dict[str, str]:
 
 
 def flatten_config(d: dict, where: str, prefix: str = "") -> dict[str, Any]:
-    """A nested config mapping as flat dotted keys (sections expanded; a k_schedule mapping normalised to its string)."""
+    """A nested config mapping as flat dotted keys (sections expanded, aliases resolved; a k
+    schedule written as a mapping stays one value)."""
     out: dict[str, Any] = {}
     sections = {n.split(".")[0] for n in field_names() if "." in n}
     for key, value in d.items():
-        full = f"{prefix}{key}"
+        full = canonical(f"{prefix}{key}")
         if isinstance(value, dict) and full in sections and full != "task_options":
             out.update(flatten_config(value, where, f"{full}."))
-        elif isinstance(value, dict) and full == "k_schedule":
-            from rvpo.core import make_schedule, schedule_to_str
-
-            try:
-                out[full] = schedule_to_str(make_schedule(value))
-            except ValueError as e:
-                raise ConfigError(f"{where}{e}") from None
         else:
             out[full] = value
     return out
@@ -304,12 +318,7 @@ RULES: dict[str, tuple[str, Any]] = {
     "save_total_limit": ("an int >= 0", lambda v: v >= 0),
     "temperature": ("a finite number > 0", lambda v: _finite(v) and v > 0),
     "learning_rate": ("a finite number > 0", lambda v: _finite(v) and v > 0),
-    "eps": ("a finite number > 0", lambda v: _finite(v) and v > 0),
-    "noise_floor": ("null or finite numbers >= 0", lambda v: v is None or (len(v) >= 1 and all(_finite(x) and x >= 0 for x in v))),
-    "beta": ("a finite number >= 0", lambda v: _finite(v) and v >= 0),
     "kl_beta": ("a finite number >= 0", lambda v: _finite(v) and v >= 0),
-    "reward_weights": ("null or finite numbers, one per reward channel",
-                       lambda v: v is None or (len(v) >= 1 and all(_finite(w) for w in v))),
     "lora.r": ("an int >= 1", lambda v: v >= 1),
     "lora.alpha": ("an int >= 1", lambda v: v >= 1),
     "lora.dropout": ("a number in [0, 1)", lambda v: 0.0 <= v < 1.0),
@@ -321,7 +330,8 @@ RULES: dict[str, tuple[str, Any]] = {
     "eval.max_new_tokens": ("an int >= 1", lambda v: v >= 1),
     "eval.batch_size": ("an int >= 1", lambda v: v >= 1),
 }
-"""Range rules per field: ``name -> (what is expected, predicate)``; types are checked first."""
+"""Range rules per field: ``name -> (what is expected, predicate)``; types are checked first.
+The ``advantage.*`` fields are checked by :class:`AdvantageSpec` itself."""
 
 
 def _get(cfg: Any, name: str) -> Any:
@@ -352,16 +362,6 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             raise ConfigError("config field 'device': 'cuda' asked for, but torch sees no CUDA device "
                               "(use auto or cpu, or install a CUDA build of torch)")
 
-    from rvpo.core import get_estimator, make_schedule
-
-    try:
-        make_schedule(cfg.k_schedule)
-    except ValueError as e:
-        raise ConfigError(f"config field 'k_schedule': {str(e).removeprefix('k_schedule: ')}") from None
-    try:
-        get_estimator(cfg.estimator)
-    except ValueError as e:
-        raise ConfigError(f"config field 'estimator': {str(e).removeprefix('estimator: ')}") from None
     _dry_run_estimator(cfg)
     return cfg
 
@@ -370,19 +370,18 @@ def _dry_run_estimator(cfg: TrainConfig) -> None:
     """Call the estimator once on a tiny batch, so a bad one (``math:sqrt``) fails here, not at step 1."""
     import torch
 
-    from rvpo.core import compute_advantages
-
+    spec = cfg.advantage
     try:
-        out = compute_advantages(torch.tensor([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.0, 0.0]]), 2,
-                                 estimator=cfg.estimator, k=1.0, beta=cfg.beta, eps=cfg.eps, unbiased=cfg.unbiased,
-                                 whiten=cfg.whiten, scale=cfg.scale, drop_zero_spread=cfg.drop_zero_spread,
-                                 **({"noise_floor": list(cfg.noise_floor)} if cfg.noise_floor and len(cfg.noise_floor) == 1
-                                    else {}))
+        kw = spec.params()
+        kw.update(k=1.0, weights=None)  # the task's channel count is not known yet
+        if spec.noise_floor is not None and len(spec.noise_floor) != 1:
+            kw["noise_floor"] = None
+        out = compute_advantages(torch.tensor([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.0, 0.0]]), 2, **kw)
         if tuple(out.advantages.shape) != (4,):
             raise ValueError(f"returned advantages of shape {tuple(out.advantages.shape)} for 4 completions")
     except Exception as e:  # a user's estimator can fail in any way: say so, with its own words
         msg = " ".join(str(e).split())[:200]
-        raise ConfigError(f"config field 'estimator': {cfg.estimator!r} fails on a 4 x 2 test batch "
+        raise ConfigError(f"config field 'advantage.estimator': {spec.estimator!r} fails on a 4 x 2 test batch "
                           f"({type(e).__name__}: {msg})") from None
 
 

@@ -158,12 +158,13 @@ def load_data(cfg: TrainConfig, task: Task) -> tuple[list[dict], list[dict]]:
 
 
 def reward_funcs(cfg: TrainConfig, task: Task) -> list[Callable]:
-    """The task's reward functions, one per channel; ``reward_weights`` must match their number."""
+    """The task's reward functions, one per channel; ``advantage.weights`` must match their number."""
     fns = list(task.reward_funcs())
-    if cfg.reward_weights is not None and len(cfg.reward_weights) != len(fns):
+    weights = cfg.advantage.weights
+    if weights is not None and len(weights) != len(fns):
         names = ", ".join(fn.__name__ for fn in fns)
-        raise ConfigError(f"config field 'reward_weights': expected {len(fns)} numbers (one per channel of task "
-                          f"{task.name!r}: {names}), got {len(cfg.reward_weights)}")
+        raise ConfigError(f"config field 'advantage.weights': expected {len(fns)} numbers (one per channel of task "
+                          f"{task.name!r}: {names}), got {len(weights)}")
     return fns
 
 
@@ -205,18 +206,9 @@ def trainer_args(cfg: TrainConfig, output_dir: Path, precision: Precision) -> An
     from rvpo.integrations.trl import RVPOConfig
 
     cuda = on_cuda(cfg)
-    return RVPOConfig(
+    return RVPOConfig.from_spec(
+        cfg.advantage,
         output_dir=str(output_dir),
-        rvpo_estimator=cfg.estimator,
-        rvpo_k_schedule=cfg.k_schedule,
-        rvpo_beta=cfg.beta,
-        rvpo_eps=cfg.eps,
-        rvpo_unbiased=cfg.unbiased,
-        rvpo_whiten=cfg.whiten,
-        rvpo_scale=cfg.scale,
-        rvpo_drop_zero_spread=cfg.drop_zero_spread,
-        rvpo_noise_floor=list(cfg.noise_floor) if cfg.noise_floor else None,
-        reward_weights=list(cfg.reward_weights) if cfg.reward_weights else None,
         num_generations=cfg.group_size,
         per_device_train_batch_size=cfg.batch_size,  # one step = prompts_per_step groups of G
         gradient_accumulation_steps=1,
@@ -394,7 +386,7 @@ def _train(cfg: TrainConfig, resume: str | Path | None, callbacks: Sequence[Any]
     precision = resolve_precision(cfg)
     t = time.perf_counter()
     train_rows, eval_rows = load_data(cfg, task)
-    rewards = reward_funcs(cfg, task)  # checks reward_weights against the task's channels; built once
+    rewards = reward_funcs(cfg, task)  # checks advantage.weights against the task's channels; built once
     t = lap("data", t)
     model_path = resolve_model(cfg.model)  # first use of the embedded model converts it (~30 s)
     t = lap("model_resolve", t)
@@ -430,7 +422,7 @@ def _train(cfg: TrainConfig, resume: str | Path | None, callbacks: Sequence[Any]
         trainer = build_trainer(cfg, task, model, tok, train_rows, run_dir / "checkpoints", cbs, precision, rewards)
         task_metrics.trainer = trainer
         last = latest_checkpoint(run_dir) if resume else None
-        log(f"training: {cfg.estimator}, k {cfg.k_schedule}, {cfg.steps} steps x {cfg.prompts_per_step} prompts x "
+        log(f"training: {cfg.advantage.estimator}, k {cfg.advantage.k}, {cfg.steps} steps x {cfg.prompts_per_step} prompts x "
             f"G={cfg.group_size}, {cfg.max_completion_length} tokens, " + ("LoRA" if cfg.lora.enabled else "full"))
         t = time.perf_counter()
         res.interrupted = run_trainer(trainer, last[1] if last else None, interrupt)

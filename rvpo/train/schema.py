@@ -1,7 +1,8 @@
 """Typed-dataclass plumbing for configs: field docstrings, dotted leaf fields, value coercion.
 
 Field docstrings are the string literals right under each field (the convention of
-``rvpo.core.AdvantageParams``); they are read from the source with ``ast``, so help text and
+``rvpo.core.AdvantageParams``), read from the source with ``ast``, or a field's
+``metadata["help"]`` (``rvpo.core.AdvantageSpec``), so help text and
 docs have a single source. Coercion turns YAML values or command-line strings into the field's
 type and raises :class:`ConfigError` naming the field.
 """
@@ -27,7 +28,11 @@ class ConfigError(ValueError):
 
 @functools.lru_cache(maxsize=None)
 def field_docs(cls: type) -> dict[str, str]:
-    """``{field_name: docstring}`` from the string literal under each field in ``cls``'s source."""
+    """``{field_name: docstring}`` from the string literal under each field in ``cls``'s source, or
+    from the field's ``metadata["help"]`` (the convention of :class:`rvpo.core.AdvantageSpec`)."""
+    helps = {f.name: " ".join(f.metadata["help"].split()) for f in fields(cls) if "help" in f.metadata}
+    if helps:
+        return helps
     tree = ast.parse(inspect.getsource(cls))
     body = tree.body[0].body
     docs: dict[str, str] = {}
@@ -125,7 +130,7 @@ def coerce(name: str, tp: Any, value: Any, from_string: bool, what: str | None =
             raise bad
         return dict(value)
     if tp is str:
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and name == "k_schedule":
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and name == "advantage.k":
             return str(value)  # a constant k written as a bare number
         if not isinstance(value, str):
             raise bad

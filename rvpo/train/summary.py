@@ -68,7 +68,7 @@ def write_summary(run_dir: Path, cfg: TrainConfig, res: Any, final_logs: dict | 
             f", data `{cfg.data or (res.task.default_data if res.task is not None else '')}`",
             f"- model `{cfg.model}`, {'LoRA r=%d' % cfg.lora.r if cfg.lora.enabled else 'full fine-tune'}",
             "- precision: " + (f"**{res.precision.name}** ({res.precision.reason})" if res.precision else cfg.precision),
-            f"- estimator `{cfg.estimator}`, k schedule `{cfg.k_schedule}`, KL beta {cfg.kl_beta}",
+            f"- estimator `{cfg.advantage.estimator}`, k schedule `{cfg.advantage.k}`, KL beta {cfg.kl_beta}",
             "- warm start: " + (f"{cfg.warmstart.steps} SFT steps x {cfg.warmstart.batch_size} gold answers"
                                  if cfg.warmstart.enabled and res.warm_started else
                                  "none (the task gives no gold answers)" if cfg.warmstart.enabled else "none"),

@@ -60,7 +60,7 @@ def test_defaults_help_round_trip_and_validation():
     assert AdvantageSpec(k="linear:0.5:2.0").params(9, 10)["k"] == 2.0
     with pytest.raises(ValueError, match="unbaised: unknown advantage setting; did you mean unbiased"):
         AdvantageSpec.from_dict({"unbaised": True})
-    with pytest.raises(ValueError, match="algorithm.k: k_schedule"):
+    with pytest.raises(ValueError, match="algorithm.k: cannot parse"):
         AdvantageSpec.from_dict({"k": "wobbly:1"}, where="algorithm.")
     for bad, match in (({"estimator": "nope"}, "estimator"), ({"whiten": "no"}, "whiten"),
                        ({"eps": -1}, "eps"), ({"scale": "row"}, "scale"), ({"weights": ["a"]}, "weights")):

@@ -205,18 +205,19 @@ def _compatible(chosen: Sequence[Instruction]) -> bool:
     return True
 
 
-def make_row(r: random.Random, topic: tuple[str, list[str]], families: Sequence[str], k: int, row_id: str) -> dict:
-    """One prompt row with ``k`` compatible instructions drawn from ``families`` (no family twice)."""
+def make_row(r: random.Random, topic: tuple[str, list[str]], families: Sequence[str], n_instructions: int,
+             row_id: str) -> dict:
+    """One prompt row with ``n_instructions`` compatible instructions drawn from ``families`` (no family twice)."""
     name, words = topic
     for _ in range(200):
         chosen = []
-        for fam in r.sample(list(families), k):
+        for fam in r.sample(list(families), n_instructions):
             kwargs, text = FAMILIES[fam](r, words)
             chosen.append({"type": fam, "id": TYPES[fam].ifeval_id, "kwargs": kwargs, "text": text})
         if _compatible(chosen):
             break
     else:
-        raise ValueError(f"families {list(families)}: no compatible set of {k} instructions found")
+        raise ValueError(f"families {list(families)}: no compatible set of {n_instructions} instructions found")
     request = r.choice(REQUESTS).format(topic=name)
     content = " ".join([request] + [c.pop("text") for c in chosen])
     return {"prompt": [{"role": "user", "content": content}], "id": row_id, "topic": name,

@@ -27,17 +27,19 @@ IFEVAL_DEFAULT = Path(__file__).resolve().parents[3].parent / "shared" / "data" 
 
 
 def load_jsonl_rows(path: str | Path) -> list[dict]:
-    """Rows of a JSONL file: IFEval rows (``instruction_id_list``) or task rows (``instructions``).
+    """Rows of a JSONL file (or a JSON array): IFEval rows (``instruction_id_list``) or task rows
+    (``instructions``), read by :func:`rvpo.runs.iter_json_records`.
 
     Raises ``FileNotFoundError`` / ``ValueError`` naming the file and line.
     """
     p = Path(path).expanduser()
     if not p.is_file():
         raise FileNotFoundError(f"{p}: no such file")
-    from rvpo.runs import iter_jsonl
+    from rvpo.runs import iter_json_records
 
     rows = []
-    for i, obj, where in iter_jsonl(p):
+    for rec in iter_json_records(p):
+        i, obj, where = rec.line, rec.value, rec.where
         if "instruction_id_list" in obj:
             rows.append(ifeval_row(obj, where))
         elif "instructions" in obj and "prompt" in obj:

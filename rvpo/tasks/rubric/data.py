@@ -19,10 +19,11 @@ File schemas, detected per row:
   weight (negative weights are pitfalls), and it gets the tag ``rar:<class>`` with class essential
   (weight >= 5), important (3-4), optional (< 3) or pitfall (< 0), plus any ``tags`` it carries.
 
-Files: JSON Lines (``.jsonl``, any other suffix), a JSON list (``.json`` whose first character is
-``[``) or Parquet (``.parquet``, needs pyarrow). A malformed row either raises
-:class:`RubricDataError` naming the file and line (``on_error="raise"``, the default) or is skipped,
-counted and reported in :attr:`RubricDataset.skipped` (``on_error="skip"``).
+Files: JSON Lines (``.jsonl``, any other suffix), a JSON list (a file whose first non-blank
+character is ``[``), both read by :func:`rvpo.runs.iter_json_records`, or Parquet (``.parquet``,
+needs pyarrow). A malformed row either raises :class:`RubricDataError` naming the file and line
+(``on_error="raise"``, the default) or is skipped, counted and reported in
+:attr:`RubricDataset.skipped` (``on_error="skip"``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Literal, Sequence
+
+from rvpo.runs import JsonRecordError, iter_json_records
 
 OnError = Literal["raise", "skip"]
 
@@ -213,8 +216,12 @@ def parse_row(row: Any, default_id: str) -> RubricExample:
 # ---------------------------------------------------------------------------------------------
 # files
 
-def _iter_rows(path: Path) -> Iterator[tuple[int, Any, str | None]]:
-    """Yield ``(line, row, error)``: ``error`` is set (and ``row`` None) when the row cannot be decoded."""
+def _iter_rows(path: Path) -> Iterator[tuple[int, int, Any, str | None]]:
+    """Yield ``(line, position, row, error)``: ``error`` is set (and ``row`` None) when the row cannot be decoded.
+
+    ``position`` names a row without an id: its line in JSON Lines, its element number in a JSON
+    list, its row number in Parquet (see :class:`rvpo.runs.JsonRecord`).
+    """
     if path.suffix == ".parquet":
         try:
             import pyarrow.parquet as pq
@@ -226,29 +233,16 @@ def _iter_rows(path: Path) -> Iterator[tuple[int, Any, str | None]]:
             raise RubricDataError(f"{path}: not a readable Parquet file ({type(e).__name__}: "
                                   f"{str(e).splitlines()[0] if str(e) else 'no detail'})") from None
         for i, row in enumerate(rows, 1):
-            yield i, row, None
+            yield i, i, row, None
         return
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise RubricDataError(f"{path}: not UTF-8 text (byte {e.start}); expected JSONL, a JSON list or .parquet") from None
+        for rec in iter_json_records(path, objects=False, on_error="yield"):
+            yield rec.line, rec.position, rec.value, rec.error and rec.error.why
+    except JsonRecordError as e:  # not UTF-8, or a broken JSON list: no row boundary to skip to
+        hint = "; expected JSONL, a JSON list or .parquet" if e.reason == JsonRecordError.NOT_UTF8 else ""
+        raise RubricDataError(f"{e}{hint}") from None
     except OSError as e:
         raise RubricDataError(f"{path}: cannot read ({e.strerror or e})") from None
-    if text.lstrip().startswith("["):  # a JSON list: "line" is the row's position in it
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise RubricDataError(f"{path}:{e.lineno}: invalid JSON list: {e.msg}") from None
-        for i, row in enumerate(rows, 1):
-            yield i, row, None
-        return
-    for i, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            yield i, json.loads(line), None
-        except json.JSONDecodeError as e:
-            yield i, None, f"invalid JSON: {e.msg} (column {e.colno})"
 
 
 def load_rubric_file(path: str | os.PathLike, on_error: OnError = "raise", limit: int | None = None) -> RubricDataset:
@@ -271,12 +265,12 @@ def load_rubric_file(path: str | os.PathLike, on_error: OnError = "raise", limit
         raise RubricDataError(f"{path}: {'is a folder, not a file' if path.is_dir() else 'no such file'}")
     examples: list[RubricExample] = []
     skipped: list[tuple[int, str]] = []
-    for line, row, err in _iter_rows(path):
+    for line, position, row, err in _iter_rows(path):
         if limit is not None and len(examples) >= limit:
             break
         if err is None:
             try:
-                examples.append(parse_row(row, default_id=f"{path.stem}:{line}"))
+                examples.append(parse_row(row, default_id=f"{path.stem}:{position}"))
                 continue
             except _RowError as e:
                 err = str(e)

@@ -21,8 +21,9 @@ import sys
 import types
 from typing import Any, Callable, Iterator
 
+from rvpo.runs import iter_json_records
 from rvpo.tasks.toolcall.bfcl import check, is_irrelevance, language
-from rvpo.tasks.toolcall.loaders import _bfcl_gold, _iter_json_records, resolve_bfcl_file
+from rvpo.tasks.toolcall.loaders import _bfcl_gold, resolve_bfcl_file
 from rvpo.tasks.toolcall.rewards import parse_output, render_output
 
 Call = dict[str, Any]
@@ -80,8 +81,10 @@ def rvpo_verdict(functions: list, calls: list[Call], answer: list, category: str
 
 def load_entries(category: str) -> list[Entry]:
     """The entries of a single-turn AST category from the installed bfcl-eval (id order)."""
-    answers = {r["id"]: r["ground_truth"] for _, r in _iter_json_records(resolve_bfcl_file(category, answers=True))}
-    return [(r["id"], r["function"], answers[r["id"]]) for _, r in _iter_json_records(resolve_bfcl_file(category))]
+    answers = {r.value["id"]: r.value["ground_truth"]
+               for r in iter_json_records(resolve_bfcl_file(category, answers=True))}
+    questions = [r.value for r in iter_json_records(resolve_bfcl_file(category))]
+    return [(q["id"], q["function"], answers[q["id"]]) for q in questions]
 
 
 # ----------------------------------------------------------------------------- edits of one value

@@ -7,6 +7,7 @@ Formats:
   and possible answers ``{id, ground_truth: [{func_name: {param: [accepted values]}}]}``.
 - rvpo examples (JSON array or JSON Lines of ``{prompt, ground_truth, id, source}``).
 
+JSON and JSON Lines files are read by :func:`rvpo.runs.iter_json_records` (records must be objects).
 Every malformed row raises ValueError naming the file and the line (row for parquet).
 """
 
@@ -18,6 +19,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
+from rvpo.runs import JsonRecordError, iter_json_records
 from rvpo.tasks.toolcall.rewards import parse_gold_calls, render_output
 from rvpo.tasks.toolcall.generate import builtin_splits
 from rvpo.tasks.toolcall.schemas import bfcl_compact_signature, system_prompt
@@ -79,42 +81,20 @@ def gold_completion(example: Example) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _line_of(text: str, offset: int) -> int:
-    return text.count("\n", 0, offset) + 1
+def _records(path: PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line, object)`` of a JSON array or JSON Lines file (:func:`rvpo.runs.iter_json_records`).
+
+    Errors are ``ValueError("PATH line N: ...")``, worded like every other message here.
+    """
+    try:
+        for rec in iter_json_records(path):
+            yield rec.line, rec.value
+    except JsonRecordError as e:
+        raise ValueError(str(e) if e.line is None else f"{e.file} line {e.line}: {e.why}") from None
 
 
-def _iter_json_records(path: PathLike) -> Iterator[tuple[int, Any]]:
-    """Yield (line number, record) of a JSON array file or a JSON Lines file."""
-    text = Path(path).read_text(encoding="utf-8")
-    stripped = text.lstrip()
-    dec = json.JSONDecoder()
-    if stripped.startswith("["):
-        pos = len(text) - len(stripped) + 1
-        while True:
-            while pos < len(text) and text[pos] in " \t\r\n,":
-                pos += 1
-            if pos >= len(text):
-                raise ValueError(f"{path} line {_line_of(text, pos)}: unterminated JSON array")
-            if text[pos] == "]":
-                return
-            try:
-                obj, end = dec.raw_decode(text, pos)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path} line {_line_of(text, exc.pos)}: invalid JSON ({exc.msg})") from None
-            yield _line_of(text, pos), obj
-            pos = end
-    for i, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path} line {i}: invalid JSON ({exc.msg})") from None
-        yield i, obj
-
-
-def _first_record(path: PathLike) -> Any:
-    for _, obj in _iter_json_records(path):
+def _first_record(path: PathLike) -> dict[str, Any]:
+    for _, obj in _records(path):
         return obj
     raise ValueError(f"{path}: no records")
 
@@ -146,10 +126,8 @@ def load_toolrl_parquet(path: PathLike) -> list[Example]:
 def load_toolrl_sft(path: PathLike) -> list[Example]:
     """ToolRL's SFT JSON (array or JSON Lines of ``{instruction, input, output}``) -> examples."""
     out = []
-    for n, (line, rec) in enumerate(_iter_json_records(path)):
+    for n, (line, rec) in enumerate(_records(path)):
         where = f"{path} line {line}"
-        if not isinstance(rec, dict):
-            raise ValueError(f"{where}: expected an object, got {type(rec).__name__}")
         for key in ("instruction", "input", "output"):
             if not isinstance(rec.get(key), str):
                 raise ValueError(f"{where}: field {key!r} must be a string")
@@ -301,14 +279,14 @@ def load_bfcl(questions_path: PathLike, answers_path: PathLike | None = None) ->
     else:
         apath = resolve_bfcl_file(questions_path, answers=True)
     answers: dict[str, tuple[str, Any]] = {}
-    for line, rec in _iter_json_records(apath) if apath else ():
-        if not isinstance(rec, dict) or not isinstance(rec.get("id"), str) or "ground_truth" not in rec:
+    for line, rec in _records(apath) if apath else ():
+        if not isinstance(rec.get("id"), str) or "ground_truth" not in rec:
             raise ValueError(f"{apath} line {line}: expected {{'id': str, 'ground_truth': [...]}}")
         answers[rec["id"]] = (f"{apath} line {line}", rec["ground_truth"])
     out = []
-    for line, rec in _iter_json_records(qpath):
+    for line, rec in _records(qpath):
         where = f"{qpath} line {line}"
-        if not isinstance(rec, dict) or not isinstance(rec.get("id"), str):
+        if not isinstance(rec.get("id"), str):
             raise ValueError(f"{where}: expected an object with a string 'id'")
         turns, functions = rec.get("question"), rec.get("function")
         if not isinstance(turns, list) or len(turns) != 1 or not isinstance(turns[0], list):
@@ -347,7 +325,7 @@ def load_bfcl(questions_path: PathLike, answers_path: PathLike | None = None) ->
 
 
 def _load_rvpo_examples(path: PathLike) -> list[Example]:
-    return [validate_example(rec, f"{path} line {line}") for line, rec in _iter_json_records(path)]
+    return [validate_example(rec, f"{path} line {line}") for line, rec in _records(path)]
 
 
 BFCL_GROUPS: dict[str, tuple[str, ...]] = {
@@ -395,8 +373,6 @@ def load_examples(spec: str) -> list[Example]:
     if path.suffix not in (".json", ".jsonl"):
         raise ValueError(f"{path}: unknown extension {path.suffix!r} (expected .parquet, .json or .jsonl)")
     first = _first_record(path)
-    if not isinstance(first, dict):
-        raise ValueError(f"{path}: records must be JSON objects")
     if {"instruction", "input", "output"} <= first.keys():
         return load_toolrl_sft(path)
     if {"question", "function"} <= first.keys():
