@@ -61,6 +61,7 @@ class AdvantageSpec:
         except ValueError as e:  # the schedule parser names itself k_schedule: here the field is k
             raise ValueError("k" + str(e).removeprefix("k_schedule")) from None
         object.__setattr__(self, "k", schedule_to_str(sched))  # normalised, lossless
+        self.__dict__["schedule"] = sched  # primes the cached_property: the string is parsed once
         for name in ("weights", "noise_floor"):
             v = getattr(self, name)
             if v is not None:
