@@ -23,6 +23,7 @@ import time
 import torch
 
 from rvpo import compute_advantages, make_schedule
+from rvpo.core import DEFAULT_EPS
 
 
 def nanstd(x: torch.Tensor, dim=None, keepdim=False) -> torch.Tensor:
@@ -54,13 +55,13 @@ def naive_loop(rpf: torch.Tensor, g: int, k: float) -> torch.Tensor:
         grp = rpf[start : start + g]  # (G, M)
         mean = torch.nanmean(grp, dim=0)
         std = nanstd(grp, dim=0)
-        z = torch.nan_to_num((grp - mean) / (std + 1e-6), nan=0.0)
+        z = torch.nan_to_num((grp - mean) / (std + DEFAULT_EPS), nan=0.0)
         present = ~torch.isnan(grp)
         logits = torch.where(present, -k * z, torch.tensor(-torch.inf))
         m = present.sum(dim=1).clamp(min=1)
         aggs.append(-(torch.logsumexp(logits, dim=1) - m.log()) / k)
     agg = torch.cat(aggs)
-    return (agg - agg.mean()) / (agg.std() + 1e-6)
+    return (agg - agg.mean()) / (agg.std() + DEFAULT_EPS)
 
 
 def diagnostics(out):

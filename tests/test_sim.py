@@ -41,10 +41,10 @@ def _cli(argv, capsys):
 def test_worked_example_mean_prefers_violator_softmin_does_not():
     # G = 4: one greedy sample (easy 1.0 x4, constraint 0), three balanced (easy 0.7 x4, constraint 1)
     r = torch.tensor([[1.0] * 4 + [0.0]] + [[0.7] * 4 + [1.0]] * 3, dtype=torch.float64)
-    gdpo = compute_advantages(r, 4, "gdpo")
+    gdpo = compute_advantages(r, 4, "gdpo", eps=1e-8)  # the hand-worked numbers have no eps
     assert torch.allclose(gdpo.z[0], torch.tensor([1.5] * 4 + [-1.5], dtype=torch.float64), atol=1e-4)
     assert gdpo.advantages[0] > 0 > gdpo.advantages[1]  # the sum of z-scores rewards the violation
-    rv = compute_advantages(r, 4, "rvpo", k=2.0)
+    rv = compute_advantages(r, 4, "rvpo", k=2.0, eps=1e-8)
     assert torch.equal(rv.z, gdpo.z)  # same z-scores: only the aggregation differs
     assert rv.aggregate[0].item() == pytest.approx(-0.700, abs=1e-3)
     assert rv.aggregate[1].item() == pytest.approx(-0.405, abs=1e-3)

@@ -33,20 +33,10 @@ import torch
 from rvpo.core.adaptive import AdaptiveK, solve_adaptive_k
 from rvpo.core.aggregate import _soft_min, _soft_min_neg_kz, hard_min, mean_minus_var
 from rvpo.core.groups import (
-    RewardBatch, _group_zscores, group_mean_std, make_batch, noise_reliability, whiten,
+    DEFAULT_EPS, RewardBatch, _group_zscores, group_mean_std, make_batch, noise_reliability, whiten,
 )
 from rvpo.core.output import AdvantageOutput, finite
 
-DEFAULT_EPS = 1e-4
-"""The eps default of every configured layer (:class:`~rvpo.core.spec.AdvantageSpec`: ``rvpo train``,
-the TRL config, ``rvpo sim``): TRL's, so that ``gdpo`` with the defaults is exactly TRL's
-``normalize_then_sum``. It damps a z-score by ``eps / std`` (3e-4 relative for a binary channel with
-one success in 16), so it only matters for channels whose in-group spread is below ~1e-2.
-The bare :func:`compute_advantages` keeps its historical ``eps=1e-6`` (verl's) for callers who pass
-nothing; the verl adapter passes 1e-6 explicitly so that it matches verl's own estimators."""
-
-RAW_EPS = 1e-6
-"""``compute_advantages``' own default (kept for compatibility; see ``DEFAULT_EPS``)."""
 
 
 def _flag(name: str, v: Any) -> bool:
@@ -65,7 +55,7 @@ class AdvantageParams:
     """variance penalty of rvpo_explicit"""
     weights: Sequence[float] | torch.Tensor | None = None
     """one weight per channel (default all 1); must be >= 0 except for grpo and gdpo"""
-    eps: float = RAW_EPS
+    eps: float = DEFAULT_EPS
     """added to every std before dividing (TRL uses 1e-4, verl 1e-6); 0 is allowed"""
     unbiased: bool = True
     """unbiased (n-1) standard deviations, as TRL and verl use"""

@@ -24,6 +24,13 @@ from dataclasses import dataclass
 
 import torch
 
+DEFAULT_EPS = 1e-4
+"""The one eps default (added to every std before dividing), of every function and layer: TRL's, so
+that ``gdpo`` with the defaults is exactly TRL's ``normalize_then_sum``. It damps a z-score by
+``eps / std`` (3e-4 relative for a binary channel with one success in 16), so it only matters for
+channels whose in-group spread is below ~1e-2. verl's own estimators use 1e-6: pass it for
+bit-parity with them."""
+
 
 
 @dataclass(frozen=True)
@@ -167,7 +174,7 @@ def group_mean_std(
     return mean, std, count
 
 
-def group_zscores(batch: RewardBatch, eps: float = 1e-6, unbiased: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def group_zscores(batch: RewardBatch, eps: float = DEFAULT_EPS, unbiased: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel group z-scores ``Z = (r - mean_G r) / (std_G r + eps)``.
 
     Returns ``z`` ``(N, M)`` (0 where absent, where a group has fewer than two present values or
@@ -192,7 +199,7 @@ def noise_reliability(batch: RewardBatch, floor: torch.Tensor, unbiased: bool = 
 
 
 def _group_zscores(
-    batch: RewardBatch, eps: float = 1e-6, unbiased: bool = True, factor: float = 1.0
+    batch: RewardBatch, eps: float = DEFAULT_EPS, unbiased: bool = True, factor: float = 1.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`group_zscores` times ``factor`` (the fused path: the soft-min gets ``-k Z`` in the
     same pass that divides by the std).
@@ -236,7 +243,7 @@ def _group_zscores(
     return z.reshape(-1, m), ~signal.squeeze(1)
 
 
-def whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-6, unbiased: bool = True) -> torch.Tensor:
+def whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = DEFAULT_EPS, unbiased: bool = True) -> torch.Tensor:
     """Batch whitening ``(x - mean) / (std + eps)`` over the entries where ``mask`` is True.
 
     Args:

@@ -10,6 +10,8 @@ import math
 
 import torch
 
+from rvpo.core.groups import DEFAULT_EPS
+
 
 def _zscore(col: list[float | None], eps: float, unbiased: bool) -> list[float | None]:
     vals = [v for v in col if v is not None]
@@ -40,7 +42,7 @@ def reference_advantages(
     k: float = 1.0,
     beta: float = 0.5,
     weights=None,
-    eps: float = 1e-6,
+    eps: float = DEFAULT_EPS,
     unbiased: bool = True,
     whiten: bool = True,
 ) -> torch.Tensor:
