@@ -57,10 +57,10 @@ def read_responses(path: str, rows: list[dict]) -> tuple[list[dict], list[str]]:
     from rvpo.runs import iter_json_records
 
     try:
-        records = [(r.line, r.value, r.where) for r in iter_json_records(p, where=f"--responses {p}")]
+        records = [(r.value, r.where) for r in iter_json_records(p, where=f"--responses {p}")]
     except ValueError as e:
         raise UserError(str(e)) from None
-    for i, obj, where in records:
+    for obj, where in records:
         if not isinstance(obj.get("response"), str):
             raise UserError(f"{where}: expected an object with a string 'response'")
         if "instruction_id_list" in obj:

@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from rvpo.train.config import ALIASES, ConfigError, TrainConfig, build_config, canonical, field_names, flatten_config
+from rvpo.train.config import (
+    ALIASES, ConfigError, TrainConfig, build_config, canonical, field_names, flatten_config, read_yaml_file,
+)
 
 TOP_KEYS = ("name", "out", "train", "methods", "seeds", "target", "last_steps", "smooth")
 METHOD_FIXED = ("seed", "out", "task", "task_options", "data", "train_examples", "eval.enabled", "eval.data",
@@ -256,10 +256,4 @@ def parse_spec(raw: Any, path: Path | None = None, out: str | None = None, seeds
 def load_spec(path: str | Path, **overrides: Any) -> ExperimentSpec:
     """Read and validate an experiment YAML (see :func:`parse_spec` for ``overrides``)."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ExperimentError(f"experiment file {str(path)!r} not found") from None
-    except yaml.YAMLError as e:
-        raise ExperimentError(f"{path}: invalid YAML: {e}".replace("\n", " ")) from None
-    return parse_spec(raw, path, **overrides)
+    return parse_spec(read_yaml_file(path, "experiment file", ExperimentError), path, **overrides)

@@ -122,14 +122,10 @@ class RVPOConfig(GRPOConfig):
     @property
     def advantage(self) -> AdvantageSpec:
         """The ``rvpo_*`` fields and ``reward_weights`` as one checked :class:`~rvpo.core.AdvantageSpec`
-        (rebuilt only when a field changed; a ``ValueError`` names the ``RVPOConfig`` field)."""
-        values = {name: getattr(self, attr) for name, attr in SPEC_FIELDS.items()}
-        key = repr(values)
-        cached = self.__dict__.get("_rvpo_advantage")
-        if cached is None or cached[0] != key:
-            cached = (key, AdvantageSpec.from_dict(values, names=SPEC_FIELDS))
-            self.__dict__["_rvpo_advantage"] = cached
-        return cached[1]
+        (built from the fields on each access, a few microseconds, so a changed field is always seen;
+        a ``ValueError`` names the ``RVPOConfig`` field)."""
+        return AdvantageSpec.from_dict({name: getattr(self, attr) for name, attr in SPEC_FIELDS.items()},
+                                       names=SPEC_FIELDS)
 
     @classmethod
     def from_spec(cls, spec: AdvantageSpec, **kwargs: Any) -> "RVPOConfig":

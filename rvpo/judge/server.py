@@ -338,9 +338,16 @@ def spawn_server(*args: str, timeout_s: float = 600.0, env: dict | None = None) 
         threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # drain the pipe
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_process(proc, grace_s=20)
+
+
+def stop_process(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """SIGTERM ``proc`` if it still runs, then SIGKILL after ``grace_s`` seconds; reap it."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)

@@ -230,12 +230,12 @@ def _advantage(spec: AdvantageSpec, overrides: dict[str, Any], from_string: bool
         name = key.removeprefix("advantage.")
         if name not in hints:
             raise _unknown(key, field_names(), "")
-        if name == "k" and isinstance(value, dict):
-            values[name] = value  # a schedule mapping: AdvantageSpec normalises it to its string
+        if name == "k" and not isinstance(value, str):
+            values[name] = value  # a number or a schedule mapping: AdvantageSpec checks and normalises it
         else:
             values[name] = _coerce(key, hints[name], value, from_string)
     try:
-        return AdvantageSpec.from_dict(values)
+        return AdvantageSpec(**values)
     except ValueError as e:
         head, _, rest = locate_error(e).partition(": ")
         raise ConfigError(f"config field 'advantage.{head}': {rest}") from None
@@ -266,16 +266,22 @@ def flatten_config(d: dict, where: str, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def read_yaml_file(path: str | Path, what: str = "config file", error: type[ConfigError] = ConfigError) -> Any:
+    """``yaml.safe_load`` of a user's file; a missing file or bad YAML raises ``error`` naming the file."""
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{what} {str(path)!r} not found") from None
+    except yaml.YAMLError as e:
+        raise error(f"{path}: invalid YAML: {e}".replace("\n", " ")) from None
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a config YAML into flat dotted overrides; unknown keys raise naming the file."""
     path = Path(path)
     where = f"{path}: "
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"config file {str(path)!r} not found") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{where}invalid YAML: {e}".replace("\n", " ")) from None
+    raw = read_yaml_file(path)
     if raw is None:
         return {}
     if not isinstance(raw, dict):

@@ -130,8 +130,6 @@ def coerce(name: str, tp: Any, value: Any, from_string: bool, what: str | None =
             raise bad
         return dict(value)
     if tp is str:
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and name == "advantage.k":
-            return str(value)  # a constant k written as a bare number
         if not isinstance(value, str):
             raise bad
         return value

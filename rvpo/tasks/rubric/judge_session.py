@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from rvpo.judge.server import stop_process
+
 _LISTENING = re.compile(r"listening on (http://\S+/v1)")
 
 
@@ -115,13 +117,7 @@ class EmbeddedJudge:
                         proc.stdin.close()
                 except OSError:
                     pass
-                if proc.poll() is None:
-                    proc.terminate()
-                    try:
-                        proc.wait(10)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        proc.wait(10)
+                stop_process(proc, grace_s=10)
             if self._log is not None:
                 self._log.close()
                 self._log = None
