@@ -1,26 +1,39 @@
-"""fp32 against bf16 on this CPU: the RL step of ``rvpo train``'s config, profiled, side by side in one run.
+"""The RL step of ``rvpo train`` on this CPU, profiled: two ways of running it, side by side in one run.
 
-For each round, one ``RVPOTrainer`` per precision (same config, same seed, same prompts) trains
-``--steps`` optimizer steps after ``--warmup`` untimed ones; rounds alternate fp32, bf16, fp32,
-bf16, ... so the shared machine's drifts hit both alike. The trainer is the one ``rvpo train``
-builds (:func:`rvpo.train.run.build_trainer`), with TRL's methods wrapped to time:
+Arms (``--arms``):
+
+* ``shared-prefix`` (default): ``before`` = TRL's own generation and logprob forward (every prompt
+  computed G times, every position through the LM head), ``after`` = ``rvpo_shared_prefix`` (each
+  prompt once per group, in sampling and in the loss forward; :mod:`rvpo.integrations.shared_prefix`);
+  both at the machine's ``auto`` precision.
+* ``precision``: fp32 against bf16 (shared prefix on in both).
+
+Configs (``--configs``): ``default`` (the README's main job: toolcall, 3 prompts x G=4 x 64 tokens)
+and ``neglect`` (the neglect preset's step shape: 4 prompts x G=8 x 48 tokens on the neglect task).
+
+For each round, config and arm, one ``RVPOTrainer`` (same config, seed and prompts) trains
+``--steps`` optimizer steps after ``--warmup`` untimed ones; rounds alternate the arms, so the shared
+machine's drifts hit both alike. The trainer is the one ``rvpo train`` builds
+(:func:`rvpo.train.run.build_trainer`), with TRL's methods wrapped to time:
 
 * ``generation``: ``_generate_single_turn`` (tokens/s over the sampled completion tokens);
 * ``rewards``: the task's reward functions (``_calculate_rewards``);
 * ``old/ref logps``: logprob passes TRL makes while scoring (0 when it reuses the training forward);
-* ``advantages``: :func:`rvpo.compute_advantages` inside our override;
+* ``advantages``: the advantage computation inside our override;
 * ``scoring, other``: the rest of ``_generate_and_score_completions`` (TRL's bookkeeping and its
   own, discarded, advantage computation);
 * ``loss forward``: ``compute_loss``; ``backward``: ``training_step`` minus inputs and loss;
 * ``optimizer``: between the optimizer callbacks; ``step``: the whole optimizer step.
 
-The forward+backward FLOP rate counts 2 x params FLOPs per token for the forward and as much again
-for the backward (LoRA: activation gradients; the adapters' own weight gradients are ~4% extra and
-not counted), over the padded prompt+completion tokens; MFU is that rate over the bf16 matmul peak
-(2048 x 2048) measured in the same run.
+Forward+backward tokens/s counts the padded prompt+completion tokens of the batch (the work TRL's
+forward would do), so a faster arm that skips repeated prompts shows a higher effective rate. The
+FLOP rate counts 2 x params FLOPs per such token for the forward and as much again for the
+backward; MFU is that rate over the best 2048 x 2048 matmul rate (fp32 or bf16) measured in the
+same run, so above-peak "MFU" means work was skipped, not done faster.
 
-Run:  .venv/bin/python benchmarks/bench_cpu_step.py                   (about 5 minutes on 2 cores)
-      .venv/bin/python benchmarks/bench_cpu_step.py --rounds 1 --steps 2 --set task=constraints
+Run:  .venv/bin/python benchmarks/bench_cpu_step.py                    (about 10 minutes on 2 cores)
+      .venv/bin/python benchmarks/bench_cpu_step.py --configs neglect --rounds 1 --steps 2
+      .venv/bin/python benchmarks/bench_cpu_step.py --arms precision     (on a CPU with bf16 units)
 """
 
 from __future__ import annotations
@@ -40,13 +53,26 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
+ARMS = {
+    "shared-prefix": {"before": ("auto", False), "after": ("auto", True)},
+    "precision": {"fp32": ("fp32", True), "bf16": ("bf16", True)},
+}
+"""arm set -> {arm name: (precision, rvpo_shared_prefix)}"""
+CONFIGS = {
+    "default": {},
+    "neglect": {"task": "neglect", "prompts_per_step": "4", "group_size": "8", "max_completion_length": "48"},
+}
+"""config name -> rvpo train overrides (on top of the defaults and --set)"""
+
 PARTS = ("generation", "rewards", "old/ref logps", "advantages", "scoring, other", "loss forward", "backward",
          "optimizer", "step")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rounds", type=int, default=2, help="rounds of (fp32 run, bf16 run)")
+    p.add_argument("--rounds", type=int, default=2, help="rounds of (before, after) per config")
+    p.add_argument("--arms", choices=sorted(ARMS), default="shared-prefix", help="what to compare")
+    p.add_argument("--configs", default="default,neglect", help="comma-separated: " + ", ".join(CONFIGS))
     p.add_argument("--steps", type=int, default=3, help="timed optimizer steps per run")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps at the start of each run")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="rvpo train config override")
@@ -80,7 +106,6 @@ class Profile:
 
 
 def instrument(trainer, prof: Profile) -> None:
-    import rvpo.integrations.trl as adapter
     from transformers import TrainerCallback
 
     def wrap(name, part=None, before=None, after=None):
@@ -124,15 +149,18 @@ def instrument(trainer, prof: Profile) -> None:
     wrap("_prepare_inputs", "_inputs")
     wrap("compute_loss", "loss forward")
     wrap("training_step", "_training_step")
-    orig_adv = adapter.compute_advantages
+    from rvpo.core.spec import AdvantageSpec
 
-    def adv(*a, **kw):
+    orig_adv = AdvantageSpec.compute
+
+    def adv(self, *a, **kw):
         t0 = time.perf_counter()
-        out = orig_adv(*a, **kw)
+        out = orig_adv(self, *a, **kw)
         prof.add("advantages", time.perf_counter() - t0)
         return out
 
-    adapter.compute_advantages = adv
+    AdvantageSpec.compute = adv
+    prof.restore = lambda: setattr(AdvantageSpec, "compute", orig_adv)
 
     class Clock(TrainerCallback):
         def on_step_begin(self, args, state, control, **kw):
@@ -156,33 +184,61 @@ def instrument(trainer, prof: Profile) -> None:
     trainer.add_callback(Clock())
 
 
-def one_run(cfg, precision_name: str, model_path: str, tmp: Path) -> list[dict[str, float]]:
+def one_run(cfg, precision_name: str, shared_prefix: bool, model_path: str, tmp: Path) -> list[dict[str, float]]:
     from dataclasses import replace
 
+    import rvpo.train.run as run
     from rvpo.models import load_model_and_tokenizer
     from rvpo.precision import resolve
-    from rvpo.train.run import build_trainer, load_data, load_task, model_dtype
 
     cfg = replace(cfg, precision=precision_name)
     precision = resolve(precision_name, "cpu")
-    task = load_task(cfg)
-    rows, _ = load_data(replace(cfg, eval=replace(cfg.eval, enabled=False)), task)
-    model, tok = load_model_and_tokenizer(model_path, dtype=model_dtype(cfg, precision))
-    trainer = build_trainer(cfg, task, model, tok, rows, tmp / f"{precision_name}-{time.time_ns()}", [], precision)
+    task = run.load_task(cfg)
+    rows, _ = run.load_data(replace(cfg, eval=replace(cfg.eval, enabled=False)), task)
+    model, tok = load_model_and_tokenizer(model_path, dtype=run.model_dtype(cfg, precision))
+    trainer = run.build_trainer(cfg, task, model, tok, rows, tmp / f"{precision_name}-{time.time_ns()}", [], precision)
+    trainer.args.rvpo_shared_prefix = shared_prefix
     prof = Profile()
     instrument(trainer, prof)
     torch.manual_seed(cfg.seed)
-    trainer.train()
-    import rvpo.integrations.trl as adapter
-    from rvpo.core import compute_advantages
-
-    adapter.compute_advantages = compute_advantages
+    try:
+        trainer.train()
+    finally:
+        prof.restore()
     return prof.steps
+
+
+def report(label: str, cfg, results: dict, peak: float, n_params: int) -> dict:
+    """Print the part table and the summary rows of one config; returns the summary rows."""
+    names = list(results)
+    a, b = names
+    med = {name: {part: statistics.median(s.get(part, 0.0) for s in steps) for part in
+                  (*PARTS, "gen_tokens", "fb_tokens")} for name, steps in results.items()}
+    print(f"\n### {label}: task {cfg.task}, {cfg.prompts_per_step} prompts x G={cfg.group_size}, "
+          f"{cfg.max_completion_length} tokens, LoRA {cfg.lora.enabled}; {len(results[a])} timed steps per arm")
+    print(f"\n| part (median s per step) | {a} | {b} | {b} / {a} |\n| --- | --- | --- | --- |")
+    for part in PARTS:
+        x, y = med[a][part], med[b][part]
+        print(f"| {part} | {x:.2f} | {y:.2f} | {y / x:.2f} |" if x > 1e-3 else f"| {part} | {x:.3f} | {y:.3f} | - |")
+    rows = {}
+    for name in names:
+        m = med[name]
+        fb_s = max(m["loss forward"] + m["backward"], 1e-9)
+        fb_rate = 4 * n_params * m["fb_tokens"] / fb_s / 1e9
+        rows[name] = {"step_s": m["step"], "gen_tokens_per_s": m["gen_tokens"] / max(m["generation"], 1e-9),
+                      "fb_tokens_per_s": m["fb_tokens"] / fb_s, "fb_gflops": fb_rate, "mfu_vs_peak": fb_rate / peak}
+    print(f"\n| measure | {a} | {b} | {b} / {a} |\n| --- | --- | --- | --- |")
+    for key, lab in (("step_s", "RL step, s"), ("gen_tokens_per_s", "generation, tokens/s"),
+                     ("fb_tokens_per_s", "forward+backward, tokens/s"), ("fb_gflops", "forward+backward, GFLOP/s"),
+                     ("mfu_vs_peak", "forward+backward MFU vs the matmul peak")):
+        x, y = rows[a][key], rows[b][key]
+        print(f"| {lab} | {x:.3g} | {y:.3g} | {y / x:.2f} |")
+    return {"median": med, "rows": rows}
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from rvpo.models import resolve_model
+    from rvpo.models import load_model_and_tokenizer, resolve_model
     from rvpo.precision import cpu_bf16_units
     from rvpo.train.config import build_config, parse_set
 
@@ -192,54 +248,38 @@ def main(argv=None) -> int:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
-    over = parse_set(args.set)
-    over.update({"steps": str(args.warmup + args.steps), "save_steps": "1000", "eval.enabled": "false",
-                 "warmstart.enabled": "false"})
-    cfg = build_config(string_overrides=over)
-    model_path = resolve_model(cfg.model)
-    n_params = None
-    results: dict[str, list[dict[str, float]]] = {"fp32": [], "bf16": []}
-    peaks: dict[str, list[float]] = {"fp32": [], "bf16": []}
+    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    unknown = [c for c in configs if c not in CONFIGS]
+    if unknown:
+        raise SystemExit(f"--configs: unknown {unknown}; known: {', '.join(CONFIGS)}")
+    arms = ARMS[args.arms]
+    cfgs = {}
+    for name in configs:
+        over = dict(CONFIGS[name])
+        over.update(parse_set(args.set))
+        over.update({"steps": str(args.warmup + args.steps), "save_steps": "1000", "eval.enabled": "false",
+                     "warmstart.enabled": "false"})
+        cfgs[name] = build_config(string_overrides=over)
+    model_path = resolve_model(cfgs[configs[0]].model)
+    results = {c: {arm: [] for arm in arms} for c in configs}
+    peaks: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
-            for name in ("fp32", "bf16"):
-                peaks[name].append(matmul_gflops(torch.float32 if name == "fp32" else torch.bfloat16))
-                steps = one_run(cfg, name, model_path, Path(tmp))
-                results[name] += steps[args.warmup:]
-                print(f"round {r + 1} {name}: step s " + ", ".join(f"{s['step']:.1f}" for s in steps), file=sys.stderr)
-    from rvpo.models import load_model_and_tokenizer
-
+            for c in configs:
+                for arm, (prec, shared) in arms.items():
+                    peaks.append(max(matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)))
+                    steps = one_run(cfgs[c], prec, shared, model_path, Path(tmp))
+                    results[c][arm] += steps[args.warmup:]
+                    print(f"round {r + 1} {c} {arm}: step s " + ", ".join(f"{s['step']:.1f}" for s in steps),
+                          file=sys.stderr, flush=True)
     model, _ = load_model_and_tokenizer(model_path)
     n_params = sum(p.numel() for p in model.parameters())
-    med = {name: {part: statistics.median(s.get(part, 0.0) for s in steps) for part in
-                  (*PARTS, "gen_tokens", "fb_tokens")} for name, steps in results.items()}
-    peak = {name: statistics.median(v) for name, v in peaks.items()}
-    print(f"\nconfig: task {cfg.task}, {cfg.prompts_per_step} prompts x G={cfg.group_size}, "
-          f"{cfg.max_completion_length} tokens, LoRA {cfg.lora.enabled}; CPU bf16 units: {cpu_bf16_units()[1]}; "
-          f"torch threads {torch.get_num_threads()}; {len(results['fp32'])} timed steps per precision")
-    print("\n| part (median s per step) | fp32 | bf16 | bf16 / fp32 |\n| --- | --- | --- | --- |")
-    for part in PARTS:
-        a, b = med["fp32"][part], med["bf16"][part]
-        print(f"| {part} | {a:.2f} | {b:.2f} | {b / a:.2f} |" if a > 1e-3 else f"| {part} | {a:.3f} | {b:.3f} | - |")
-    rows = {}
-    for name in ("fp32", "bf16"):
-        m = med[name]
-        gen_tps = m["gen_tokens"] / max(m["generation"], 1e-9)
-        fb_flops = 4 * n_params * m["fb_tokens"]
-        fb_rate = fb_flops / max(m["loss forward"] + m["backward"], 1e-9) / 1e9
-        rows[name] = {"step_s": m["step"], "gen_tokens_per_s": gen_tps,
-                      "fb_tokens_per_s": m["fb_tokens"] / max(m["loss forward"] + m["backward"], 1e-9),
-                      "fb_gflops": fb_rate, "matmul_peak_gflops": peak[name],
-                      "mfu_vs_bf16_peak": fb_rate / peak["bf16"]}
-    print("\n| measure | fp32 | bf16 | ratio bf16/fp32 |\n| --- | --- | --- | --- |")
-    for key, label in (("step_s", "RL step, s"), ("gen_tokens_per_s", "generation, tokens/s"),
-                       ("fb_tokens_per_s", "forward+backward, tokens/s"), ("fb_gflops", "forward+backward, GFLOP/s"),
-                       ("matmul_peak_gflops", "2048 matmul peak, GFLOP/s"),
-                       ("mfu_vs_bf16_peak", "forward+backward MFU vs bf16 peak")):
-        a, b = rows["fp32"][key], rows["bf16"][key]
-        print(f"| {label} | {a:.3g} | {b:.3g} | {b / a:.2f} |")
+    peak = statistics.median(peaks)
+    print(f"CPU bf16 units: {cpu_bf16_units()[1]}; torch threads {torch.get_num_threads()}; best matmul rate "
+          f"{peak:.0f} GFLOP/s (median over the runs); arms {args.arms}")
+    out = {c: report(c, cfgs[c], results[c], peak, n_params) for c in configs}
     if args.json:
-        Path(args.json).write_text(json.dumps({"median": med, "rows": rows, "peak": peak, "steps": results}, indent=1))
+        Path(args.json).write_text(json.dumps({"configs": out, "peak_gflops": peak, "steps": results}, indent=1))
     return 0
 
 

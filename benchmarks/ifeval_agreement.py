@@ -16,7 +16,9 @@ Responses, on the real IFEval prompts (``--ifeval``, default ``../shared/data/if
 of the row's instructions at random), plus any ``--responses`` JSONL ``{key, response}`` (e.g. model
 samples). Both checkers see the same (row, response) pairs; agreement = share of equal verdicts.
 Note: lm-eval 0.4.13 replaces a ``letter_frequency`` letter outside a-z by a random letter, so it
-differs from the original (and from rvpo) on prompts that count ``#`` or ``!``.
+differs from the original (and from rvpo) on prompts that count ``#`` or ``!``. langdetect (used by
+both checkers for ``response_language``, ``english_lowercase``, ``english_capital``) is seeded
+(``DetectorFactory.seed = 0``) before either checker runs, so both see the same detections.
 """
 
 from __future__ import annotations
@@ -96,6 +98,18 @@ def ref_verdicts(registry, row: dict, response: str, loose: bool) -> list[bool]:
     return out
 
 
+FOREIGN = {  # one sentence per language of IFEval's response_language rows (a few; others keep English)
+    "de": "Das Wetter ist heute sehr schön und wir gehen im Park spazieren.",
+    "it": "Oggi il tempo è molto bello e andiamo a fare una passeggiata nel parco.",
+    "pt": "Hoje o tempo está muito bonito e vamos passear no parque.",
+    "fi": "Tänään sää on todella kaunis ja menemme kävelylle puistoon.",
+    "ru": "Сегодня очень хорошая погода, и мы идём гулять в парк.",
+    "hi": "आज मौसम बहुत अच्छा है और हम पार्क में टहलने जा रहे हैं।",
+    "ko": "오늘은 날씨가 정말 좋아서 우리는 공원에 산책하러 갑니다.",
+    "vi": "Hôm nay thời tiết rất đẹp và chúng tôi đi dạo trong công viên.",
+    "ar": "الطقس اليوم جميل جدا ونحن ذاهبون للتنزه في الحديقة.",
+}
+
 BASE = [
     "The city of Paris is known for art, food and history.", "Dr. Smith met Mr. Jones at 3.5 p.m. in the U.S.",
     "It was a long day... but we made it home.", "Why do people love the sea?", "WOW that is GREAT news!",
@@ -163,6 +177,8 @@ def synth_response(rng: random.Random, row: dict) -> str:
             text = " ".join(rng.choice(BASE[:3] + BASE[3:5]) for _ in range(max(n, 0)))
         elif name == "capital_words":
             text += " " + " ".join(["BIG"] * (kw["capital_frequency"] + rng.choice([-1, 0])))
+        elif name == "language":
+            text = FOREIGN.get(kw["language"], rng.choice(list(FOREIGN.values())))
         elif name == "first_word":
             paras = [f"Para {i} text." for i in range(kw["num_paragraphs"])]
             if 0 < kw["nth_paragraph"] <= len(paras):
@@ -198,7 +214,13 @@ def main() -> int:
         print(f"SKIPPED: {args.ifeval}: no such file (the IFEval prompts)")
         return 0
     from rvpo.tasks.constraints import check, ifeval_row
-    from rvpo.tasks.constraints.instructions import BY_IFEVAL_ID
+    from rvpo.tasks.constraints.instructions import BY_IFEVAL_ID, detect_language
+
+    try:
+        detect_language("seed langdetect (DetectorFactory.seed = 0) before the reference uses it")
+    except ImportError as e:
+        print(f"SKIPPED: {e}")
+        return 0
 
     raw = [json.loads(ln) for ln in Path(args.ifeval).read_text().splitlines() if ln.strip()]
     by_key = {o["key"]: o for o in raw}

@@ -132,7 +132,43 @@ def resolve_model(name_or_path: str | os.PathLike | None = None, cache_dir: str 
         )
     if _looks_like_path(arg):
         raise ModelNotFoundError(f"model: no such folder {arg!r}")
+    if "/" not in arg:  # "smollm2": a typo of an embedded name, not a hub id
+        import difflib
+
+        low = arg.strip().lower()
+        close = [m for m in EMBEDDED_MODELS if low and m.startswith(low)] or \
+            difflib.get_close_matches(low, list(EMBEDDED_MODELS), n=1, cutoff=0.6)
+        if close:
+            raise ModelNotFoundError(f"model: no model {arg!r} (did you mean {close[0]!r}?)")
     return arg  # a hub id: loading it needs a network
+
+
+def check_hub_reachable(repo_id: str, timeout_s: float = 3.0) -> None:
+    """Fail in seconds, not after a minute of retries, when hub id ``repo_id`` cannot be loaded:
+    it is not in the local hub cache and the machine is offline (``HF_HUB_OFFLINE``) or the hub
+    (``HF_ENDPOINT``, default huggingface.co) does not answer a TCP connect within ``timeout_s``."""
+    import socket
+    from urllib.parse import urlsplit
+
+    try:
+        from huggingface_hub import constants, try_to_load_from_cache
+
+        if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
+            return  # cached: from_pretrained can load it without a network
+        offline = bool(constants.HF_HUB_OFFLINE)
+    except Exception:  # noqa: BLE001 - an odd id or an old huggingface_hub: let from_pretrained decide
+        return
+    hint = f"pass a local model folder or {DEFAULT_MODEL!r} (embedded, no network)"
+    if offline:
+        raise ModelNotFoundError(f"model: hub id {repo_id!r} is not in the local cache and HF_HUB_OFFLINE is set; {hint}")
+    endpoint = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host = endpoint.hostname or "huggingface.co"
+    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as e:
+        raise ModelNotFoundError(f"model: hub id {repo_id!r} is not in the local cache and {host} cannot be reached "
+                                 f"({e.strerror or e}); {hint}") from None
 
 
 @contextlib.contextmanager
@@ -242,6 +278,8 @@ def load_model_and_tokenizer(
     dtype = torch.float32 if dtype is None else dtype
     ref = resolve_model(name_or_path, cache_dir)
     is_local = Path(ref).is_dir()
+    if not is_local:
+        check_hub_reachable(ref)
     try:
         tok = AutoTokenizer.from_pretrained(ref)
         model = AutoModelForCausalLM.from_pretrained(ref, dtype=dtype)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +31,110 @@ def list_checkpoints(folder: str | os.PathLike) -> list[tuple[int, Path]]:
     return sorted(out)
 
 
-def latest_checkpoint(folder: str | os.PathLike) -> tuple[int, Path] | None:
-    """The highest-step complete checkpoint in ``folder`` (or its ``checkpoints/``), or None."""
+def latest_checkpoint(folder: str | os.PathLike, warn: Any = None) -> tuple[int, Path] | None:
+    """The highest-step intact checkpoint in ``folder`` (or its ``checkpoints/``), or None.
+
+    A checkpoint with an unreadable file (:func:`checkpoint_problem`) is skipped with a warning
+    naming the file and the checkpoint used instead (through ``warn``, default stderr; once per file).
+    """
     folder = Path(folder)
     found = list_checkpoints(folder / "checkpoints") or list_checkpoints(folder)
-    return found[-1] if found else None
+    for i in range(len(found) - 1, -1, -1):
+        problem = checkpoint_problem(found[i][1])
+        if problem is None:
+            return found[i]
+        if problem not in _WARNED:
+            _WARNED.add(problem)
+            instead = next((f"checkpoint-{s}" for s, p in reversed(found[:i]) if checkpoint_problem(p) is None),
+                           "none (training starts again from step 0)")
+            msg = f"warning: corrupt checkpoint: {problem}; using the earlier intact checkpoint: {instead}"
+            (warn or (lambda m: print(f"rvpo: {m}", file=sys.stderr, flush=True)))(msg)
+    return None
+
+
+_WARNED: set[str] = set()
+_CHECKED: dict[tuple, str | None] = {}
+
+
+def _file_problem(f: Path) -> str | None:
+    """Why file ``f`` of a checkpoint is unreadable, or None (structure checks, no tensors loaded)."""
+    import struct
+    import zipfile
+
+    size = f.stat().st_size
+    if f.suffix == ".json":
+        try:
+            obj = json.loads(f.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            return f"not valid JSON ({' '.join(str(e).split())[:80]})"
+        if f.name == "trainer_state.json" and not isinstance(obj, dict):
+            return "not a JSON object (not a trainer state)"
+    elif f.suffix == ".safetensors":
+        with f.open("rb") as fh:
+            head = fh.read(8)
+            n = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
+            if n <= 0 or n > size - 8:
+                return "not a safetensors file (bad header length; truncated or overwritten?)"
+            try:
+                header = json.loads(fh.read(n))
+                end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+            except (ValueError, KeyError, TypeError, IndexError):
+                return "not a safetensors file (unreadable header)"
+        if 8 + n + end != size:
+            return f"safetensors data is {size - 8 - n} bytes, the header says {end} (truncated?)"
+    elif f.suffix in (".pt", ".pth", ".bin"):
+        if not zipfile.is_zipfile(f):
+            return "not a torch.save archive (truncated or overwritten?)"
+        try:
+            with zipfile.ZipFile(f) as z:
+                bad = z.testzip() if size < (1 << 30) else None  # CRC of every entry (a read of the file)
+        except (zipfile.BadZipFile, OSError, EOFError) as e:
+            return f"a broken torch.save archive ({e})"
+        if bad is not None:
+            return f"a broken torch.save archive (bad CRC in {bad})"
+    return None
+
+
+def checkpoint_problem(ckpt: str | os.PathLike) -> str | None:
+    """``"<file>: <why>"`` for the first unreadable file of checkpoint folder ``ckpt``, or None if intact.
+
+    Checked: ``*.json`` parse (``trainer_state.json`` has ``global_step``), ``*.safetensors`` headers
+    and sizes, ``*.pt``/``*.pth``/``*.bin`` archives (CRC). Results are cached per file size and mtime.
+    """
+    ckpt = Path(ckpt)
+    try:
+        files = sorted(p for p in ckpt.iterdir() if p.is_file())
+    except OSError as e:
+        return f"{ckpt}: unreadable ({e.strerror or e})"
+    if not (ckpt / "trainer_state.json").is_file():
+        return f"{ckpt / 'trainer_state.json'}: missing"
+    for f in files:
+        try:
+            st = f.stat()
+            key = (str(f), st.st_size, st.st_mtime_ns)
+            if key not in _CHECKED:
+                _CHECKED[key] = _file_problem(f)
+            why = _CHECKED[key]
+        except OSError as e:
+            why = f"unreadable ({e.strerror or e})"
+        if why:
+            return f"{f}: {why}"
+    return None
+
+
+def check_warm_start_source(cfg: Any) -> None:
+    """``warmstart.from_dir``, when used, must be a saved warm start (checked before any model loads)."""
+    ws = getattr(cfg, "warmstart", None)
+    if ws is None or not ws.enabled or not ws.from_dir:
+        return
+    from rvpo.train.config import ConfigError
+
+    p = Path(ws.from_dir).expanduser()
+    if not p.is_dir():
+        raise ConfigError(f"config field 'warmstart.from_dir': no such folder {ws.from_dir!r}")
+    if not ((p / "adapter_config.json").is_file() or (p / "config.json").is_file()):
+        raise ConfigError(f"config field 'warmstart.from_dir': {ws.from_dir!r} holds no saved warm start "
+                          "(no adapter_config.json or config.json; expected a run's warmstart/ folder)")
 
 
 def policy_folder(path: str | os.PathLike) -> Path:

@@ -70,16 +70,53 @@ def check_run_root(root: str | os.PathLike) -> Path:
     ``root`` may not exist yet; its nearest existing ancestor must be a writable folder.
     """
     root = Path(root)
+    for part in root.parts:
+        if len(os.fsencode(part)) > 255:
+            raise RunDirError(f"cannot create a run directory under {str(root)[:80]}...: the path component "
+                              f"{part[:40]}... is {len(os.fsencode(part))} bytes (at most 255)")
     probe = root
-    while not probe.exists():
+    while not _exists(probe):
         if probe.parent == probe:
             break
         probe = probe.parent
-    if probe.exists() and not probe.is_dir():
+    if _exists(probe) and not probe.is_dir():
         raise RunDirError(f"cannot create a run directory under {root}: {probe} is not a folder")
-    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+    if _exists(probe) and not os.access(probe, os.W_OK | os.X_OK):
         raise RunDirError(f"cannot create a run directory under {root}: {probe} is not writable")
     return root
+
+
+def _exists(path: Path) -> bool:
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: str | os.PathLike, what: str = "run directory") -> Iterator[Path]:
+    """Hold an exclusive advisory lock (``fcntl.flock``) on ``<run_dir>/.rvpo.lock`` for the body.
+
+    A second holder fails at once with :class:`RunDirError` ("in use by another process") instead of
+    both writing the same run. The lock file stays (an empty marker); the lock dies with the process.
+    """
+    import fcntl
+
+    path = Path(run_dir) / ".rvpo.lock"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise RunDirError(f"{what} {run_dir}: cannot create the lock file: {e.strerror or e}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunDirError(f"{what} {run_dir} is in use by another rvpo process (lock {path.name}); "
+                              "wait for it to finish") from None
+        yield path
+    finally:
+        os.close(fd)
 
 
 def remove_if_unstarted(path: str | os.PathLike, setup_files: tuple[str, ...] = SETUP_FILES) -> bool:
@@ -125,12 +162,23 @@ def new_run_dir(root: str | os.PathLike = "runs", name: str = "run",
         raise
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and ``os.replace``."""
+    """Write ``text`` to ``path`` via a temporary file and ``os.replace``.
+
+    The file gets the mode a plain ``open(path, "w")`` would give (``0666 & ~umask``, usually
+    0644), not the 0600 of the temporary file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
@@ -374,18 +422,37 @@ def _array_records(text: str, name: str) -> Iterator[JsonRecord]:
         raise fail(pos, "text after the closing ']'; a file that starts with '[' is one JSON array")
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """Read a JSONL file; a torn last line (crash mid-write) is ignored, any other bad line raises."""
+class CorruptFileError(ValueError):
+    """A file rvpo wrote (metrics, checkpoint) cannot be read; the message names the file (and line)."""
+
+
+_WARNED: set[tuple[str, int]] = set()
+
+
+def read_jsonl(path: str | os.PathLike, warn: Any = None) -> list[dict]:
+    """Read a JSONL file rvpo wrote. A torn last line (a crash mid-write) is skipped with a warning
+    naming the file and line (once per file and line, through ``warn``, default stderr); any other
+    bad line raises :class:`CorruptFileError` naming the file and line."""
     path = Path(path)
-    lines = path.read_text(encoding="utf-8").splitlines()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise CorruptFileError(f"{path}: not UTF-8 text (byte {e.start})") from None
     out = []
     for i, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            out.append(json.loads(line))
+            value = json.loads(line)
         except json.JSONDecodeError as e:
             if i == len(lines):
+                if (str(path), i) not in _WARNED:
+                    _WARNED.add((str(path), i))
+                    msg = f"warning: {path}:{i}: skipping an unreadable last line (a write cut short?): {line[:60]!r}"
+                    (warn or (lambda m: print(f"rvpo: {m}", file=__import__("sys").stderr)))(msg)
                 break
-            raise ValueError(f"{path}:{i}: invalid JSON: {e}") from None
+            raise CorruptFileError(f"{path}:{i}: invalid JSON: {e}") from None
+        if not isinstance(value, dict):
+            raise CorruptFileError(f"{path}:{i}: expected a JSON object, got {type(value).__name__}")
+        out.append(value)
     return out

@@ -96,3 +96,12 @@ def bootstrap_diff_ci(a: Sequence[float], b: Sequence[float], n_boot: int = 1000
     my = y[rng.integers(0, y.size, size=(n_boot, y.size))].mean(axis=1)  # (n_boot,)
     lo, hi = np.quantile(mx - my, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
+
+
+def fisher_exact(kept_a: int, n_a: int, kept_b: int, n_b: int) -> tuple[float, float]:
+    """Fisher's exact two-sided test of ``kept_a / n_a`` against ``kept_b / n_b``: ``(odds ratio, p)``
+    (scipy's conditional-free sample odds ratio, may be 0 or inf; nan when a group is empty)."""
+    if n_a <= 0 or n_b <= 0 or not (0 <= kept_a <= n_a and 0 <= kept_b <= n_b):
+        return float("nan"), float("nan")
+    res = _st.fisher_exact([[kept_a, n_a - kept_a], [kept_b, n_b - kept_b]], alternative="two-sided")
+    return float(res.statistic), float(res.pvalue)

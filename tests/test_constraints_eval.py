@@ -21,7 +21,8 @@ FIXTURE = [
      "kwargs": [{"prompt_to_repeat": "Repeat this."}, {"relation": "less than", "num_words": 10, "num_bullets": None}]},
     {"key": 4, "prompt": "Only French.", "instruction_id_list": ["language:response_language"], "kwargs": [{"language": "fr"}]},
 ]
-RESPONSES = {1: "Sure, here:\ncats are great", 2: "<<Titre>> bonjour", 3: "Repeat this. ok", 4: "bonjour"}
+RESPONSES = {1: "Sure, here:\ncats are great", 2: "<<Titre>> Bonjour, je suis très heureux de vous voir.",
+             3: "Repeat this. ok", 4: "bonjour"}
 
 
 def _write(path, objs):
@@ -34,12 +35,13 @@ def test_four_numbers_by_hand():
     res = score_responses(rows, [RESPONSES[o["key"]] for o in FIXTURE])
     m = res["metrics"]
     # key 1: no_comma fails strict (comma on line 1), passes loose (first line removed)
-    # key 2: title passes; the language instruction is unsupported and excluded
-    # key 3: repeat + < 10 words both pass; key 4: only unsupported -> dropped
-    assert res["n"] == 3 and res["n_unsupported"] == 2 and res["n_dropped_prompts"] == 1
-    assert m["prompt_strict"] == pytest.approx(2 / 3) and m["prompt_loose"] == 1.0
-    assert m["inst_strict"] == pytest.approx(3 / 4) and m["inst_loose"] == 1.0
+    # key 2: title passes and langdetect says French; key 3: repeat + < 10 words both pass
+    # key 4: langdetect (seeded) reads the lone word "bonjour" as Croatian: fails, and is not dropped
+    assert res["n"] == 4 and res["n_unsupported"] == 0 and res["n_dropped_prompts"] == 0
+    assert m["prompt_strict"] == pytest.approx(2 / 4) and m["prompt_loose"] == pytest.approx(3 / 4)
+    assert m["inst_strict"] == pytest.approx(4 / 6) and m["inst_loose"] == pytest.approx(5 / 6)
     assert m["type/no_comma"] == 0.0 and m["type_loose/no_comma"] == 1.0
+    assert m["type/language"] == 0.5
     assert m["quality"] is None  # IFEval rows carry no topic words
     for k in ("prompt_strict", "prompt_loose", "inst_strict", "inst_loose", "worst_type"):
         lo, hi = res["ci95"][k]
@@ -72,8 +74,8 @@ def test_cli_responses_self_contained_ifeval_rows(tmp_path, capsys):
     f = _write(tmp_path / "r.jsonl", [{**o, "response": RESPONSES[o["key"]]} for o in FIXTURE])
     assert main(["eval", "constraints", "--responses", str(f), "--out", str(tmp_path / "runs"), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["n"] == 3 and out["n_unsupported"] == 2
-    assert out["metrics"]["prompt_strict"] == pytest.approx(2 / 3)
+    assert out["n"] == 4 and out["n_unsupported"] == 0
+    assert out["metrics"]["prompt_strict"] == pytest.approx(2 / 4)
     assert [r["key"] for r in out["records"]] == [1, 2, 3, 4]
     assert out["records"][0]["strict"] == [False] and out["records"][0]["loose"] == [True]
     run_dir = Path(out["run_dir"])
@@ -115,11 +117,13 @@ def test_bad_data_file_names_the_line(tmp_path):
         load_jsonl_rows(bad)
 
 
-def test_real_ifeval_file_loads_with_unsupported_counted():
+def test_real_ifeval_file_loads_with_every_type_supported():
     if not IFEVAL.is_file():
         pytest.skip(f"needs {IFEVAL.parent} (the shared IFEval prompts)")
     rows = load_jsonl_rows(IFEVAL)
     assert len(rows) == 541
     res = score_responses(rows, ["placeholder answer"] * len(rows))
-    assert res["n_unsupported"] == 31 and res["unsupported_ids"] == ["language:response_language"]
-    assert res["n_instructions"] == 834 - 31
+    assert res["n"] == 541 and res["n_dropped_prompts"] == 0  # the official denominator: every prompt
+    assert res["n_unsupported"] == 0 and res["unsupported_ids"] == []
+    assert res["n_instructions"] == 834 and res["per_type_n"]["language"] == 31
+    assert len(res["per_type_n"]) == 25

@@ -43,6 +43,11 @@ CASES = [
     ("lowercase", {}, "привет мир", False),  # not English
     ("uppercase", {}, "ALL CAPS, OK?", True),
     ("uppercase", {}, "ALL CAPS but one", False),
+    ("uppercase", {}, "CECI EST UNE PHRASE EN FRANÇAIS, PAS EN ANGLAIS.", False),  # upper, but not English
+    ("uppercase", {}, "123 !!", False),  # no cased letter
+    ("language", {"language": "fr"}, "Bonjour, je suis très heureux de vous voir aujourd'hui.", True),
+    ("language", {"language": "fr"}, "Hello, I am very happy to see you here today.", False),
+    ("language", {"language": "de"}, "12345 !!!", True),  # langdetect cannot tell: followed, as the reference
     ("capital_words", {"capital_frequency": 2, "capital_relation": "at least"}, "NASA and the U.S. agree", True),
     ("capital_words", {"capital_frequency": 2, "capital_relation": "at least"}, "Nasa and I", False),
     ("capital_words", {"capital_frequency": 2, "capital_relation": "less than"}, "Nasa and I", True),
@@ -88,9 +93,9 @@ def test_every_type_has_a_passing_and_a_failing_case():
         assert (name, True) in seen and (name, False) in seen, name
 
 
-def test_registry_maps_24_ifeval_ids_one_to_one():
-    assert len(TYPES) == 24 and len(BY_IFEVAL_ID) == 24
-    assert "language:response_language" not in BY_IFEVAL_ID
+def test_registry_maps_all_25_ifeval_ids_one_to_one():
+    assert len(TYPES) == 25 and len(BY_IFEVAL_ID) == 25
+    assert BY_IFEVAL_ID["language:response_language"].name == "language"
 
 
 def test_empty_response_follows_nothing_even_forbidden_words():

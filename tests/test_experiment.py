@@ -222,3 +222,88 @@ def test_training_metric_target_and_seed_bands_on_synthetic_runs(tmp_path):
     assert std == pytest.approx([0.0, 0.5 / 2 ** 0.5, 1.0 / 2 ** 0.5])  # sample std of (v, 0) = v / sqrt(2)
     _, smoothed, _, _ = curve_stats([run], "rewards/format/mean", smooth=2)["gdpo"]
     assert smoothed == [0.0, 0.25, 0.75]  # trailing mean over 2 steps
+
+
+# ----------------------------------------------------------------------------- near-binary outcomes
+
+
+def _fake_runs(spec, outcomes):
+    """Finished run folders as rvpo train leaves them: ``outcomes[label]`` = held-out exact_match_rate per seed."""
+    from rvpo.runs import write_json, write_yaml
+    from rvpo.train.config import to_dict
+
+    for m in spec.methods:
+        for seed, after in zip(spec.seeds, outcomes[m.label]):
+            d = spec.run_dir(m.label, seed)
+            (d / "final").mkdir(parents=True)
+            write_yaml(d / "config.yaml", to_dict(spec.config(m, seed)))
+            (d / "summary.md").write_text("fake")
+            write_json(d / "eval_before.json", {"n": 4, "metrics": {"exact_match_rate": 0.75 if seed in (2, 4) else 0.6,
+                                                                 "format_rate": 0.6}})
+            write_json(d / "eval_after.json", {"n": 4, "metrics": {"exact_match_rate": after, "format_rate": 0.9}})
+            recs = [{"step": s, "rewards/format/mean": 0.5 + 0.1 * s, "rewards/correctness/mean": after,
+                     "rvpo/binding/format": 0.3} for s in (1, 2)]
+            (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+
+
+def test_hold_fisher_channels_and_cached_screen_in_the_report(tmp_path):
+    from rvpo.experiment import finish
+    from rvpo.tasks.base import get_task
+
+    spec = load_spec(_write(tmp_path, {**GOOD, "out": str(tmp_path / "runs"), "seeds": "0..4",
+                                       "hold": {"metric": "exact_match_rate", "at_least": 0.5},
+                                       "constraint_channels": ["format"], "screen": {"prompts": 2, "group_size": 4}}))
+    assert spec.easy_channels == ("correctness",) and spec.screen["max_new_tokens"] == spec.base.max_completion_length
+    _fake_runs(spec, {"gdpo": [0.0, 0.0, 0.1, 0.0, 0.0], "rvpo": [0.7, 0.8, 0.6, 0.9, 0.55]})
+    calls = []
+
+    def sample(cfg, prompts, g, tokens, temperature, seed, batch_size, out_dir, log):
+        calls.append((prompts, g, tokens))
+        # format (the constraint) falls as correctness rises within every group
+        rewards = [[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 0.0]] * prompts
+        return {"task": get_task("toolcall"), "names": ["format", "correctness"], "weights": [1.0, 1.0],
+                "rows": [{"id": f"p{i}"} for i in range(prompts)], "texts": ["x"] * (prompts * g), "rewards": rewards}
+
+    res = run_experiment(spec, screen_fn=sample, progress=False, train_fn=lambda *a, **k: pytest.fail("trained"))
+    assert len(res.skipped) == 10 and calls == [(2, 4, spec.base.max_completion_length)]
+    run_experiment(spec, screen_fn=sample, progress=False)
+    assert len(calls) == 1  # cached: screen.json's key matches
+    report, summary = finish(spec)
+    h = summary["hold"]
+    assert (h["methods"]["gdpo"]["kept"], h["methods"]["rvpo"]["kept"]) == (0, 5)
+    assert h["comparisons"][0]["p"] == pytest.approx(st.fisher_exact([[5, 0], [0, 5]])[1]) == pytest.approx(0.0079, abs=1e-4)
+    ch = summary["channels"]["methods"]["rvpo"]
+    assert ch["constraint/heldout_after"]["n"] == 0  # toolcall reports no metric named "format"
+    assert ch["easy/train_last"]["mean"] == pytest.approx(np.mean([0.7, 0.8, 0.6, 0.9, 0.55]))
+    assert ch["constraint/train_first"]["mean"] == pytest.approx(0.65) and ch["binding/constraint"]["mean"] == 0.3
+    scr = summary["screen"]["methods"]
+    from rvpo.screen import screen
+
+    want = screen([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 0.0]] * 2, 4,
+                  [("rvpo", {"estimator": "rvpo", "k": 0.5})], ["format", "correctness"], ["format"])  # k at step 0
+    assert scr["rvpo"]["push"] == pytest.approx(want.methods[0].constraint_push) and scr["rvpo"]["push"] != 0
+    assert (spec.root / "screen.md").is_file() and len((spec.root / "screen_samples.jsonl").read_text().splitlines()) == 8
+    text = report.read_text()
+    assert "## Kept the constraint: `exact_match_rate`" in text and "| rvpo | 5/5 |" in text and "| 0.008 |" in text
+    assert f"{scr['rvpo']['push']:+.3f} ± " in text  # the predicted push beside the kept share
+    assert "## Constraint vs easy channels" in text and (spec.root / "plots" / "constraint_vs_easy.png").is_file()
+    assert json.loads((spec.root / "results.json").read_text())["hold"]["comparisons"][0]["kept_a"] == 5
+    # without at_least: kept = after >= before - 0.1 (before 0.75 for seeds 2 and 4, else 0.6)
+    raw = yaml.safe_load(spec.path.read_text())
+    raw["hold"] = {"metric": "exact_match_rate"}
+    spec2 = load_spec(_write(tmp_path, raw))
+    _, s2 = finish(spec2)
+    assert s2["hold"]["methods"]["rvpo"]["kept"] == 3 and s2["hold"]["methods"]["rvpo"]["seeds_kept"] == [0, 1, 3]
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"hold": {"metric": "exact_match_rate", "at_lest": 0.5}}, r"exp\.yaml: hold: unknown field 'at_lest'"),
+    ({"hold": {"metric": "exact_match_rate", "at_least": "half"}}, r"field 'hold\.at_least': expected a number"),
+    ({"hold": "exact_match_rate"}, r"field 'hold': expected a mapping"),
+    ({"constraint_channels": ["fromat"]}, r"field 'constraint_channels': 'fromat' is not a channel of task 'toolcall'"),
+    ({"screen": {"prompts": 0}}, r"field 'screen\.prompts': expected an int >= 1"),
+    ({"screen": {"group": 8}}, r"exp\.yaml: screen: unknown field 'group'"),
+])
+def test_bad_hold_channels_screen_fields_are_named(tmp_path, change, match):
+    with pytest.raises(ExperimentError, match=match):
+        load_spec(_write(tmp_path, {**GOOD, **change}))

@@ -1,4 +1,4 @@
-"""The ``rvpo`` command line: ``rvpo sim | train | eval | judge``.
+"""The ``rvpo`` command line: ``rvpo sim | train | experiment | screen | eval | judge``.
 
 Each subcommand lives in its own module ``rvpo.cli.<name>`` exposing ``register(subparsers)``,
 which adds its parser and sets ``func(args) -> int``. Errors in user input (a bad option, value,
@@ -15,7 +15,7 @@ import sys
 
 from rvpo.runs import RunDirError
 
-COMMANDS = ("sim", "train", "experiment", "eval", "judge")
+COMMANDS = ("sim", "train", "experiment", "screen", "eval", "judge")
 
 
 class UserError(Exception):

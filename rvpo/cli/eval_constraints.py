@@ -1,15 +1,17 @@
 """``rvpo eval constraints``: IFEval's four numbers (prompt/instruction level, strict/loose) and more.
 
     rvpo eval constraints                                        # embedded model, held-out split
-    rvpo eval constraints --data ifeval --limit 100 --max-new-tokens 256 --precision bf16
+    rvpo eval constraints --data ifeval --limit 100 --max-new-tokens 256 --precision auto
     rvpo eval constraints --data ifeval:../shared/data/ifeval/input_data.jsonl --responses answers.jsonl --json
     rvpo eval constraints --model runs/train-20261201-1500 --json
 
 ``--responses FILE`` scores given answers without a model: JSONL rows ``{"key"|"id", "response"}``
 (matched to ``--data``) or IFEval rows plus ``"response"`` (scored on their own instructions).
 Writes a run directory (``--out``) with ``config.json``, ``results.json`` and ``examples.jsonl``
-(per prompt: instructions, strict/loose verdicts, response). IFEval types that rvpo does not
-implement (``language:response_language``) are excluded and counted (``n_unsupported``).
+(per prompt: instructions, strict/loose verdicts, response). All 25 IFEval instruction types are
+checked (three need ``langdetect``, as the reference does: without it the command stops with an
+install hint). An instruction id rvpo does not know counts as not followed (never dropped) and is
+reported (``n_unsupported``); if no instruction at all is known, the command fails.
 """
 
 from __future__ import annotations
@@ -46,9 +48,7 @@ def read_responses(path: str, rows: list[dict]) -> tuple[list[dict], list[str]]:
     """Rows and responses from ``path`` (see the module docstring); errors name the file and line."""
     from rvpo.tasks.constraints.eval import ifeval_row
 
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise UserError(f"--responses: {p}: no such file")
+    p = _readable_file(path)
     by_key = {}
     for r in rows:
         by_key[str(r.get("key"))] = r
@@ -60,6 +60,8 @@ def read_responses(path: str, rows: list[dict]) -> tuple[list[dict], list[str]]:
         records = [(r.value, r.where) for r in iter_json_records(p, where=f"--responses {p}")]
     except ValueError as e:
         raise UserError(str(e)) from None
+    except OSError as e:
+        raise UserError(f"--responses {p}: cannot read: {e.strerror or e}") from None
     for obj, where in records:
         if not isinstance(obj.get("response"), str):
             raise UserError(f"{where}: expected an object with a string 'response'")
@@ -81,10 +83,25 @@ def read_responses(path: str, rows: list[dict]) -> tuple[list[dict], list[str]]:
     return out_rows, out_resp
 
 
+def _readable_file(path: str) -> Path:
+    """``--responses`` as a readable regular file (a folder, FIFO or unreadable file is a UserError)."""
+    from rvpo.userfiles import check_regular_file
+
+    try:
+        return check_regular_file(Path(path).expanduser(), "--responses")
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
 def _rows(args, task) -> list[dict]:
     if args.responses:
-        first = next((ln for ln in Path(args.responses).expanduser().read_text(encoding="utf-8").splitlines()
-                      if ln.strip()), "") if Path(args.responses).expanduser().is_file() else ""
+        p = _readable_file(args.responses)
+        try:
+            with p.open("rb") as f:
+                head = f.read(1 << 20).decode("utf-8", errors="replace")
+        except OSError as e:
+            raise UserError(f"--responses {p}: cannot read: {e.strerror or e}") from None
+        first = next((ln for ln in head.splitlines() if ln.strip()), "")
         if "instruction_id_list" in first:
             return []  # self-contained IFEval rows: --data is not needed
     try:
@@ -110,16 +127,26 @@ def run(args) -> int:
     if args.responses:
         rows, responses = read_responses(args.responses, rows)
         rows, responses = (rows[: args.limit], responses[: args.limit]) if args.limit else (rows, responses)
+        _require_langdetect(rows)
         model_name = None
     else:
         rows = rows[: args.limit] if args.limit else rows
         if not rows:
             raise UserError(f"--data {args.data!r}: no prompts")
+        _require_langdetect(rows)
         responses, model_name = _generate(args, rows)
+    from rvpo.tasks.constraints.instructions import MissingDependencyError
+
     try:
         res = score_responses(rows, responses)
-    except ValueError as e:
+    except (ValueError, MissingDependencyError) as e:
         raise UserError(str(e)) from None
+    if res["n_unsupported"] and res["n_unsupported"] == res["n_instructions"]:
+        raise UserError(f"--data/--responses: none of the {res['n_instructions']} instructions is of a type rvpo "
+                        f"checks (ids: {', '.join(res['unsupported_ids'][:5])}); nothing to score")
+    if res["n_unsupported"]:
+        print(f"rvpo eval constraints: warning: {res['n_unsupported']} instruction(s) of unknown type counted as "
+              f"not followed ({', '.join(res['unsupported_ids'][:5])})", file=sys.stderr)
     head = {"model": model_name, "data": args.data, "responses": args.responses, "n": res["n"],
             "metrics": res["metrics"], "ci95": res["ci95"], "worst_type_name": res["worst_type_name"],
             "per_type_n": res["per_type_n"], "n_instructions": res["n_instructions"],
@@ -141,6 +168,24 @@ def run(args) -> int:
     return 0
 
 
+def _require_langdetect(rows: list[dict]) -> None:
+    """Fail before any model loads when rows use IFEval's language checks and langdetect is missing."""
+    import importlib.util
+
+    from rvpo.tasks.constraints.instructions import LANGDETECT_HINT, NEEDS_LANGDETECT
+
+    def types(row: dict) -> set:
+        raw = row.get("instructions") or "[]"
+        try:
+            return {it.get("type") for it in (json.loads(raw) if isinstance(raw, str) else raw)}
+        except (ValueError, AttributeError):
+            return set()
+
+    if any(types(r) & NEEDS_LANGDETECT for r in rows) and importlib.util.find_spec("langdetect") is None:
+        raise UserError("rvpo eval constraints needs langdetect for IFEval's language checks "
+                        f"(response_language, english_lowercase, english_capital): {LANGDETECT_HINT}")
+
+
 def _generate(args, rows: list[dict]) -> tuple[list[str], str]:
     from rvpo.generation import generate
     from rvpo.models import ModelNotFoundError
@@ -158,7 +203,7 @@ def _generate(args, rows: list[dict]) -> tuple[list[str], str]:
 def _print_table(head: dict) -> None:
     m, ci = head["metrics"], head["ci95"]
     print(f"n = {head['n']} prompts, {head['n_instructions']} instructions"
-          f" ({head['n_unsupported']} unsupported excluded, {head['n_dropped_prompts']} prompts dropped)")
+          f" ({head['n_unsupported']} of unknown type, counted as not followed)")
     print("| metric | value [95% CI] |\n| --- | --- |")
     names = ["prompt_strict", "prompt_loose", "inst_strict", "inst_loose", "worst_type", "quality"]
     names += sorted(k for k in m if k.startswith("type/"))

@@ -35,12 +35,21 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+SET_ELSEWHERE = {"seed": "seeds come from the experiment file's 'seeds:' (or --seeds), one run per seed",
+                 "out": "the experiment's folder comes from its 'out:' (or --out)"}
+"""Train fields an experiment sets per run: ``--set`` may not change them (it would be silently ignored)."""
+
+
 def _spec(args):
     from rvpo.experiment.spec import load_spec
-    from rvpo.train.config import ConfigError, parse_set
+    from rvpo.train.config import ConfigError, canonical, parse_set
 
     try:
-        return load_spec(args.config, out=args.out, seeds=args.seeds, train_set=parse_set(args.set))
+        train_set = parse_set(args.set)
+        for key in train_set:
+            if canonical(key) in SET_ELSEWHERE:
+                raise UserError(f"--set {key}: not allowed here: {SET_ELSEWHERE[canonical(key)]}")
+        return load_spec(args.config, out=args.out, seeds=args.seeds, train_set=train_set)
     except ConfigError as e:
         raise UserError(str(e)) from None
 
@@ -56,6 +65,16 @@ def _plan_text(spec) -> str:
     return "\n".join(lines)
 
 
+def _check_out(spec) -> None:
+    """The results folder must be creatable (``--out FILE`` or a 300-byte name fail here, one line)."""
+    from rvpo.runs import RunDirError, check_run_root
+
+    try:
+        check_run_root(spec.root)
+    except RunDirError as e:
+        raise UserError(str(e).replace("a run directory", "the experiment folder")) from None
+
+
 def run(args) -> int:
     from rvpo.experiment.spec import ExperimentError
     from rvpo.train.config import ConfigError
@@ -65,6 +84,7 @@ def run(args) -> int:
         if args.dry_run:
             print(_plan_text(spec))
             return 0
+        _check_out(spec)
         if not args.verbose:
             from rvpo.cli.train import quiet
 

@@ -93,20 +93,56 @@ def run(args) -> int:
         if args.resume:
             from rvpo.train.run import load_resume_config
 
+            _check_resume_config(args.resume)
             base = load_resume_config(args.resume)
         cfg = build_config(args.config, string_overrides=overrides_from_args(args), base=base)
+        if base is not None:
+            _check_same_run(args.resume, base, cfg)
     except (ConfigError, FileNotFoundError) as e:
         raise UserError(str(e)) from None
     if not args.verbose:
         quiet()
+    import contextlib
+
     from rvpo.models import ModelNotFoundError
+    from rvpo.runs import CorruptFileError, RunDirError, run_lock
     from rvpo.train.run import train
 
     try:
-        res = train(cfg, resume=args.resume)
-    except (ConfigError, ModelNotFoundError, FileNotFoundError) as e:
+        with run_lock(args.resume, "--resume") if args.resume else contextlib.nullcontext():
+            res = train(cfg, resume=args.resume)
+    except (ConfigError, ModelNotFoundError, FileNotFoundError, CorruptFileError, RunDirError) as e:
         raise UserError(str(e)) from None
     return 130 if res.interrupted else 0
+
+
+SAME_RUN_FIELDS = ("task", "task_options", "model", "data", "lora.enabled")
+"""Fields a resumed run may not change: its checkpoints and metrics belong to the values it started with."""
+
+
+def _check_resume_config(run_dir: str) -> None:
+    """A run directory's ``config.yaml`` must hold a config: an empty one would start a default run there."""
+    from pathlib import Path
+
+    path = Path(run_dir) / "config.yaml"
+    try:
+        text = path.read_text(encoding="utf-8") if path.is_file() else None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"--resume {run_dir}: cannot read {path.name}: {e}") from None
+    if text is not None and not text.strip():
+        raise UserError(f"--resume {run_dir}: {path} is empty, so this is not a run rvpo train wrote "
+                        "(refusing to start a default run in it)")
+
+
+def _check_same_run(run_dir: str, base, cfg) -> None:
+    """``--resume`` with an override of a field that defines the run (``--task``, ``--model`` ...) is an error."""
+    from rvpo.train.config import _get
+
+    for name in SAME_RUN_FIELDS:
+        old, new = _get(base, name), _get(cfg, name)
+        if old != new:
+            raise UserError(f"--resume {run_dir}: config field {name!r} is {new!r} here but the run was started "
+                            f"with {old!r}; a resumed run keeps its {name} (start a new run instead)")
 
 
 

@@ -14,7 +14,10 @@ point is :func:`compute_advantages`. Shapes follow the notation of :mod:`rvpo.co
 
 Abstentions (NaN / inf): left out of group statistics and of the completion's aggregate, so a
 completion's M is its number of present channels (``m_eff``); a completion with none gets
-advantage 0 and is left out of batch whitening. ``gdpo`` sums over present channels (as TRL's
+advantage 0 and is left out of batch whitening. A channel of weight 0 (a monitor-only channel) is
+treated like an abstaining one for the advantages of every estimator: it is out of every aggregate
+(the soft-min's M, the hard-min, the mean-variance) and a completion scored only by such channels
+counts as unscored; its diagnostics (z-scores, abstentions) are still reported. ``gdpo`` sums over present channels (as TRL's
 ``normalize_then_sum`` does), so with varying ``m_eff`` its scale differs from the mean-based
 estimators; with every channel present, whitened ``rvpo`` at k -> 0 equals whitened ``gdpo``.
 """
@@ -178,9 +181,11 @@ def _finish(
 ) -> AdvantageOutput:
     """Shared tail: batch whitening, zero for unscored completions, the caller's dtype, diagnostics.
 
-    ``eps``: the whitening eps (default ``p.eps``; rescaled when the aggregate was).
+    ``eps``: the whitening eps (default ``p.eps``; rescaled when the aggregate was). A completion
+    whose only present channels have weight 0 is unscored (advantage 0, out of the whitening), as if
+    those channels abstained: a zero-weight (monitor-only) channel has no influence at all.
     """
-    scored = batch.m_eff > 0
+    scored = _scored(batch, p)
     agg = torch.where(scored, finite(agg), torch.zeros((), dtype=agg.dtype))
     adv = whiten(agg, scored, p.eps if eps is None else eps, p.unbiased) if whiten_batch else agg
     big = torch.finfo(batch.dtype).max  # e.g. float16: clip instead of overflowing to inf
@@ -191,6 +196,14 @@ def _finish(
         k=k, n_nan=batch.n_nan, n_inf=batch.n_inf, zero_spread=zero_spread, estimator=name,
         extra=extra or {}, reliability=reliability, z_fn=z_fn, binding_fn=binding,
     )
+
+
+def _scored(batch: RewardBatch, p: AdvantageParams) -> torch.Tensor:
+    """``(N,)`` bool: completions with at least one present channel of non-zero weight."""
+    w = p.weight_tensor(batch.num_channels)
+    if w is None or bool((w != 0).all()):
+        return batch.m_eff > 0
+    return (batch.present & (w != 0)).any(dim=1)
 
 
 def _weight_shares(batch: RewardBatch, w: torch.Tensor | None):
@@ -241,7 +254,7 @@ def grpo(batch: RewardBatch, p: AdvantageParams) -> AdvantageOutput:
     m = batch.num_channels
     w, wmax = _unit_weights(p.weight_tensor(m))
     w = torch.ones(m, dtype=torch.float64) if w is None else w
-    scored = batch.present.any(dim=1, keepdim=True)  # (N, 1)
+    scored = _scored(batch, p).unsqueeze(1)  # (N, 1); weight-0 channels alone do not score
     # raw rewards times weights scaled to max 1, summed in float64: cannot overflow
     s = (batch.values.double() * w).sum(dim=1, keepdim=True)  # (N, 1); absent channels are 0
     mean, std, count = group_mean_std(s, scored, batch.group_size, p.unbiased)  # (B, 1, 1)

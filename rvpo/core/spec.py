@@ -44,7 +44,8 @@ class AdvantageSpec:
     whiten: bool = field(default=True, metadata=_help(
         "batch-whiten the aggregate (gdpo, rvpo, rvpo_explicit, hardmin)"))
     weights: tuple[float, ...] | None = field(default=None, metadata=_help(
-        "one weight per reward channel (default all 1; >= 0 except for grpo and gdpo)"))
+        "channel weights: a list, one per reward channel in order, or a mapping channel name -> weight "
+        "(unnamed channels keep their default, 1); >= 0 except for grpo and gdpo; 0 = monitor only"))
     drop_zero_spread: bool = field(default=False, metadata=_help(
         "leave a channel out of a group's soft-min when it has no spread there (default: it counts with Z = 0)"))
     scale: str = field(default="group", metadata=_help("grpo only: divide by the group std, the batch std, or none"))
@@ -62,9 +63,11 @@ class AdvantageSpec:
             raise ValueError("k" + str(e).removeprefix("k_schedule")) from None
         object.__setattr__(self, "k", schedule_to_str(sched))  # normalised, lossless
         self.__dict__["schedule"] = sched  # primes the cached_property: the string is parsed once
+        if isinstance(self.weights, Mapping):
+            object.__setattr__(self, "weights", _named_weights(self.weights))
         for name in ("weights", "noise_floor"):
             v = getattr(self, name)
-            if v is not None:
+            if v is not None and not isinstance(v, dict):
                 if isinstance(v, (int, float)) and not isinstance(v, bool):
                     v = (v,)
                 try:
@@ -78,7 +81,34 @@ class AdvantageSpec:
             v = getattr(self, name)
             if isinstance(v, int) and not isinstance(v, bool):
                 object.__setattr__(self, name, float(v))
-        AdvantageParams(**self._static())  # the core's validation, once
+        AdvantageParams(**{**self._static(), "weights": None if self.named_weights else self.weights})
+
+    @property
+    def named_weights(self) -> bool:
+        """True when ``weights`` is a mapping by channel name (resolve it with :meth:`resolve_weights`)."""
+        return isinstance(self.weights, dict)
+
+    def resolve_weights(self, names: Sequence[str], defaults: Mapping[str, float] | None = None) -> "AdvantageSpec":
+        """This spec with positional weights for channels ``names``: a name mapping is looked up
+        (``defaults``, then 1, for names it leaves out); a list must have one weight per name.
+        Raises ``ValueError`` (``"weights: ..."``) for an unknown name or a wrong count."""
+        names = [str(n) for n in names]
+        w = self.weights
+        if w is None and not defaults:
+            return self
+        if w is None or isinstance(w, dict):
+            given = dict(w or {})
+            unknown = [n for n in given if n not in names]
+            if unknown:
+                raise ValueError(f"weights: unknown channel(s) {unknown}; the channels are: {', '.join(names)}")
+            base = dict(defaults or {})
+            pos = tuple(float(given.get(n, base.get(n, 1.0))) for n in names)
+        else:
+            if len(w) != len(names):
+                raise ValueError(f"weights: expected {len(names)} numbers (one per channel: {', '.join(names)}), "
+                                 f"got {len(w)}")
+            pos = tuple(w)
+        return AdvantageSpec.from_dict({**self.to_dict(), "weights": list(pos)})
 
     def _static(self) -> dict[str, Any]:
         return {"beta": self.beta, "eps": self.eps, "unbiased": self.unbiased, "whiten": self.whiten,
@@ -96,6 +126,9 @@ class AdvantageSpec:
         kw = {"estimator": self.estimator, "k": self.schedule(step, total), **self._static()}
         if weights is not None:
             kw["weights"] = weights
+        elif self.named_weights:
+            raise ValueError(f"weights: given by channel name ({self.weights}); resolve them against the reward "
+                             "channels first (AdvantageSpec.resolve_weights)")
         return kw
 
     def compute(self, rewards: torch.Tensor, group_size: int, step: int = 0, total: int = 1, weights=None):
@@ -107,7 +140,7 @@ class AdvantageSpec:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         for name in ("weights", "noise_floor"):
             if d[name] is not None:
-                d[name] = list(d[name])
+                d[name] = dict(d[name]) if isinstance(d[name], dict) else list(d[name])
         return d
 
     @classmethod
@@ -140,6 +173,18 @@ class AdvantageSpec:
     def defaults(cls) -> dict[str, Any]:
         """The default of every field (YAML/JSON safe)."""
         return cls().to_dict()
+
+
+def _named_weights(w: Mapping[Any, Any]) -> dict[str, float]:
+    """A ``{channel name: weight}`` mapping, checked (string names, finite numbers)."""
+    out: dict[str, float] = {}
+    for name, v in w.items():
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"weights: channel names must be strings, got {name!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)):
+            raise ValueError(f"weights.{name}: expected a finite number, got {v!r}")
+        out[name] = float(v)
+    return out
 
 
 def locate_error(e: Exception, where: str = "", names: Mapping[str, str] | None = None) -> str:

@@ -116,8 +116,9 @@ class OpenAIPolicy:
     def __init__(self, base_url: str, model: str, api_key_env: str = "RVPO_POLICY_API_KEY",
                  max_new_tokens: int = 512, temperature: float = 0.0, concurrency: int = 8,
                  timeout_s: float = 120.0, max_retries: int = 3, seed: int | None = None):
-        if not str(base_url).startswith(("http://", "https://")):
-            raise ValueError(f"policy base_url must start with http:// or https://, got {redact_url(base_url)!r}")
+        from rvpo.judge.config import check_http_url
+
+        check_http_url(base_url, "policy base_url")
         if concurrency < 1 or max_new_tokens < 1:
             raise ValueError("concurrency and max_new_tokens must be >= 1")
         self.base_url, self.model, self.api_key_env = base_url, model, api_key_env

@@ -113,12 +113,61 @@ def plot_target(per_method: dict[str, list[float]], target: str, path: Path, col
     return True
 
 
+def _derived(runs: list[RunData], constraint: list[str], easy: list[str]) -> list[RunData]:
+    """Copies of ``runs`` whose records hold ``constraint``, ``easy`` and ``binding`` per step (means over channels)."""
+    from dataclasses import replace
+
+    def mean(rec: dict, keys: list[str]) -> float | None:
+        vals = [rec.get(k) for k in keys]
+        vals = [float(v) for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+        return sum(vals) / len(vals) if vals else None
+
+    out = []
+    for r in runs:
+        recs = [{"step": rec["step"], "constraint": mean(rec, [f"rewards/{c}/mean" for c in constraint]),
+                 "easy": mean(rec, [f"rewards/{c}/mean" for c in easy]),
+                 "binding": sum(v for v in [rec.get(f"rvpo/binding/{c}") for c in constraint]
+                                if isinstance(v, (int, float))) if any(f"rvpo/binding/{c}" in rec for c in constraint)
+                 else None} for rec in r.records]
+        out.append(replace(r, records=recs))
+    return out
+
+
+def plot_constraint_easy(runs: list[RunData], constraint: list[str], easy: list[str], path: Path,
+                         colors: dict[str, str], smooth: int = 1) -> bool:
+    """Three panels per step, every method with seed bands: the constraint's batch rate, the easy channels'
+    mean, the binding weight on the constraint (the paper's figure-3 shape)."""
+    d = _derived(runs, constraint, easy)
+    panels = [(k, t) for k, t in (("constraint", f"constraint ({', '.join(constraint)}): batch rate"),
+                                  ("easy", "easy channels: mean batch rate"),
+                                  ("binding", "binding weight on the constraint")) if curve_stats(d, k)]
+    if not panels:
+        return False
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False, constrained_layout=True)
+    for ax, (key, title) in zip(axes.flat, panels):
+        _band(ax, curve_stats(d, key, smooth), colors)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle(f"constraint vs easy channels ({_seeds_note(runs, smooth)})", fontsize=10)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def write_plots(runs: list[RunData], labels: list[str], out_dir: Path, target: str,
-                per_method: dict[str, list[float]], smooth: int = 1) -> list[Path]:
+                per_method: dict[str, list[float]], smooth: int = 1, constraint_channels: tuple[str, ...] = (),
+                easy_channels: tuple[str, ...] = ()) -> list[Path]:
     """Every figure into ``out_dir``; returns the files written (channels in first-logged order)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     colors = {lab: f"C{i % 10}" for i, lab in enumerate(labels)}
     written: list[Path] = []
+    if constraint_channels and plot_constraint_easy(runs, list(constraint_channels), list(easy_channels),
+                                                    out_dir / "constraint_vs_easy.png", colors, smooth):
+        written.append(out_dir / "constraint_vs_easy.png")
     chans = [k[len("rewards/"):-len("/mean")] for k in curve_keys(runs) if k.startswith("rewards/") and k.endswith("/mean")]
     for ch in chans:
         p = out_dir / f"reward_{_safe(ch)}.png"

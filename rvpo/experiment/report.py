@@ -7,6 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from rvpo.experiment.aggregate import RunData
+from rvpo.experiment.report_neglect import channels_section as _channels
+from rvpo.experiment.report_neglect import hold_section as _hold
+from rvpo.experiment.report_neglect import screen_section as _screen_only
 from rvpo.experiment.spec import ExperimentSpec
 from rvpo.runs import atomic_write_text
 
@@ -137,6 +140,7 @@ def write_report(spec: ExperimentSpec, task: Any, runs: list[RunData], rows: lis
     if not spec.target_is_train:
         out += _heldout(summary, names, n_eval)
     out += _tests(summary)
+    out += _hold(summary) + _channels(summary) + _screen_only(summary)
     if figures:
         smooth = f" (each run's trailing mean over {spec.smooth} steps)" if spec.smooth > 1 else ""
         out += ["## Training curves", "", f"Per-step batch means of the sampled completions{smooth}; the band is ± 1 "
@@ -154,7 +158,7 @@ def write_report(spec: ExperimentSpec, task: Any, runs: list[RunData], rows: lis
 
 def finish(spec: ExperimentSpec, wall_session: float = 0.0) -> tuple[Path, dict]:
     """Aggregate the run directories into the tables, plots and report; returns ``(report path, summary)``."""
-    from rvpo.experiment import aggregate
+    from rvpo.experiment import aggregate, neglect
     from rvpo.experiment.plots import write_plots
     from rvpo.tasks.base import get_task
 
@@ -162,11 +166,12 @@ def finish(spec: ExperimentSpec, wall_session: float = 0.0) -> tuple[Path, dict]
     runs = aggregate.collect(spec)
     names = aggregate.metric_names(task, runs)
     summary = aggregate.summarise(spec, runs, names)
+    summary.update(neglect.summarise(spec, runs))
     summary["wall_s_session"] = wall_session
     aggregate.write_tables(spec, runs, summary, names)
     rows = aggregate.run_rows(spec, runs, names)
     per_method = {m.label: [aggregate.target_value(spec, r) for r in runs if r.label == m.label and r.finished]
                   for m in spec.methods}
     figures = write_plots(runs, [m.label for m in spec.methods], spec.root / "plots", spec.target, per_method,
-                          spec.smooth)
+                          spec.smooth, spec.constraint_channels, spec.easy_channels)
     return write_report(spec, task, runs, rows, summary, names, figures, wall_session), summary

@@ -150,7 +150,8 @@ def plan(spec: ExperimentSpec) -> list[tuple[int, Method]]:
 
 
 def run_experiment(spec: ExperimentSpec, callbacks: Sequence[Any] = (), log: Callable[[str], None] | None = None,
-                   progress: bool = True, train_fn: Callable[..., Any] | None = None) -> ExperimentResult:
+                   progress: bool = True, train_fn: Callable[..., Any] | None = None,
+                   screen_fn: Callable[..., Any] | None = None) -> ExperimentResult:
     """Train every missing or unfinished run of ``spec``; see the module docstring.
 
     Args:
@@ -158,6 +159,7 @@ def run_experiment(spec: ExperimentSpec, callbacks: Sequence[Any] = (), log: Cal
         log: stage messages (default: through the progress bar to stderr).
         progress: one tqdm bar over all runs' steps ("run i/N label seed S", step, k, channel means).
         train_fn: :func:`rvpo.train.run.train` (replaceable in tests).
+        screen_fn: the sampler of the ``screen:`` step (:func:`rvpo.cli.screen.sample_and_score`; tests).
     """
     from tqdm.auto import tqdm
 
@@ -181,6 +183,10 @@ def run_experiment(spec: ExperimentSpec, callbacks: Sequence[Any] = (), log: Cal
     bar = tqdm(total=total, initial=done, unit="step", file=sys.stderr, dynamic_ncols=True, disable=not progress)
     say = log or (lambda msg: bar.write(msg, file=sys.stderr))
     try:
+        if spec.screen:  # once, on the base model, before any run (cached in screen.json)
+            from rvpo.experiment.screen import run_screen
+
+            run_screen(spec, sample_fn=screen_fn, log=say)
         for i, (seed, m) in enumerate(order, 1):
             tag = f"run {i}/{len(order)} {m.label} seed {seed}"
             bar.set_description(tag)

@@ -17,6 +17,12 @@
                                  #   or train:<metric> = mean of the last `last_steps` logged steps
     last_steps: 3
     smooth: 1                    # plots only: trailing mean over this many steps per run before the seed bands
+    hold: {metric: constraint, at_least: 0.5}   # optional: per run "kept the constraint" yes/no (held-out
+                                 #   metric after >= at_least; without at_least: after >= before - 0.1);
+                                 #   per method the share of seeds, Fisher's exact test against the first
+    constraint_channels: [constraint]   # optional (default: the task's attributes of these names): the
+    easy_channels: [rich_8, rich_10]    #   "constraint vs easy channels" table and figure
+    screen: {prompts: 32, group_size: 8}   # optional: `rvpo screen` once on the base model before the runs
 
 Errors name the file and the field (``exp.yaml: methods[1] (rvpo): config field 'k_schedule': ...``);
 unknown keys suggest the closest one.
@@ -25,6 +31,7 @@ unknown keys suggest the closest one.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +41,15 @@ from rvpo.train.config import (
     ALIASES, ConfigError, TrainConfig, build_config, canonical, field_names, flatten_config, read_yaml_file,
 )
 
-TOP_KEYS = ("name", "out", "train", "methods", "seeds", "target", "last_steps", "smooth")
+TOP_KEYS = ("name", "out", "train", "methods", "seeds", "target", "last_steps", "smooth", "hold",
+            "constraint_channels", "easy_channels", "screen")
+HOLD_KEYS = ("metric", "at_least")
+SCREEN_KEYS = ("prompts", "group_size", "max_new_tokens", "temperature", "seed", "batch_size")
+SCREEN_DEFAULTS = {"prompts": 32, "group_size": 8, "max_new_tokens": None, "temperature": 0.7, "seed": 0,
+                   "batch_size": 64}
+"""``screen:`` fields; ``max_new_tokens`` defaults to the train config's ``max_completion_length``."""
+HOLD_MARGIN = 0.1
+"""Without ``hold.at_least``, a run kept the metric when after >= before - HOLD_MARGIN."""
 METHOD_FIXED = ("seed", "out", "task", "task_options", "data", "train_examples", "eval.enabled", "eval.data",
                 "eval.examples")
 """Train fields a method may not change: the runs of one experiment share them (set them under ``train:``)."""
@@ -70,6 +85,12 @@ class ExperimentSpec:
     smooth: int = 1
     path: Path | None = None
     raw: dict = field(default_factory=dict)
+    hold: dict | None = None
+    """``{"metric": NAME, "at_least": float or None}`` or None"""
+    constraint_channels: tuple[str, ...] = ()
+    easy_channels: tuple[str, ...] = ()
+    screen: dict | None = None
+    """resolved ``screen:`` settings (:data:`SCREEN_KEYS`) or None"""
 
     @property
     def root(self) -> Path:
@@ -94,6 +115,8 @@ class ExperimentSpec:
         """The resolved experiment for ``experiment.yaml`` (every method's train overrides spelled out)."""
         return {"name": self.name, "out": str(self.out), "source": str(self.path) if self.path else None,
                 "seeds": list(self.seeds), "target": self.target, "last_steps": self.last_steps, "smooth": self.smooth,
+                "hold": self.hold, "constraint_channels": list(self.constraint_channels),
+                "easy_channels": list(self.easy_channels), "screen": self.screen,
                 "methods": [{"label": m.label, **m.overrides} for m in self.methods]}
 
 
@@ -103,8 +126,13 @@ def _unknown(key: str, known: tuple[str, ...] | list[str], where: str) -> Experi
     return ExperimentError(f"{where}unknown field {key!r}{hint}")
 
 
+MAX_SEEDS = 1000
+"""At most this many seeds (every method runs once per seed): a typo like ``0..1000000`` fails at once."""
+
+
 def parse_seeds(value: Any, where: str = "") -> tuple[int, ...]:
-    """``[0, 1, 2]``, ``"0..2"`` (inclusive), ``"0..2,7"`` or ``5`` -> a tuple of distinct ints."""
+    """``[0, 1, 2]``, ``"0..2"`` (inclusive), ``"0..2,7"`` or ``5`` -> a tuple of distinct ints (at most
+    :data:`MAX_SEEDS`)."""
     bad = ExperimentError(f"{where}field 'seeds': expected a list of ints, a range like '0..2', or one int, "
                           f"got {value!r}")
     if isinstance(value, bool):
@@ -116,8 +144,14 @@ def parse_seeds(value: Any, where: str = "") -> tuple[int, ...]:
         for part in (p.strip() for p in value.split(",") if p.strip()):
             lo, sep, hi = part.partition("..")
             try:
+                n = int(hi) - int(lo) + 1 if sep else 1
+                if len(seeds) + n > MAX_SEEDS:
+                    raise ExperimentError(f"{where}field 'seeds': {value!r} is {len(seeds) + n} seeds or more; at "
+                                          f"most {MAX_SEEDS} (each method trains once per seed)")
                 seeds += list(range(int(lo), int(hi) + 1)) if sep else [int(part)]
-            except ValueError:
+            except ValueError as e:
+                if isinstance(e, ExperimentError):
+                    raise
                 raise bad from None
             if sep and int(hi) < int(lo):
                 raise bad
@@ -127,6 +161,8 @@ def parse_seeds(value: Any, where: str = "") -> tuple[int, ...]:
         raise bad
     if not seeds or any(s < 0 for s in seeds):
         raise bad
+    if len(seeds) > MAX_SEEDS:
+        raise ExperimentError(f"{where}field 'seeds': {len(seeds)} seeds; at most {MAX_SEEDS} (each method trains once per seed)")
     if len(set(seeds)) != len(seeds):
         raise ExperimentError(f"{where}field 'seeds': {value!r} repeats a seed")
     return tuple(seeds)
@@ -249,8 +285,84 @@ def parse_spec(raw: Any, path: Path | None = None, out: str | None = None, seeds
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ExperimentError(f"{where}field {key!r}: expected an int >= 1, got {v!r}")
     target = _target(raw.get("target"), base, where)
+    hold = _hold(raw.get("hold"), base, where)
+    cons, easy = _channels(raw, base, where)
+    scr = _screen(raw.get("screen"), base, where)
     return ExperimentSpec(name=name, out=Path(out_v), base=base, methods=methods, seeds=seed_t, target=target,
-                          last_steps=last, smooth=smooth, path=path, raw=raw)
+                          last_steps=last, smooth=smooth, path=path, raw=raw, hold=hold, constraint_channels=cons,
+                          easy_channels=easy, screen=scr)
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _hold(value: Any, base: TrainConfig, where: str) -> dict | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ExperimentError(f"{where}field 'hold': expected a mapping {{metric: NAME, at_least: X}}, got {value!r}")
+    for key in value:
+        if key not in HOLD_KEYS:
+            raise _unknown(str(key), HOLD_KEYS, f"{where}hold: ")
+    metric = value.get("metric")
+    if not isinstance(metric, str) or not metric.strip() or metric.startswith(TRAIN_PREFIX):
+        raise ExperimentError(f"{where}field 'hold.metric': expected a held-out metric name, got {metric!r}")
+    if not base.eval.enabled:
+        raise ExperimentError(f"{where}field 'hold.metric': {metric!r} is a held-out metric but train.eval.enabled "
+                              "is false")
+    at_least = value.get("at_least")
+    if at_least is not None and not _number(at_least):
+        raise ExperimentError(f"{where}field 'hold.at_least': expected a number, got {at_least!r}")
+    return {"metric": metric, "at_least": None if at_least is None else float(at_least)}
+
+
+def _channels(raw: dict, base: TrainConfig, where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    from rvpo.tasks.base import get_task
+
+    task = get_task(base.task, base.task_options)  # already checked by _target
+    try:
+        known = list(task.channel_names())
+    except Exception:  # noqa: BLE001 - a task that cannot list its channels is checked by its runs
+        known = []
+    out = []
+    for key in ("constraint_channels", "easy_channels"):
+        v = raw.get(key, getattr(task, key, ()) or ())
+        if isinstance(v, str):
+            v = [v]
+        if not isinstance(v, (list, tuple)) or not all(isinstance(c, str) and c for c in v):
+            raise ExperimentError(f"{where}field {key!r}: expected a list of channel names, got {v!r}")
+        bad = [c for c in v if known and c not in known]
+        if bad and key in raw:
+            raise ExperimentError(f"{where}field {key!r}: {bad[0]!r} is not a channel of task {task.name!r} "
+                                  f"({', '.join(known)})")
+        out.append(tuple(c for c in v if c not in bad))
+    cons, easy = out
+    if cons and not easy:  # default: every other channel that is trained on
+        mon = set(getattr(task, "monitor_channels", ()) or ())
+        easy = tuple(c for c in known if c not in cons and c not in mon)
+    return cons, easy
+
+
+def _screen(value: Any, base: TrainConfig, where: str) -> dict | None:
+    if value is None or value is False:
+        return None
+    if value is True:
+        value = {}
+    if not isinstance(value, dict):
+        raise ExperimentError(f"{where}field 'screen': expected a mapping such as {{prompts: 32, group_size: 8}}, "
+                              f"got {value!r}")
+    for key in value:
+        if key not in SCREEN_KEYS:
+            raise _unknown(str(key), SCREEN_KEYS, f"{where}screen: ")
+    out = {**SCREEN_DEFAULTS, "max_new_tokens": base.max_completion_length, **value}
+    for key, lo in (("prompts", 1), ("group_size", 2), ("max_new_tokens", 1), ("seed", 0), ("batch_size", 1)):
+        v = out[key]
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise ExperimentError(f"{where}field 'screen.{key}': expected an int >= {lo}, got {v!r}")
+    if not _number(out["temperature"]) or out["temperature"] <= 0:
+        raise ExperimentError(f"{where}field 'screen.temperature': expected a number > 0, got {out['temperature']!r}")
+    return out
 
 
 def load_spec(path: str | Path, **overrides: Any) -> ExperimentSpec:

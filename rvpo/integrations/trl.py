@@ -62,6 +62,11 @@ _check_trl_version(trl.__version__)
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
 from rvpo.core import AdvantageSpec  # noqa: E402
+from rvpo.integrations.shared_prefix import (  # noqa: E402
+    shared_prefix_generation,
+    shared_prefix_logps,
+    supports_shared_prefix,
+)
 
 __all__ = ["RVPOConfig", "RVPOTrainer", "expand_multichannel", "TRL_SUPPORTED"]
 
@@ -107,6 +112,15 @@ class RVPOConfig(GRPOConfig):
         metadata={"help": "Sample rollouts from LoRA-merged weights (a temporary copy; the base weights are "
                           "restored bit for bit), not through unmerged adapters: the same policy up to rounding, "
                           "several times faster to decode on CPU. Losses always use the unmerged model."},
+    )
+
+    rvpo_shared_prefix: bool = field(
+        default=True,
+        metadata={"help": "Run each prompt once for its G completions, in sampling (pre-filled key/value cache) "
+                          "and in the logprob/loss forward (gradients flow through the shared cache), and put only "
+                          "completion positions through the LM head: the same logprobs up to float rounding, "
+                          "2-3x fewer forward FLOPs at G=8 when prompts are as long as completions. Text-only "
+                          "decoder models; others use TRL's path."},
     )
 
     def __post_init__(self) -> None:
@@ -177,9 +191,34 @@ class RVPOTrainer(GRPOTrainer):
         with contextlib.ExitStack() as stack:
             if self.args.rvpo_merge_lora_for_generation:
                 stack.enter_context(merged_lora(self.model))
+            if self._rvpo_shared_prefix_ok():
+                stack.enter_context(shared_prefix_generation(self.accelerator.unwrap_model(self.model)))
             if self.args.bf16 and not _is_peft(self.model):
                 stack.enter_context(torch.autocast(device_type=self.accelerator.device.type, dtype=torch.bfloat16))
             return super()._generate_single_turn(*args, **kwargs)
+
+    def _rvpo_shared_prefix_ok(self) -> bool:
+        gen_cfg = getattr(self, "generation_config", None)
+        return (self.args.rvpo_shared_prefix and getattr(gen_cfg, "cache_implementation", None) is None
+                and supports_shared_prefix(self.accelerator.unwrap_model(self.model)))
+
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
+                                           compute_entropy=False, compute_aux_loss=False, **multimodal):
+        # the logprob pass of the loss (and of old/ref logps when TRL needs them): prompts run once per group
+        if compute_aux_loss or any(v is not None for v in multimodal.values()) or not self._rvpo_shared_prefix_ok():
+            return super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep,
+                                                              batch_size, compute_entropy, compute_aux_loss, **multimodal)
+        batch_size = batch_size or input_ids.size(0)
+        logps, entropies = [], []
+        for start in range(0, input_ids.size(0), batch_size):
+            end = min(start + batch_size, input_ids.size(0))
+            with self.accelerator.autocast():
+                lp, ent = shared_prefix_logps(model, input_ids[start:end], attention_mask[start:end], logits_to_keep,
+                                              temperature=self.temperature, compute_entropy=compute_entropy,
+                                              lm_head_fp32=bool(getattr(self.args, "cast_lm_head_to_fp32", False)))
+            logps.append(lp)
+            entropies.append(ent)
+        return torch.cat(logps), (torch.cat(entropies) if compute_entropy else None), None
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
@@ -213,19 +252,36 @@ class RVPOTrainer(GRPOTrainer):
             logged.pop()
         logged.extend(all_adv.tolist())
 
-        met = all_binary_met(rewards.detach().float().cpu())
+        raw = rewards.detach().float().cpu()  # (N, M), NaN = abstain
+        weights = self.reward_weights.detach().float().cpu()  # (M,), 0 = monitor-only channel
+        met = all_binary_met(raw, weights)
         if met is not None:
             self._metrics[mode]["rvpo/all_binary_met"].append(met)
         for name, value in out.metrics(self.reward_func_names, prefix="rvpo/").items():
             if math.isfinite(value):  # hardmin's k is inf: not a loggable number
                 self._metrics[mode][name].append(value)
+
+        # what a task's step_metrics may see (rvpo.tasks.base.StepData): TRL just appended this batch's
+        # gathered prompts and completions (N of each, all processes) to its completions table
+        from rvpo.rewards.base import completion_text
+        from rvpo.tasks.base import StepData
+
+        n = raw.shape[0]
+        texts = list(self._logs["completion"])[-n:] if len(self._logs["completion"]) >= n else None
+        prompts = list(self._logs["prompt"])[-n:] if len(self._logs["prompt"]) >= n else None
+        self.last_step_data = StepData(
+            advantages=out, rewards=raw, channel_names=tuple(self.reward_func_names),
+            completions=None if texts is None else tuple(completion_text(c) for c in texts),
+            prompts=None if prompts is None else tuple(prompts), weights=tuple(weights.tolist()),
+            group_size=group, step=self.state.global_step, mode=mode)
         return output
 
 
-def all_binary_met(rewards: torch.Tensor) -> float | None:
+def all_binary_met(rewards: torch.Tensor, weights: Any = None) -> float | None:
     """Share of completions that meet every binary (0/1) channel they are scored on, or None if none is binary.
 
-    ``rewards``: ``(N, M)``, NaN = abstain. A channel counts as binary when its finite values in the
+    ``rewards``: ``(N, M)``, NaN = abstain. ``weights``: optional ``(M,)`` training weights; channels
+    of weight 0 (monitor-only) are left out. A channel counts as binary when its finite values in the
     batch are all 0 or 1 (instruction checks, rubric items); continuous channels are left out. Rows
     scored on no binary channel are left out. For IFEval-style tasks this is the prompt-level
     "all instructions followed" rate of the training samples.
@@ -233,6 +289,8 @@ def all_binary_met(rewards: torch.Tensor) -> float | None:
     finite = torch.isfinite(rewards)
     is01 = ((rewards == 0) | (rewards == 1)) | ~finite
     binary = is01.all(dim=0) & finite.any(dim=0)  # (M,)
+    if weights is not None:
+        binary = binary & (torch.as_tensor(weights, dtype=torch.float64).flatten().cpu() != 0)
     if not bool(binary.any()):
         return None
     present = finite[:, binary]

@@ -13,6 +13,27 @@ from typing import Any
 
 from rvpo.runs import redact_url
 
+
+def check_http_url(url: Any, field: str) -> str:
+    """``url`` if it is ``http(s)://HOST[:PORT]/...`` with a host and a port in 1..65535; else a
+    ``ValueError`` naming ``field`` (the URL redacted: no ``user:password@`` in the message)."""
+    from urllib.parse import urlsplit
+
+    text = str(url)
+    shown = redact_url(text)
+    if not text.startswith(("http://", "https://")):
+        raise ValueError(f"{field} must start with http:// or https://, got {shown!r}")
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{field}: the port in {shown!r} is not a number in 1..65535") from None
+    if not parts.hostname:
+        raise ValueError(f"{field}: {shown!r} has no host (expected e.g. http://127.0.0.1:8000/v1)")
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError(f"{field}: the port in {shown!r} is not a number in 1..65535")
+    return text
+
 DEFAULT_CACHE_PATH = os.path.join("~", ".cache", "rvpo", "judge.sqlite")
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
@@ -102,10 +123,8 @@ class JudgeConfig:
                 raise ValueError(f"JudgeConfig.{name} must be a finite number > 0 or None, got {v!r}")
         if not self.model:
             raise ValueError("JudgeConfig.model must be a non-empty model name (env RVPO_JUDGE_MODEL)")
-        if self.base_url is not None and not str(self.base_url).startswith(("http://", "https://")):
-            raise ValueError(
-                f"JudgeConfig.base_url must start with http:// or https://, got {redact_url(self.base_url)!r}"
-            )
+        if self.base_url is not None:
+            check_http_url(self.base_url, "JudgeConfig.base_url")
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "JudgeConfig":

@@ -26,13 +26,20 @@ An evaluation result is a dict with at least::
 
 ``eval_metrics`` orders the names for tables; ``target_metric`` is the one experiments compare.
 All numbers must be finite or ``None`` (JSON outputs are strict).
+
+A task is named by its registry name (:data:`TASKS`), a dotted path ``pkg.module:factory``, or a
+file path ``path/to/task.py:factory`` (imported by path; no ``PYTHONPATH`` needed).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
+import importlib.util
+import inspect
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Mapping, Sequence
@@ -41,8 +48,47 @@ TASKS: dict[str, str] = {
     "toolcall": "rvpo.tasks.toolcall.task:make_task",
     "constraints": "rvpo.tasks.constraints.task:make_task",
     "rubric": "rvpo.tasks.rubric.task:make_task",
+    "neglect": "rvpo.tasks.neglect.task:make_task",
 }
 """Built-in tasks: name -> ``"module:factory"`` (imported only when used)."""
+
+
+@dataclass(frozen=True)
+class StepData:
+    """What :meth:`Task.step_metrics` sees of one generation batch (global: all processes).
+
+    Shapes: ``N`` completions (``B`` prompts x ``G`` = ``group_size``, in contiguous groups), ``M``
+    channels. Fields other than ``advantages`` may be None where the trainer could not provide them.
+    """
+
+    advantages: Any = None
+    """the batch's :class:`rvpo.AdvantageOutput` (channels in ``channel_names`` order)"""
+    rewards: Any = None
+    """raw rewards, a float ``(N, M)`` torch tensor; NaN where a channel abstained"""
+    channel_names: tuple[str, ...] = ()
+    """the ``M`` channel names (:meth:`Task.channel_names`)"""
+    completions: tuple[str, ...] | None = None
+    """the ``N`` completion texts"""
+    prompts: tuple[Any, ...] | None = None
+    """the ``N`` prompts (chat messages or strings; each repeated for the G completions of its group)"""
+    weights: tuple[float, ...] | None = None
+    """the ``M`` training weights (0 = monitor-only channel)"""
+    group_size: int = 0
+    """``G``"""
+    step: int = 0
+    """the optimizer step at which the batch was generated"""
+    mode: str = "train"
+    """``"train"`` or ``"eval"``"""
+
+    def column(self, name: str) -> list[float]:
+        """Channel ``name``'s ``N`` raw rewards as floats (NaN = abstained)."""
+        if self.rewards is None:
+            raise ValueError("StepData.column: this batch carries no raw rewards")
+        try:
+            j = list(self.channel_names).index(name)
+        except ValueError:
+            raise ValueError(f"StepData.column: unknown channel {name!r}; channels: {list(self.channel_names)}") from None
+        return [float(v) for v in self.rewards[:, j].tolist()]
 
 
 class Task:
@@ -56,6 +102,22 @@ class Task:
         columns: dataset columns handed to the reward functions.
         eval_metrics: metric names of :meth:`evaluate`'s ``metrics``, in table order.
         target_metric: the held-out number that says whether training helped.
+        monitor_channels: channel names that are computed and logged (TRL's ``rewards/<name>/mean``)
+            but never trained on: their weight is always 0, and a weight-0 channel has no influence
+            on any estimator's advantages (nor on ``rvpo/all_binary_met``).
+        channel_weights: default training weight by channel name (a name left out weighs 1); the
+            config's ``advantage.weights`` (a list, or a mapping by name) overrides it.
+        constraint_channels: the hard constraint(s) that reports and ``rvpo screen`` watch.
+        easy_channels: the channels that compete with the constraints (e.g. correlate with length).
+
+    Per-step metrics: :meth:`step_metrics` is called after each logged step. A task that declares a
+    keyword ``data`` (``def step_metrics(self, advantages=None, *, data=None)``) also receives a
+    :class:`StepData` (completions, prompts, raw ``(N, M)`` rewards, channel names); one whose
+    ``step_metrics(advantages)`` takes only the :class:`rvpo.AdvantageOutput` is called as before.
+
+    Sampled evaluation: :meth:`evaluate` takes keyword-only ``temperature`` (0 = greedy), ``samples``
+    (completions per prompt) and ``seed``; ``rvpo train`` passes them only to a task whose
+    ``evaluate`` declares them (older tasks stay greedy).
     """
 
     name: str = ""
@@ -65,6 +127,10 @@ class Task:
     columns: tuple[str, ...] = ()
     eval_metrics: tuple[str, ...] = ()
     target_metric: str = ""
+    monitor_channels: tuple[str, ...] = ()
+    channel_weights: Mapping[str, float] = {}
+    constraint_channels: tuple[str, ...] = ()
+    easy_channels: tuple[str, ...] = ()
 
     def load(self, spec: str, split: str, seed: int = 0) -> list[dict]:
         """Rows for ``spec`` (``split`` is ``"train"`` or ``"eval"``; ``seed`` may drive generation)."""
@@ -79,19 +145,25 @@ class Task:
         raise NotImplementedError
 
     def evaluate(self, model: Any, tokenizer: Any, rows: Sequence[dict], *, max_new_tokens: int,
-                 batch_size: int) -> dict[str, Any]:
-        """Generate for ``rows`` with ``model`` (greedy) and score; see the module docstring."""
+                 batch_size: int, temperature: float = 0.0, samples: int = 1, seed: int = 0) -> dict[str, Any]:
+        """Generate for ``rows`` with ``model`` and score; see the module docstring.
+
+        ``temperature`` 0 is greedy; above 0, ``samples`` completions per prompt are drawn (torch
+        seeded with ``seed``) and every one is scored. A task may leave these keywords out (greedy only).
+        """
         raise NotImplementedError
 
     def session(self, run_dir: Path) -> ContextManager[Any]:
         """Resources held for the whole run (e.g. a local judge server); stopped when the run ends or dies."""
         return contextlib.nullcontext()
 
-    def step_metrics(self, advantages: Any = None) -> dict[str, float]:
+    def step_metrics(self, advantages: Any = None, *, data: StepData | None = None) -> dict[str, float]:
         """Extra per-step metrics (flat floats; NaN is stored as null) logged beside TRL's; default none.
 
         ``advantages`` is the step's :class:`rvpo.AdvantageOutput` (global batch, channels in
         :meth:`channel_names` order), e.g. to report binding weights grouped by what a channel means.
+        ``data`` (:class:`StepData`, or None before the first batch) adds the completions, prompts and
+        raw rewards. Overrides may drop ``data`` (then it is not passed; see the class docstring).
         """
         return {}
 
@@ -101,28 +173,114 @@ class Task:
 
 
 def get_task(name: str, options: Mapping[str, Any] | None = None) -> Task:
-    """The task registered as ``name``, or a user's task by dotted path ``pkg.mod:factory``.
+    """The task registered as ``name``, a user's task by dotted path ``pkg.mod:factory``, or by file
+    path ``path/to/task.py:factory``.
 
     ``options`` (``task_options`` in the config) go to the factory as keyword arguments.
-    Raises ``ValueError`` naming the task for an unknown name or a bad option.
+    Raises ``ValueError`` naming the task for an unknown name, a missing file or factory, or a bad option.
     """
     target = TASKS.get(name, name)
     if ":" not in target:
         raise ValueError(f"task: unknown task {name!r}; built-in: {', '.join(sorted(TASKS))}, "
-                         "or a dotted path 'pkg.module:factory'")
-    mod_name, _, attr = target.partition(":")
-    try:
-        factory = getattr(importlib.import_module(mod_name), attr)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"task: cannot import {target!r}: {e}") from None
+                         "a dotted path 'pkg.module:factory' or a file 'path/to/task.py:factory'")
+    mod_name, _, attr = target.rpartition(":")
+    if mod_name.endswith(".py") or "/" in mod_name or "\\" in mod_name:
+        factory = _factory_from_file(Path(mod_name), attr, target)
+    else:
+        try:
+            factory = getattr(importlib.import_module(mod_name), attr)
+        except (ImportError, AttributeError) as e:
+            raise ValueError(f"task: cannot import {target!r}: {e}") from None
+    if not callable(factory):
+        raise ValueError(f"task: {target!r} is not callable")
     try:
         task = factory(**dict(options or {}))
-    except TypeError as e:
+    except (TypeError, ValueError) as e:  # an unknown or bad option
         raise ValueError(f"task_options for task {name!r}: {e}") from None
     for attr in ("load", "reward_funcs", "evaluate"):
         if not callable(getattr(task, attr, None)):
             raise ValueError(f"task: {target!r} gave {type(task).__name__}, which has no {attr}()")
     return task
+
+
+def _factory_from_file(path: Path, attr: str, target: str) -> Callable[..., Any]:
+    """``attr`` of the Python file ``path``, imported by path (as module ``rvpo_user_task_<stem>``)."""
+    if not path.is_file():
+        raise ValueError(f"task: {target!r}: no such file {str(path)!r}")
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
+    mod_name = f"rvpo_user_task_{path.stem}_{digest}"
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"task: {target!r}: cannot import {str(path)!r} as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module  # dataclasses and pickling look modules up by name
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:  # the user's code can fail in any way: say where
+        sys.modules.pop(mod_name, None)
+        raise ValueError(f"task: importing {str(path)!r} failed: {type(e).__name__}: {e}") from None
+    if not attr or not hasattr(module, attr):
+        found = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_")
+                       and getattr(v, "__module__", None) == mod_name)
+        raise ValueError(f"task: {str(path)!r} has no {attr!r}" + (f"; it defines {', '.join(found)}" if found else ""))
+    return getattr(module, attr)
+
+
+def resolve_channel_weights(task: Any, names: Sequence[str], weights: Any = None) -> list[float]:
+    """One training weight per channel ``names``, as ``rvpo train`` hands them to the trainer.
+
+    ``weights``: the config's ``advantage.weights``: None (the task's ``channel_weights``, default 1),
+    a list (one per channel, in order) or a mapping by name (on top of the task's defaults).
+    Channels in the task's ``monitor_channels`` always weigh 0. Raises ``ValueError`` starting with
+    ``"advantage.weights: "`` for a wrong count, an unknown name, or a non-zero weight named for a
+    monitor channel.
+    """
+    names = [str(n) for n in names]
+    label = getattr(task, "name", "") or type(task).__name__
+    monitor = set(getattr(task, "monitor_channels", ()) or ())
+    defaults = dict(getattr(task, "channel_weights", None) or {})
+    for attr, keys in (("monitor_channels", monitor), ("channel_weights", defaults)):
+        bad = sorted(set(keys) - set(names))
+        if bad:
+            raise ValueError(f"advantage.weights: task {label!r} lists {bad} in {attr}, which are not among its "
+                             f"channels: {', '.join(names)}")
+    if isinstance(weights, Mapping):
+        unknown = [n for n in weights if n not in names]
+        if unknown:
+            raise ValueError(f"advantage.weights: unknown channel(s) {unknown} for task {label!r}; its channels: "
+                             f"{', '.join(names)}")
+        named = [n for n in weights if n in monitor and float(weights[n]) != 0]
+        if named:
+            raise ValueError(f"advantage.weights: {named} of task {label!r} are monitor-only channels (logged, never "
+                             "trained on); their weight is always 0")
+        defaults.update({n: float(v) for n, v in weights.items()})
+        out = [float(defaults.get(n, 1.0)) for n in names]
+    elif weights is not None:
+        out = [float(x) for x in weights]
+        if len(out) != len(names):
+            raise ValueError(f"advantage.weights: expected {len(names)} numbers (one per channel of task {label!r}: "
+                             f"{', '.join(names)}), got {len(out)}")
+    else:
+        out = [float(defaults.get(n, 1.0)) for n in names]
+    return [0.0 if n in monitor else w for n, w in zip(names, out)]
+
+
+def accepts_keyword(fn: Callable[..., Any], name: str) -> bool:
+    """Whether ``fn`` can be called with keyword ``name`` (declared, or ``**kwargs``)."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def call_step_metrics(task: Any, data: StepData | None) -> dict[str, float]:
+    """``task.step_metrics`` with ``data=`` when it declares it, else with the advantages alone."""
+    fn = getattr(task, "step_metrics", None)
+    if fn is None:
+        return {}
+    adv = data.advantages if data is not None else None
+    return fn(adv, data=data) if accepts_keyword(fn, "data") else fn(adv)
 
 
 # ----------------------------------------------------------------------------- shared helpers

@@ -30,17 +30,31 @@ def reward_channels(logs: dict[str, Any]) -> dict[str, float]:
 class TaskMetrics(TrainerCallback):
     """Adds the task's own per-step figures (``task.step_metrics()``, e.g. judge calls) to each log.
 
-    Listed before :class:`MetricsWriter`, so they reach ``metrics.jsonl`` and the progress display.
+    The task gets the trainer's ``last_step_data`` (:class:`rvpo.tasks.base.StepData`: completions,
+    prompts, raw rewards, advantages) when its ``step_metrics`` declares ``data``, else the
+    ``last_rvpo_output`` alone (see :func:`rvpo.tasks.base.call_step_metrics`). Listed before
+    :class:`MetricsWriter`, so they reach ``metrics.jsonl`` and the progress display.
     """
 
     def __init__(self, task: Any):
         self.task = task
-        self.trainer: Any = None  # set once the trainer exists: its last_rvpo_output feeds the task
+        self.trainer: Any = None  # set once the trainer exists: its last step's data feeds the task
+
+    def step_data(self) -> Any:
+        """The trainer's latest :class:`StepData` (built from ``last_rvpo_output`` if it has none)."""
+        from rvpo.tasks.base import StepData
+
+        data = getattr(self.trainer, "last_step_data", None)
+        if data is None:
+            out = getattr(self.trainer, "last_rvpo_output", None)
+            data = StepData(advantages=out) if out is not None else None
+        return data
 
     def on_log(self, args, state, control, logs=None, **kwargs):
+        from rvpo.tasks.base import call_step_metrics
+
         if logs is not None and "train_runtime" not in logs:
-            out = getattr(self.trainer, "last_rvpo_output", None)
-            logs.update({k: float(v) for k, v in self.task.step_metrics(out).items()})
+            logs.update({k: float(v) for k, v in call_step_metrics(self.task, self.step_data()).items()})
 
 
 class ProgressBar(TrainerCallback):

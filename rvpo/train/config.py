@@ -49,7 +49,7 @@ class LoraConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Held-out tool-call evaluation before and after training (greedy decoding)."""
+    """Held-out evaluation before and after training (greedy by default)."""
 
     enabled: bool = True
     """evaluate the model before and after training and put the table in summary.md"""
@@ -61,6 +61,12 @@ class EvalConfig:
     """generation budget per eval prompt"""
     batch_size: int = 16
     """prompts generated together"""
+    temperature: float = 0.0
+    """eval decoding: 0 is greedy; above 0, samples (passed only to tasks whose evaluate() takes it)"""
+    samples: int = 1
+    """completions scored per held-out prompt (with temperature > 0; tasks that take it)"""
+    seed: int = 0
+    """seed of the eval's sampling (same samples for every model evaluated with it)"""
 
 
 @dataclass(frozen=True)
@@ -232,6 +238,8 @@ def _advantage(spec: AdvantageSpec, overrides: dict[str, Any], from_string: bool
             raise _unknown(key, field_names(), "")
         if name == "k" and not isinstance(value, str):
             values[name] = value  # a number or a schedule mapping: AdvantageSpec checks and normalises it
+        elif name == "weights" and _named(value, from_string) is not None:
+            values[name] = _named(value, from_string)  # {channel: weight}: resolved when the task is known
         else:
             values[name] = _coerce(key, hints[name], value, from_string)
     try:
@@ -239,6 +247,17 @@ def _advantage(spec: AdvantageSpec, overrides: dict[str, Any], from_string: bool
     except ValueError as e:
         head, _, rest = locate_error(e).partition(": ")
         raise ConfigError(f"config field 'advantage.{head}': {rest}") from None
+
+
+def _named(value: Any, from_string: bool) -> dict | None:
+    """``advantage.weights`` given by channel name (a mapping, or ``--set weights={a: 2}``), else None."""
+    if from_string and isinstance(value, str) and value.strip().startswith("{"):
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"config field 'advantage.weights': cannot read {value!r} as a mapping "
+                              "(write e.g. {constraint: 2})") from None
+    return dict(value) if isinstance(value, dict) else None
 
 
 def parse_set(items: list[str]) -> dict[str, str]:
@@ -268,13 +287,9 @@ def flatten_config(d: dict, where: str, prefix: str = "") -> dict[str, Any]:
 
 def read_yaml_file(path: str | Path, what: str = "config file", error: type[ConfigError] = ConfigError) -> Any:
     """``yaml.safe_load`` of a user's file; a missing file or bad YAML raises ``error`` naming the file."""
-    path = Path(path)
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise error(f"{what} {str(path)!r} not found") from None
-    except yaml.YAMLError as e:
-        raise error(f"{path}: invalid YAML: {e}".replace("\n", " ")) from None
+    from rvpo.userfiles import read_user_yaml  # also refuses folders, FIFOs, binary files, duplicate keys
+
+    return read_user_yaml(path, what, error)
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -337,6 +352,9 @@ RULES: dict[str, tuple[str, Any]] = {
     "eval.examples": ("an int >= 0", lambda v: v >= 0),
     "eval.max_new_tokens": ("an int >= 1", lambda v: v >= 1),
     "eval.batch_size": ("an int >= 1", lambda v: v >= 1),
+    "eval.temperature": ("a finite number >= 0", lambda v: _finite(v) and v >= 0),
+    "eval.samples": ("an int >= 1", lambda v: v >= 1),
+    "eval.seed": ("an int >= 0", lambda v: v >= 0),
 }
 """Range rules per field: ``name -> (what is expected, predicate)``; types are checked first.
 The ``advantage.*`` fields are checked by :class:`AdvantageSpec` itself."""
@@ -356,6 +374,8 @@ def _need(ok: bool, name: str, what: str, value: Any) -> None:
 def validate(cfg: TrainConfig) -> TrainConfig:
     """Check types, ranges and cross-field rules; raise :class:`ConfigError` naming the field."""
     for name, tp, _default, _doc in iter_fields():
+        if name == "advantage.weights" and cfg.advantage.named_weights:
+            continue  # by channel name: AdvantageSpec checked the numbers; the names need the task
         _coerce(name, tp, _get(cfg, name), from_string=False)  # type check
     for name, (what, ok) in RULES.items():
         value = _get(cfg, name)
@@ -363,6 +383,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     _need(bool(cfg.model.strip()), "model", "a model name or folder", cfg.model)
     _need(bool(cfg.out.strip()), "out", "a folder", cfg.out)
     _check_report_to(cfg.report_to)
+    if cfg.eval.samples > 1 and cfg.eval.temperature == 0:
+        raise ConfigError(f"config field 'eval.samples': {cfg.eval.samples} samples a prompt need eval.temperature > 0 "
+                          "(greedy decoding gives the same answer every time)")
     if cfg.device == "cuda":
         import torch
 
@@ -380,7 +403,7 @@ def _dry_run_estimator(cfg: TrainConfig) -> None:
 
     spec = cfg.advantage
     try:
-        kw = spec.params()
+        kw = spec.params(weights=[1.0, 1.0])
         kw.update(k=1.0, weights=None)  # the task's channel count is not known yet
         if spec.noise_floor is not None and len(spec.noise_floor) != 1:
             kw["noise_floor"] = None

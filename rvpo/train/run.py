@@ -32,10 +32,12 @@ from typing import Any, Callable, Sequence
 
 from rvpo.precision import Precision, resolve_cached
 from rvpo.runs import check_run_root, make_run_dir, read_jsonl, remove_if_unstarted, write_json, write_jsonl
-from rvpo.tasks.base import Task, get_task
+from rvpo.tasks.base import Task, accepts_keyword, get_task, resolve_channel_weights
 from rvpo.train.config import ConfigError, TrainConfig, from_dict, save_config
 
 logger = logging.getLogger(__name__)
+GREEDY_EVAL = {"temperature": 0.0, "samples": 1}
+"""Greedy, one answer a prompt: the eval settings every task supports."""
 INTERRUPTED = "INTERRUPTED"
 
 
@@ -101,8 +103,7 @@ def open_run_dir(cfg: TrainConfig, resume: str | Path | None, run_dir: Path | No
     if metrics.is_file():  # drop steps after the checkpoint: they are re-run, so they must not repeat
         kept = [r for r in read_jsonl(metrics) if r.get("step", 0) <= step]
         write_jsonl(metrics, kept)
-    save_config(run_dir / "config.yaml", cfg)
-    (run_dir / INTERRUPTED).unlink(missing_ok=True)
+    save_config(run_dir / "config.yaml", cfg)  # INTERRUPTED stays until the checkpoint has loaded (see _train)
     return run_dir, step
 
 
@@ -158,14 +159,32 @@ def load_data(cfg: TrainConfig, task: Task) -> tuple[list[dict], list[dict]]:
 
 
 def reward_funcs(cfg: TrainConfig, task: Task) -> list[Callable]:
-    """The task's reward functions, one per channel; ``advantage.weights`` must match their number."""
+    """The task's reward functions, one per channel; ``advantage.weights`` must fit their names
+    (checked by :func:`channel_weights`)."""
     fns = list(task.reward_funcs())
-    weights = cfg.advantage.weights
-    if weights is not None and len(weights) != len(fns):
-        names = ", ".join(fn.__name__ for fn in fns)
-        raise ConfigError(f"config field 'advantage.weights': expected {len(fns)} numbers (one per channel of task "
-                          f"{task.name!r}: {names}), got {len(weights)}")
+    channel_weights(cfg, task, [fn.__name__ for fn in fns])
     return fns
+
+
+def channel_weights(cfg: TrainConfig, task: Task, names: Sequence[str] | None = None) -> list[float]:
+    """One training weight per channel (``names``, default the task's): ``advantage.weights`` (a list,
+    or a mapping by name) over the task's ``channel_weights``; monitor channels 0
+    (:func:`rvpo.tasks.base.resolve_channel_weights`)."""
+    names = list(names) if names is not None else [fn.__name__ for fn in task.reward_funcs()]
+    try:
+        return resolve_channel_weights(task, names, cfg.advantage.weights)
+    except ValueError as e:
+        raise ConfigError(f"config field {str(e).replace('advantage.weights', repr('advantage.weights'), 1)}") from None
+
+
+def advantage_spec(cfg: TrainConfig, task: Task, names: Sequence[str] | None = None) -> Any:
+    """``cfg.advantage`` with positional weights resolved for the task's channels (what the trainer uses)."""
+    from dataclasses import replace
+
+    weights = channel_weights(cfg, task, names)
+    if cfg.advantage.weights is None and all(w == 1.0 for w in weights):
+        return cfg.advantage
+    return replace(cfg.advantage, weights=tuple(weights))
 
 
 def check_lora_targets(cfg: TrainConfig, model: Any) -> None:
@@ -201,13 +220,14 @@ def model_dtype(cfg: TrainConfig, precision: Precision) -> Any:
     return torch.bfloat16 if precision.bf16 and cfg.lora.enabled else torch.float32
 
 
-def trainer_args(cfg: TrainConfig, output_dir: Path, precision: Precision) -> Any:
-    """Map the config onto :class:`rvpo.integrations.trl.RVPOConfig` (a TRL GRPOConfig)."""
+def trainer_args(cfg: TrainConfig, output_dir: Path, precision: Precision, spec: Any = None) -> Any:
+    """Map the config onto :class:`rvpo.integrations.trl.RVPOConfig` (a TRL GRPOConfig); ``spec``: the
+    advantage spec with the task's channel weights resolved (:func:`advantage_spec`; default ``cfg.advantage``)."""
     from rvpo.integrations.trl import RVPOConfig
 
     cuda = on_cuda(cfg)
     return RVPOConfig.from_spec(
-        cfg.advantage,
+        cfg.advantage if spec is None else spec,
         output_dir=str(output_dir),
         num_generations=cfg.group_size,
         per_device_train_batch_size=cfg.batch_size,  # one step = prompts_per_step groups of G
@@ -252,7 +272,9 @@ def build_trainer(cfg: TrainConfig, task: Task, model: Any, tok: Any, train: Seq
     peft_config = None if isinstance(model, PeftModel) else lora_config(cfg)
     columns = ("prompt", "id", *task.columns)
     dataset = Dataset.from_list([{c: ex[c] for c in columns} for ex in train])
-    trainer = RVPOTrainer(model=model, reward_funcs=list(rewards or reward_funcs(cfg, task)), args=trainer_args(cfg, output_dir, precision),
+    fns = list(rewards or reward_funcs(cfg, task))
+    spec = advantage_spec(cfg, task, [fn.__name__ for fn in fns])
+    trainer = RVPOTrainer(model=model, reward_funcs=fns, args=trainer_args(cfg, output_dir, precision, spec),
                           train_dataset=dataset, processing_class=tok, peft_config=peft_config,
                           callbacks=list(callbacks))
     trainer.remove_callback(ProgressCallback)
@@ -284,9 +306,21 @@ def run_eval(cfg: TrainConfig, task: Task, model: Any, tok: Any, rows: Sequence[
     from rvpo.precision import autocast
 
     with autocast(precision, model):
-        res = task.evaluate(model, tok, rows, max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size)
+        res = task.evaluate(model, tok, rows, max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size,
+                            **eval_options(cfg, task)[0])
     write_json(path, res)
     return res
+
+
+def eval_options(cfg: TrainConfig, task: Task) -> tuple[dict[str, Any], str]:
+    """The sampling keywords (``temperature``, ``samples``, ``seed``) the task's ``evaluate`` accepts,
+    and a note naming those set away from greedy that it does not (it then evaluates greedily)."""
+    wanted = {"temperature": cfg.eval.temperature, "samples": cfg.eval.samples, "seed": cfg.eval.seed}
+    kw = {k: v for k, v in wanted.items() if accepts_keyword(task.evaluate, k)}
+    dropped = [k for k in ("temperature", "samples") if k not in kw and wanted[k] != GREEDY_EVAL[k]]
+    note = (f"eval: task {task.name!r} evaluates greedily, one answer a prompt (its evaluate() takes no "
+            f"{', '.join(dropped)}); eval.{dropped[0]} is ignored") if dropped else ""
+    return kw, note
 
 
 def warm_start_stage(cfg: TrainConfig, task: Task, model: Any, tok: Any, train_rows: Sequence[dict],
@@ -371,7 +405,7 @@ def _train(cfg: TrainConfig, resume: str | Path | None, callbacks: Sequence[Any]
     from rvpo.models import load_model_and_tokenizer, resolve_model
     from rvpo.train.callbacks import GracefulInterrupt, MetricsWriter, ProgressBar, TaskMetrics
     from rvpo.train.plots import plot_metrics
-    from rvpo.policy import latest_checkpoint
+    from rvpo.policy import check_warm_start_source, latest_checkpoint
     from rvpo.train.summary import write_summary
 
     t_start = time.perf_counter()
@@ -387,6 +421,7 @@ def _train(cfg: TrainConfig, resume: str | Path | None, callbacks: Sequence[Any]
     t = time.perf_counter()
     train_rows, eval_rows = load_data(cfg, task)
     rewards = reward_funcs(cfg, task)  # checks advantage.weights against the task's channels; built once
+    check_warm_start_source(cfg)  # an empty warmstart.from_dir fails here, before the model loads
     t = lap("data", t)
     model_path = resolve_model(cfg.model)  # first use of the embedded model converts it (~30 s)
     t = lap("model_resolve", t)
@@ -399,13 +434,18 @@ def _train(cfg: TrainConfig, resume: str | Path | None, callbacks: Sequence[Any]
     res = TrainResult(run_dir=run_dir, timings=timings, precision=precision, task=task)
     log(f"run dir: {run_dir}" + (f" (resuming after step {resume_step})" if resume_step else ""))
     log(f"task {task.name}; precision {precision.name} ({precision.reason})")
+    note = eval_options(cfg, task)[1] if eval_rows else ""
+    if note:
+        log(note)
 
     with task.session(run_dir):
         before_path = run_dir / "eval_before.json"
         if eval_rows and before_path.is_file():
             res.eval_before = json.loads(before_path.read_text())
         elif eval_rows:
-            log(f"eval before training: {len(eval_rows)} held-out prompts, greedy, {cfg.eval.max_new_tokens} tokens")
+            how = ("greedy" if not eval_options(cfg, task)[0].get("temperature") else
+                   f"temperature {cfg.eval.temperature:g}, {cfg.eval.samples} samples")
+            log(f"eval before training: {len(eval_rows)} held-out prompts, {how}, {cfg.eval.max_new_tokens} tokens")
             res.eval_before = run_eval(cfg, task, model, tok, eval_rows, before_path, precision)
             t = lap("eval_before", t)
 
@@ -426,6 +466,7 @@ def _train(cfg: TrainConfig, resume: str | Path | None, callbacks: Sequence[Any]
             f"G={cfg.group_size}, {cfg.max_completion_length} tokens, " + ("LoRA" if cfg.lora.enabled else "full"))
         t = time.perf_counter()
         res.interrupted = run_trainer(trainer, last[1] if last else None, interrupt)
+        (run_dir / INTERRUPTED).unlink(missing_ok=True)  # the checkpoint loaded and training ran
         t = lap("train", t)
         res.last_step = trainer.state.global_step
 

@@ -6,16 +6,18 @@
 ``rows`` are task rows (``instructions`` JSON column) or IFEval rows (``key``, ``prompt``,
 ``instruction_id_list``, ``kwargs``; see :func:`ifeval_row`). Metrics (all finite, JSON-safe):
 
-- ``prompt_strict`` / ``prompt_loose``: share of prompts whose supported instructions all hold;
-- ``inst_strict`` / ``inst_loose``: share of all supported instructions that hold;
+- ``prompt_strict`` / ``prompt_loose``: share of prompts whose instructions all hold;
+- ``inst_strict`` / ``inst_loose``: share of all instructions that hold;
 - ``worst_type``: the lowest per-type strict rate among types seen in >= 5 rows (its name in
   ``worst_type_name``); ``type/<name>`` (strict) and ``type_loose/<name>`` per type;
 - ``quality``: mean quality channel (rows that carry ``topic_words`` only; else ``None``).
 
 95% CIs: Wilson for prompt-level and per-type rates; a prompt-level (cluster) bootstrap for the
 instruction-level rates (instructions of one prompt are not independent); mean +- 1.96 bootstrap
-SE for quality. Unsupported IFEval types (``language:response_language``) are excluded from both
-levels and counted in ``n_unsupported``; a prompt with only unsupported types is dropped.
+SE for quality. All 25 IFEval types are implemented; an instruction id rvpo does not know (a newer
+or misspelt one) is never dropped: it counts as NOT followed at both levels (so its prompt fails),
+and is counted in ``n_unsupported`` / ``unsupported_ids``. Only a row with no instructions at all
+is left out of the denominators (``n_dropped_prompts``).
 """
 
 from __future__ import annotations
@@ -84,8 +86,10 @@ def score_one(row: dict, response: str, where: str = "row") -> dict:
         types.append(it["type"])
         strict.append(bool(s))
         loose.append(bool(lo))
+    scored = bool(types or unsupported)  # an unknown instruction counts as not followed
     rec = {"id": row.get("id"), "types": types, "strict": strict, "loose": loose,
-           "follow_all_strict": bool(types) and all(strict), "follow_all_loose": bool(types) and all(loose),
+           "follow_all_strict": scored and not unsupported and all(strict),
+           "follow_all_loose": scored and not unsupported and all(loose),
            "unsupported": unsupported, "response": response}
     if row.get("key") is not None:
         rec["key"] = row["key"]
@@ -109,13 +113,13 @@ def summarize(records: Sequence[dict]) -> dict[str, Any]:
     """Metrics and CIs from :func:`score_one` records (see the module docstring)."""
     from rvpo.stats import bootstrap_se
 
-    scored = [r for r in records if r["types"]]
+    scored = [r for r in records if r["types"] or r["unsupported"]]
     metrics: dict[str, Any] = {}
     ci: dict[str, list[float]] = {}
     for mode in ("strict", "loose"):
         p = rate(sum(r[f"follow_all_{mode}"] for r in scored), len(scored))
         metrics[f"prompt_{mode}"], ci[f"prompt_{mode}"] = p.value, [p.lo, p.hi]
-        pairs = [(sum(r[mode]), len(r[mode])) for r in scored]
+        pairs = [(sum(r[mode]), len(r[mode]) + len(r["unsupported"])) for r in scored]
         n_inst = sum(n for _, n in pairs)
         metrics[f"inst_{mode}"] = sum(h for h, _ in pairs) / n_inst if n_inst else 0.0
         ci[f"inst_{mode}"] = _cluster_ci(pairs)
@@ -148,7 +152,8 @@ def summarize(records: Sequence[dict]) -> dict[str, Any]:
     n_uns = sum(len(r["unsupported"]) for r in records)
     return {"n": len(scored), "metrics": metrics, "ci95": ci, "worst_type_name": worst,
             "per_type_n": {t: d["n"] for t, d in sorted(per_type.items())},
-            "n_instructions": sum(len(r["types"]) for r in scored), "n_unsupported": n_uns,
+            "n_instructions": sum(len(r["types"]) + len(r["unsupported"]) for r in scored),
+            "n_unsupported": n_uns,
             "n_dropped_prompts": len(records) - len(scored),
             "unsupported_ids": sorted({u for r in records for u in r["unsupported"]})}
 

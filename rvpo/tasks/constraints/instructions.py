@@ -13,11 +13,15 @@ response (whitespace only) follows nothing, in both modes.
 Where we depart from the reference checker (measured in ``benchmarks/ifeval_agreement.py``):
 - sentences are counted with a small regex splitter modelled on the decisions of NLTK's Punkt
   English model (:func:`split_sentences`), not Punkt itself;
-- "in English" (``lowercase``, ``uppercase``) is "at least 90% of the letters are ASCII", not
-  langdetect; ``language:response_language`` is not implemented (it needs a language detector);
 - words for ``capital_words`` are regex tokens (``\\w+`` with inner apostrophes/hyphens; dotted
   acronyms such as ``U.S.`` are one token), not ``nltk.word_tokenize``;
 - keywords are matched literally (``re.escape``), not as regular expressions.
+
+Language (``language:response_language``, and "in English" for ``english_lowercase`` and
+``english_capital``) uses the reference's own dependency, ``langdetect``, seeded
+(``DetectorFactory.seed = 0``) so verdicts are reproducible; as in the reference, text whose language
+langdetect cannot tell counts as followed. Without ``langdetect`` these three types raise
+:class:`MissingDependencyError` with an install hint (never a silent drop).
 """
 
 from __future__ import annotations
@@ -87,9 +91,38 @@ def count_sentences(text: str) -> int:
     return len(split_sentences(text))
 
 
+LANGDETECT_HINT = "pip install langdetect (or: pip install 'rvpo[ifeval]')"
+
+
+class MissingDependencyError(ImportError):
+    """An instruction type needs an optional package that is not installed (the message says how)."""
+
+
+_LANGDETECT = None
+
+
+def detect_language(text: str) -> str | None:
+    """ISO 639-1 code of ``text`` from langdetect (seeded: ``DetectorFactory.seed = 0``), or ``None``
+    when langdetect cannot tell (no letters). Raises :class:`MissingDependencyError` without langdetect."""
+    global _LANGDETECT
+    if _LANGDETECT is None:
+        try:
+            import langdetect
+        except ImportError:
+            raise MissingDependencyError(
+                f"IFEval's language checks (response_language, english_lowercase, english_capital) need "
+                f"langdetect, as the reference checker does: {LANGDETECT_HINT}") from None
+        langdetect.DetectorFactory.seed = 0
+        _LANGDETECT = langdetect
+    try:
+        return _LANGDETECT.detect(text)
+    except _LANGDETECT.LangDetectException:
+        return None
+
+
 def _is_english(text: str) -> bool:
-    letters = [c for c in text if c.isalpha()]
-    return bool(letters) and sum(c.isascii() for c in letters) >= 0.9 * len(letters)
+    """langdetect says English, or cannot tell (the reference counts that as followed)."""
+    return detect_language(text) in ("en", None)
 
 
 # ----------------------------------------------------------------------------- the checkers
@@ -145,13 +178,19 @@ def check_letter_freq(response: str, letter: str, let_frequency: int, let_relati
 
 
 def check_lowercase(response: str) -> bool:
-    """All cased characters lowercase (and at least one), and the text is English (ASCII letters)."""
+    """All cased characters lowercase (and at least one), and langdetect says English (or cannot tell)."""
     return response.islower() and _is_english(response)
 
 
 def check_uppercase(response: str) -> bool:
-    """All cased characters uppercase (and at least one), and the text is English (ASCII letters)."""
+    """All cased characters uppercase (and at least one), and langdetect says English (or cannot tell)."""
     return response.isupper() and _is_english(response)
+
+
+def check_response_language(response: str, language: str) -> bool:
+    """langdetect's language of the whole response is ``language`` (ISO 639-1, e.g. ``"fr"``), or it cannot tell."""
+    found = detect_language(response)
+    return found is None or found == str(language).strip()
 
 
 def check_capital_words(response: str, capital_frequency: int, capital_relation: str) -> bool:
@@ -319,11 +358,13 @@ TYPES: dict[str, InstructionType] = {t.name: t for t in (
     InstructionType("repeat_prompt", "combination:repeat_prompt", check_repeat_prompt, ("prompt_to_repeat",)),
     InstructionType("first_word", "length_constraints:nth_paragraph_first_word", check_first_word,
                     ("num_paragraphs", "nth_paragraph", "first_word")),
+    InstructionType("language", "language:response_language", check_response_language, ("language",)),
 )}
-"""Our 24 implemented types (of IFEval's 25; ``language:response_language`` is not)."""
+"""All 25 IFEval instruction types (``language``, ``lowercase``, ``uppercase`` need langdetect)."""
 
 BY_IFEVAL_ID: dict[str, InstructionType] = {t.ifeval_id: t for t in TYPES.values()}
-UNSUPPORTED_IFEVAL_IDS = ("language:response_language",)
+UNSUPPORTED_IFEVAL_IDS: tuple[str, ...] = ()
+NEEDS_LANGDETECT = frozenset({"language", "lowercase", "uppercase"})
 
 
 def loose_variants(response: str) -> list[str]:

@@ -14,6 +14,7 @@ task rows with an ``instructions`` column).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any, Sequence
@@ -21,6 +22,7 @@ from typing import Any, Sequence
 from rvpo.tasks.base import Task
 from rvpo.tasks.constraints.eval import HEADLINE, ifeval_row, score_responses
 from rvpo.tasks.constraints.generate import DEFAULT_FAMILIES, FAMILIES, generate_rows
+from rvpo.tasks.constraints.instructions import LANGDETECT_HINT, NEEDS_LANGDETECT
 from rvpo.tasks.constraints.rewards import make_instruction_reward, quality_reward
 
 IFEVAL_DEFAULT = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "ifeval" / "input_data.jsonl"
@@ -76,6 +78,9 @@ class ConstraintsTask(Task):
         if not 1 <= min_instructions <= max_instructions <= min(6, len(fams)):
             raise TypeError(f"min_instructions/max_instructions: need 1 <= {min_instructions} <= {max_instructions} "
                             f"<= min(6, {len(fams)} families)")
+        needs = sorted(set(fams) & NEEDS_LANGDETECT)
+        if needs and importlib.util.find_spec("langdetect") is None:
+            raise TypeError(f"families: {', '.join(needs)} need langdetect (as IFEval's checker): {LANGDETECT_HINT}")
         self.n_train, self.n_test, self.families = n_train, n_test, fams
         self.min_instructions, self.max_instructions = min_instructions, max_instructions
         self.quality, self.loose_reward, self.data_seed = quality, loose_reward, data_seed

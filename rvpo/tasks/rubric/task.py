@@ -82,8 +82,13 @@ class RubricTask(Task):
                  scale: str = "unit", on_error: str = "raise"):
         from rvpo.judge import JudgeConfig
 
-        if judge_url is not None and not str(judge_url).startswith(("http://", "https://")):
-            raise TypeError("judge_url: expected an http(s):// endpoint root including /v1")
+        if judge_url is not None:
+            from rvpo.judge.config import check_http_url
+
+            try:
+                check_http_url(judge_url, "judge_url")
+            except ValueError as e:
+                raise TypeError(f"{e} (expected the endpoint root including /v1)") from None
         if judge_url and not judge_model:
             raise TypeError("judge_model: required with judge_url (the model name the endpoint serves)")
         if judge_api_key_env is not None and not os.environ.get(str(judge_api_key_env)):

@@ -1,0 +1,258 @@
+"""``rvpo screen``: predict, before any training, which channel each advantage estimator will neglect.
+
+    rvpo screen --task constraints --prompts 64 --group-size 8 --max-new-tokens 48 --out runs/screen
+    rvpo screen --task constraints --methods "gdpo,rvpo:k=2,rvpo:k=adaptive,hardmin"
+    rvpo screen --samples runs/screen/samples.jsonl --group-size 8 --constraint constraint
+
+Samples G completions per prompt from the base model (one batched generate, the train config's
+model, precision and data, as ``rvpo train`` loads them), scores them with the task's reward
+channels, and reports each method's predicted one-step push per channel (see docs/screen.md).
+Writes ``screen.json``, ``screen.md`` and ``samples.jsonl`` (one line per completion: ``prompt_id``,
+``completion``, ``rewards`` {channel: value or null}) to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from rvpo.cli import UserError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("screen", help="predict which channel each estimator pushes down, from base samples",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_argument_group("source (one of)")
+    src.add_argument("--task", help="sample from the base model on this task (as rvpo train --task)")
+    src.add_argument("--samples", metavar="JSONL", help="screen scored samples instead (the samples.jsonl format)")
+    p.add_argument("--config", metavar="YAML", help="a train config (model, data, task options, advantage fields)")
+    p.add_argument("--task-option", action="append", default=[], metavar="K=V",
+                   help="a task option (task_options.K), repeatable")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="set a train config field, e.g. --set model=PATH (repeatable)")
+    p.add_argument("--prompts", type=int, default=64, help="prompts to sample (the first of the train data)")
+    p.add_argument("--group-size", "-G", type=int, default=8, help="completions per prompt (G)")
+    p.add_argument("--max-new-tokens", type=int, default=48, help="tokens per completion")
+    p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (> 0)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--batch-size", type=int, default=64, help="sequences per generate call")
+    p.add_argument("--methods", default="", help="comma list of estimator[:field=value...], e.g. "
+                   "'gdpo,rvpo:k=2,rvpo:k=adaptive,hardmin' (default: gdpo, rvpo k 0.5/1.25/2/4/adaptive, hardmin)")
+    p.add_argument("--constraint", default=None, help="comma list of constraint channels (default: the task's "
+                   "constraint_channels)")
+    p.add_argument("--monitor", default=None, help="comma list of monitor-only channels (weight 0; default: the "
+                   "task's monitor_channels)")
+    p.add_argument("--easy", default=None, help="comma list of easy channels (default: the task's easy_channels, "
+                   "else every trained non-constraint channel)")
+    p.add_argument("--out", default=None, help="output folder (default with --task: runs/screen-<time>; with "
+                   "--samples: print only)")
+    p.add_argument("--verbose", action="store_true", help="show transformers warnings")
+    p.set_defaults(func=run)
+
+
+def _names(value: str | None, default: Sequence[str]) -> list[str]:
+    if value is None:
+        return list(default or ())
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def read_samples(path: str | Path, group_size: int) -> tuple[list[str], list[str], list[list[float]]]:
+    """``(prompt_ids, channel_names, rewards (N, M))`` from a samples JSONL; groups must be contiguous
+    runs of ``group_size`` lines with one prompt id. Raises ``ValueError`` naming the line."""
+    from rvpo.runs import iter_json_records
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"--samples {path}: no such file")
+    names: list[str] | None = None
+    ids: list[str] = []
+    rows: list[list[float]] = []
+    for rec in iter_json_records(path, where=f"--samples {path}"):
+        v = rec.value
+        rw = v.get("rewards")
+        if "prompt_id" not in v or not isinstance(rw, dict) or not rw:
+            raise ValueError(f"{rec.where}: expected {{'prompt_id': ..., 'rewards': {{channel: value}}}}")
+        if names is None:
+            names = [str(k) for k in rw]
+        elif list(rw) != names:
+            raise ValueError(f"{rec.where}: channels {list(rw)} differ from the first line's {names}")
+        row = []
+        for ch in names:
+            x = rw[ch]
+            if x is None:
+                row.append(math.nan)
+            elif isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x):
+                row.append(float(x))
+            else:
+                raise ValueError(f"{rec.where}: rewards.{ch}: expected a finite number or null, got {x!r}")
+        if len(ids) % group_size and str(v["prompt_id"]) != ids[-1]:
+            raise ValueError(f"{rec.where}: prompt_id {v['prompt_id']!r} starts before the group of {ids[-1]!r} has "
+                             f"{group_size} samples (groups must be {group_size} consecutive lines)")
+        if len(ids) % group_size == 0 and str(v["prompt_id"]) in ids:
+            raise ValueError(f"{rec.where}: prompt_id {v['prompt_id']!r} appears in two groups")
+        ids.append(str(v["prompt_id"]))
+        rows.append(row)
+    if not rows:
+        raise ValueError(f"--samples {path}: no samples")
+    if len(rows) % group_size:
+        raise ValueError(f"--samples {path}: {len(rows)} samples is not a multiple of --group-size {group_size}")
+    return ids, names or [], rows
+
+
+def score(task: Any, fns: Sequence[Any], rows: Sequence[dict], texts: Sequence[str], group_size: int) -> list[list[float]]:
+    """``(N, M)`` rewards of ``texts`` (G consecutive per row) under TRL's contract (None -> NaN)."""
+    reps = [row for row in rows for _ in range(group_size)]
+    prompts = [row["prompt"] for row in reps]
+    completions = [[{"role": "assistant", "content": t}] for t in texts]
+    cols = {c: [row.get(c) for row in reps] for c in getattr(task, "columns", ())}
+    out = [[math.nan] * len(fns) for _ in texts]
+    for j, fn in enumerate(fns):
+        vals = list(fn(prompts=prompts, completions=completions, **cols))
+        if len(vals) != len(texts):
+            raise ValueError(f"reward {fn.__name__}: returned {len(vals)} values for {len(texts)} completions")
+        for i, v in enumerate(vals):
+            out[i][j] = math.nan if v is None else float(v)
+    return out
+
+
+def channel_weights(task: Any, names: Sequence[str], positional: Sequence[float] | None) -> list[float]:
+    """One training weight per channel: ``advantage.weights`` if set, else the task's ``channel_weights``
+    mapping (default 1); monitor channels 0."""
+    w = list(positional) if positional is not None else [
+        float((getattr(task, "channel_weights", None) or {}).get(n, 1.0)) for n in names]
+    mon = set(getattr(task, "monitor_channels", ()) or ())
+    return [0.0 if n in mon else x for n, x in zip(names, w)]
+
+
+def sample_and_score(cfg: Any, prompts: int, group_size: int, max_new_tokens: int, temperature: float, seed: int,
+                     batch_size: int, out_dir: Path | None, log=print) -> dict:
+    """Load the task, data and model as ``rvpo train`` does; sample and score. Returns a dict with
+    ``task, names, weights, rows, texts, rewards, timings``."""
+    from rvpo.generation import generate
+    from rvpo.models import load_model_and_tokenizer, resolve_model
+    from rvpo.train.run import load_data, load_task, model_dtype, resolve_precision, reward_funcs
+
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    task = load_task(cfg)
+    precision = resolve_precision(cfg)
+    rows, _ = load_data(cfg, task)
+    rows = rows[:prompts]
+    fns = reward_funcs(cfg, task)
+    names = [fn.__name__ for fn in fns]
+    model, tok = load_model_and_tokenizer(resolve_model(cfg.model), dtype=model_dtype(cfg, precision))
+    timings["load_s"] = round(time.perf_counter() - t, 1)
+    log(f"sampling {len(rows)} prompts x G={group_size}, {max_new_tokens} tokens, temperature {temperature} "
+        f"({precision.name})")
+    t = time.perf_counter()
+    texts = generate(model, tok, [row["prompt"] for row in rows for _ in range(group_size)],
+                     max_new_tokens=max_new_tokens, temperature=temperature, batch_size=batch_size, seed=seed)
+    timings["generate_s"] = round(time.perf_counter() - t, 1)
+    t = time.perf_counter()
+    import contextlib
+
+    with (task.session(out_dir) if out_dir is not None else contextlib.nullcontext()):
+        rewards = score(task, fns, rows, texts, group_size)
+    timings["score_s"] = round(time.perf_counter() - t, 1)
+    return {"task": task, "names": names, "weights": channel_weights(task, names, cfg.advantage.weights),
+            "rows": rows, "texts": texts, "rewards": rewards, "timings": timings, "precision": precision.name}
+
+
+def method_specs(text: str, base: dict | None = None) -> list[tuple[str, dict]]:
+    """``--methods`` (or the defaults) merged over ``base`` (the train config's advantage fields other than
+    estimator, k and beta, so eps / whiten / noise_floor match training)."""
+    from rvpo.screen import DEFAULT_METHODS, parse_methods
+
+    methods = parse_methods(text) if text.strip() else [(lab, dict(d)) for lab, d in DEFAULT_METHODS]
+    keep = {k: v for k, v in (base or {}).items() if k not in ("estimator", "k", "beta", "weights")}
+    return [(lab, {**keep, **{k: v for k, v in d.items() if k != "weights"}}) for lab, d in methods]
+
+
+def run(args) -> int:
+    from rvpo.runs import JsonRecordError, atomic_write_text, make_run_dir, write_json
+    from rvpo.screen import screen
+
+    if bool(args.task) == bool(args.samples):
+        raise UserError("give one of --task NAME (sample from the base model) or --samples FILE.jsonl")
+    if args.group_size < 2:
+        raise UserError(f"--group-size: must be >= 2, got {args.group_size}")
+    for opt, v in (("--prompts", args.prompts), ("--max-new-tokens", args.max_new_tokens),
+                   ("--batch-size", args.batch_size)):
+        if v < 1:
+            raise UserError(f"{opt}: must be >= 1, got {v}")
+    if not (args.temperature > 0 and math.isfinite(args.temperature)):
+        raise UserError(f"--temperature: must be > 0 (the screen needs spread within groups), got {args.temperature}")
+    out_dir = Path(args.out) if args.out else None
+    timings: dict[str, float] = {}
+    task = None
+    base_adv: dict = {}
+    if args.samples:
+        try:
+            ids, names, rewards = read_samples(args.samples, args.group_size)
+        except (ValueError, JsonRecordError, OSError) as e:
+            raise UserError(str(e)) from None
+        weights = None
+        samples = None
+    else:
+        from rvpo.cli.train import quiet
+        from rvpo.models import ModelNotFoundError
+        from rvpo.train.config import ConfigError, build_config, parse_set
+
+        try:
+            over = parse_set(args.set)
+            over.update({f"task_options.{k}": v for k, v in parse_set(args.task_option).items()})
+            over["task"] = args.task
+            over["seed"] = str(args.seed)
+            cfg = build_config(args.config, string_overrides=over)
+        except (ConfigError, FileNotFoundError) as e:
+            raise UserError(str(e).replace("--set", "--set/--task-option")) from None
+        if not args.verbose:
+            quiet()
+        out_dir = out_dir or make_run_dir("runs", "screen")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        try:
+            s = sample_and_score(cfg, args.prompts, args.group_size, args.max_new_tokens, args.temperature, args.seed,
+                                 args.batch_size, out_dir, log=lambda m: print(m, file=sys.stderr))
+        except (ConfigError, ModelNotFoundError, FileNotFoundError, ValueError) as e:
+            raise UserError(str(e)) from None
+        task, names, rewards, weights = s["task"], s["names"], s["rewards"], s["weights"]
+        timings = {**s["timings"], "total_s": round(time.perf_counter() - t0, 1)}
+        base_adv = cfg.advantage.to_dict()
+        ids = [str(row.get("id", i)) for i, row in enumerate(s["rows"]) for _ in range(args.group_size)]
+        samples = [{"prompt_id": pid, "completion": text, "rewards": {n: (None if math.isnan(v) else v)
+                                                                      for n, v in zip(names, r)}}
+                   for pid, text, r in zip(ids, s["texts"], rewards)]
+    cons = _names(args.constraint, getattr(task, "constraint_channels", ()))
+    mon = _names(args.monitor, getattr(task, "monitor_channels", ()))
+    easy = _names(args.easy, getattr(task, "easy_channels", ())) or None
+    try:
+        methods = method_specs(args.methods, base_adv)
+        res = screen(rewards, args.group_size, methods, names, cons, weights=weights, monitor_channels=mon,
+                     easy_channels=easy)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    md = res.markdown()
+    print(md)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        payload = {**res.to_dict(), "source": {"task": args.task, "samples": args.samples, "prompts": res.prompts,
+                                               "group_size": args.group_size, "max_new_tokens": args.max_new_tokens,
+                                               "temperature": args.temperature, "seed": args.seed},
+                   "timings": timings}
+        write_json(out_dir / "screen.json", payload)
+        head = f"# rvpo screen: {args.task or args.samples}\n\n"
+        if timings:
+            head += f"Wall time: {timings['total_s']:.0f} s (generate {timings['generate_s']:.0f} s).\n\n"
+        atomic_write_text(out_dir / "screen.md", head + md)
+        if samples is not None:
+            from rvpo.runs import to_json
+
+            atomic_write_text(out_dir / "samples.jsonl", "".join(to_json(r, indent=None) + "\n" for r in samples))
+        print(f"wrote {out_dir}/screen.json, screen.md" + (", samples.jsonl" if samples is not None else ""),
+              file=sys.stderr)
+    return 0

@@ -1,0 +1,63 @@
+"""The experiment's ``screen:``: ``rvpo screen`` once on the base model, before the runs, cached.
+
+The methods are the experiment's own: each one's ``AdvantageSpec`` (a k schedule at its step-0
+value; the train config's channel weights). ``<root>/screen.json`` is reused while its ``key`` (the
+model, task, data and screen settings, and the methods' advantage specs) matches; otherwise the
+screen runs again. See docs/screen.md.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+from rvpo.experiment.neglect import SCREEN_FILE, read_screen
+from rvpo.experiment.spec import ExperimentSpec
+from rvpo.runs import atomic_write_text, to_json, write_json
+
+
+def screen_key(spec: ExperimentSpec) -> dict[str, Any]:
+    """What decides the screen's result (compared with the cached file's ``key``)."""
+    c = spec.base
+    return {"model": c.model, "task": c.task, "task_options": dict(c.task_options), "data": c.data,
+            "precision": c.precision, "screen": dict(spec.screen or {}),
+            "methods": [[m.label, m.cfg.advantage.to_dict()] for m in spec.methods],
+            "constraint_channels": list(spec.constraint_channels), "easy_channels": list(spec.easy_channels)}
+
+
+def run_screen(spec: ExperimentSpec, sample_fn: Callable[..., dict] | None = None,
+               log: Callable[[str], None] | None = None) -> dict | None:
+    """Screen the base model unless ``screen.json`` already holds this screen; returns its payload.
+
+    ``sample_fn`` (tests): :func:`rvpo.cli.screen.sample_and_score`'s signature and result."""
+    from rvpo.screen import screen
+
+    if not spec.screen:
+        return None
+    key = screen_key(spec)
+    cached = read_screen(spec)
+    if cached and cached.get("key") == key:
+        return cached
+    if sample_fn is None:
+        from rvpo.cli.screen import sample_and_score as sample_fn
+    s = spec.screen
+    (log or (lambda _m: None))(f"screen: {s['prompts']} prompts x G={s['group_size']}, {s['max_new_tokens']} tokens "
+                               "on the base model")
+    spec.root.mkdir(parents=True, exist_ok=True)
+    got = sample_fn(spec.base, s["prompts"], s["group_size"], s["max_new_tokens"], s["temperature"], s["seed"],
+                    s["batch_size"], spec.root, log=log or (lambda _m: None))
+    task, names = got["task"], got["names"]
+    methods = [(m.label, {k: v for k, v in m.cfg.advantage.to_dict().items() if k != "weights"})
+               for m in spec.methods]
+    res = screen(got["rewards"], s["group_size"], methods, names, spec.constraint_channels,
+                 weights=got["weights"], monitor_channels=getattr(task, "monitor_channels", ()) or (),
+                 easy_channels=list(spec.easy_channels) or None)
+    payload = {**res.to_dict(), "key": key, "timings": got.get("timings", {})}
+    write_json(spec.root / SCREEN_FILE, payload)
+    atomic_write_text(spec.root / "screen.md", f"# Screen of {spec.name} (base model)\n\n" + res.markdown())
+    ids = [str(r.get("id", i)) for i, r in enumerate(got["rows"]) for _ in range(s["group_size"])]
+    atomic_write_text(spec.root / "screen_samples.jsonl", "".join(
+        to_json({"prompt_id": pid, "completion": t, "rewards": {n: None if math.isnan(v) else v
+                                                                for n, v in zip(names, r)}}, indent=None) + "\n"
+        for pid, t, r in zip(ids, got["texts"], got["rewards"])))
+    return payload
