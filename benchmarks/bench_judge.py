@@ -9,6 +9,10 @@ then against a second server with ``--fault-rate`` (default 0.3) injected faults
      as a verdict or an abstention, and every abstention is listed with its reason.
 
 Usage: .venv/bin/python benchmarks/bench_judge.py [--n 16] [--free] [--model PATH] [--json-out F]
+       .venv/bin/python benchmarks/bench_judge.py --prefix-share [--completions 2] [--criteria 8]
+``--prefix-share`` loads the model in this process (no server) and times the constrained verdict of
+``completions x criteria`` requests in one batch, every request run whole (before) and each transcript run
+once with only its criteria's tails per request (after): judge seconds per criterion, side by side.
 ``--free`` measures unconstrained generation instead of the constrained JSON verdict. The
 machine's CPU may be shared: read the ratio within this one run, not against other runs.
 """
@@ -66,8 +70,50 @@ def timed_run(url: str, reqs: list[JudgeRequest], concurrency: int, json_mode: b
             "verdicts": [None if o.verdict is None else o.verdict.criteria_met for o in outcomes]}
 
 
+PREFIX_CRITERIA = [c for _, c in CRITERIA] + ["Explains why rest helps recovery.", "Gives a time frame for improvement.",
+                                              "Mentions warning signs that need urgent care.",
+                                              "Avoids recommending unproven supplements."]
+
+
+def prefix_share(model: str, completions: int, criteria: int, repeats: int) -> dict:
+    """Seconds per criterion of the constrained verdict, whole requests vs. shared transcripts (one process)."""
+    import torch
+
+    from rvpo.judge import render_judge_messages
+    from rvpo.judge.backends import ModelBackend
+
+    backend = ModelBackend(model, precision="auto")
+    msgs = []
+    for i, r in enumerate(make_requests(completions)):
+        conv = r.conversation
+        msgs += [render_judge_messages(conv, c, 5) for c in (PREFIX_CRITERIA * 4)[:criteria]]
+    out: dict = {"completions": completions, "criteria": criteria, "requests": len(msgs)}
+    with torch.inference_mode():
+        backend._constrained(msgs[:1])  # the system prompt's KV cache, once
+        for label, share in (("whole", False), ("shared", True)):
+            backend.share_prefix = share
+            times, ps = [], None
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                ps = backend._constrained(msgs)
+                times.append(time.perf_counter() - t0)
+            best = min(times)
+            out[label] = {"s_per_criterion": round(best / len(msgs), 4), "batch_s": round(best, 3), "p": ps}
+            print(f"{label:>6}: {best:.2f} s for {len(msgs)} criteria = {best / len(msgs):.3f} s/criterion "
+                  f"(best of {repeats})", flush=True)
+    diff = max(abs(a - b) for a, b in zip(out["whole"]["p"], out["shared"]["p"]))
+    out["speedup"] = round(out["whole"]["batch_s"] / out["shared"]["batch_s"], 2)
+    out["max_abs_p_diff"] = diff
+    print(f"speed-up x{out['speedup']}; max |P(true) whole - shared| = {diff:.2e}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--prefix-share", action="store_true", help="time shared-transcript judging (see above)")
+    ap.add_argument("--completions", type=int, default=2, help="--prefix-share: graded completions")
+    ap.add_argument("--criteria", type=int, default=8, help="--prefix-share: criteria per completion")
+    ap.add_argument("--repeats", type=int, default=2, help="--prefix-share: timed repeats (best kept)")
     ap.add_argument("--n", type=int, default=16, help="judge requests per run")
     ap.add_argument("--model", default="smollm2-135m-instruct", help="model folder or embedded name")
     ap.add_argument("--free", action="store_true", help="unconstrained generation instead of JSON mode")
@@ -77,6 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fault-kinds", default="500,429,timeout,malformed,slow", help="kinds for run 3")
     ap.add_argument("--json-out", default=None, help="also write all results to this JSON file")
     args = ap.parse_args(argv)
+    if args.prefix_share:
+        res = prefix_share(args.model, args.completions, args.criteria, args.repeats)
+        res["loadavg"] = os.getloadavg()
+        if args.json_out:
+            with open(args.json_out, "w") as f:
+                json.dump(res, f, indent=2)
+        return 0
     json_mode = not args.free
     reqs = make_requests(args.n)
     results: dict = {"n": args.n, "json_mode": json_mode, "model": args.model, "cpu_count": os.cpu_count(),

@@ -28,12 +28,43 @@ from rvpo.judge.server import ServerThread, make_backend, spawn_server, start_in
 FAKE_KEY = "sk-test-SECRET123"
 
 
+class SoftRuleBackend:
+    """A rule judge with probabilities: ``P(true)`` = 0.1 + 0.8 x (share of the criterion's double-quoted
+    phrases, or else of its 6+ letter words, found in the graded answer). Returns OpenAI ``logprobs``
+    when asked (like the model backend in JSON mode), so soft verdicts can be tested over real HTTP."""
+
+    name = "soft-rule"
+
+    async def complete(self, messages: list[dict], params: dict) -> Any:
+        import re
+
+        from rvpo.judge.backends import extract_rubric_request, verdict_completion
+
+        parsed = None
+        for msg in reversed(messages):
+            parsed = extract_rubric_request(str(msg.get("content", "")))
+            if parsed is not None:
+                break
+        p = 0.1
+        if parsed is not None:
+            response, criterion = parsed
+            words = re.findall(r'"([^"]+)"', criterion) or re.findall(r"[A-Za-z]{6,}", criterion)
+            if words:
+                p = 0.1 + 0.8 * sum(w.lower() in response.lower() for w in words) / len(words)
+        return verdict_completion(p, bool(params.get("logprobs")))
+
+    def close(self) -> None:
+        pass
+
+
 @contextlib.contextmanager
 def judge_server(backend: Any = "rule", *, fault_rate: float = 0.0, fault_kinds: Any = None,
                  fault_script: list[str] | None = None, seed: int = 0, hang_s: float = 5.0,
                  slow_s: float = 0.3, latency_s: float = 0.0, api_key: str | None = None,
                  model_name: str = "rvpo-rule") -> Iterator[ServerThread]:
-    """An in-process judge server; ``backend`` is ``"rule"``, ``"echo"`` or a backend object."""
+    """An in-process judge server; ``backend`` is ``"rule"``, ``"echo"``, ``"soft-rule"`` or a backend object."""
+    if backend == "soft-rule":
+        backend = SoftRuleBackend()
     if isinstance(backend, str):
         backend = make_backend(backend, latency_s=latency_s)
     faults = FaultInjector(rate=fault_rate, seed=seed, script=list(fault_script or []), hang_s=hang_s,

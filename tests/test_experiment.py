@@ -294,12 +294,22 @@ def test_hold_fisher_channels_and_cached_screen_in_the_report(tmp_path):
     spec2 = load_spec(_write(tmp_path, raw))
     _, s2 = finish(spec2)
     assert s2["hold"]["methods"]["rvpo"]["kept"] == 3 and s2["hold"]["methods"]["rvpo"]["seeds_kept"] == [0, 1, 3]
+    # while_improving: kept only where that held-out metric also rose (format_rate 0.6 -> 0.9 everywhere;
+    # exact_match_rate rose for rvpo's seeds 0, 1, 3 only)
+    raw["hold"] = {"metric": "exact_match_rate", "at_least": 0.5, "while_improving": "format_rate"}
+    _, s3 = finish(load_spec(_write(tmp_path, raw)))
+    assert s3["hold"]["methods"]["rvpo"]["kept"] == 5 and "while held-out format_rate rose" in s3["hold"]["rule"]
+    raw["hold"]["while_improving"] = "exact_match_rate"
+    _, s4 = finish(load_spec(_write(tmp_path, raw)))
+    assert s4["hold"]["methods"]["rvpo"]["seeds_kept"] == [0, 1, 3] and s4["hold"]["methods"]["gdpo"]["kept"] == 0
 
 
 @pytest.mark.parametrize("change, match", [
     ({"hold": {"metric": "exact_match_rate", "at_lest": 0.5}}, r"exp\.yaml: hold: unknown field 'at_lest'"),
     ({"hold": {"metric": "exact_match_rate", "at_least": "half"}}, r"field 'hold\.at_least': expected a number"),
     ({"hold": "exact_match_rate"}, r"field 'hold': expected a mapping"),
+    ({"hold": {"metric": "exact_match_rate", "while_improving": "train:reward"}},
+     r"field 'hold\.while_improving': expected a held-out metric name"),
     ({"constraint_channels": ["fromat"]}, r"field 'constraint_channels': 'fromat' is not a channel of task 'toolcall'"),
     ({"screen": {"prompts": 0}}, r"field 'screen\.prompts': expected an int >= 1"),
     ({"screen": {"group": 8}}, r"exp\.yaml: screen: unknown field 'group'"),

@@ -1,7 +1,9 @@
 """Near-binary outcomes of an experiment: kept the constraint or not, constraint vs easy channels, the screen.
 
-* ``hold: {metric, at_least}``: a finished run *kept* the metric when its held-out value after RL is
-  ``>= at_least`` (or, without ``at_least``, ``>= before - 0.1``). Per method: the share of seeds that
+* ``hold: {metric, at_least, while_improving}``: a finished run *kept* the metric when its held-out
+  value after RL is ``>= at_least`` (or, without ``at_least``, ``>= before - 0.1``) and, with
+  ``while_improving: NAME``, held-out NAME rose above its value before (a constraint kept by giving
+  up every other reward does not count). Per method: the share of seeds that
   kept it (Wilson 95% CI) and Fisher's exact two-sided test of its count against the first method's.
   With 5 seeds a method, 5/5 against 0/5 gives p = 0.008 and 4/5 against 0/5 p = 0.048; 3 seeds a
   method can never reach p < 0.05.
@@ -39,9 +41,19 @@ def kept(spec: ExperimentSpec, run: RunData) -> bool | None:
     if not math.isfinite(after):
         return None
     if spec.hold["at_least"] is not None:
-        return after >= spec.hold["at_least"]
-    before = _eval(run.eval_before, spec.hold["metric"])
-    return after >= before - HOLD_MARGIN if math.isfinite(before) else None
+        ok = after >= spec.hold["at_least"]
+    else:
+        before = _eval(run.eval_before, spec.hold["metric"])
+        if not math.isfinite(before):
+            return None
+        ok = after >= before - HOLD_MARGIN
+    improving = spec.hold.get("while_improving")
+    if improving:  # kept *while* the other rewards still rose: not by giving up on them
+        up_after, up_before = _eval(run.eval_after, improving), _eval(run.eval_before, improving)
+        if not (math.isfinite(up_after) and math.isfinite(up_before)):
+            return None
+        ok = ok and up_after > up_before
+    return ok
 
 
 def hold_summary(spec: ExperimentSpec, runs: list[RunData]) -> dict | None:
@@ -68,6 +80,8 @@ def hold_summary(spec: ExperimentSpec, runs: list[RunData]) -> dict | None:
     at = spec.hold["at_least"]
     rule = (f"held-out {spec.hold['metric']} after RL >= {at:g}" if at is not None else
             f"held-out {spec.hold['metric']} after RL >= its value before - {HOLD_MARGIN:g}")
+    if spec.hold.get("while_improving"):
+        rule += f", while held-out {spec.hold['while_improving']} rose above its value before"
     return {"metric": spec.hold["metric"], "at_least": at, "rule": rule, "first": first, "methods": methods,
             "comparisons": comps}
 

@@ -18,7 +18,8 @@
     last_steps: 3
     smooth: 1                    # plots only: trailing mean over this many steps per run before the seed bands
     hold: {metric: constraint, at_least: 0.5}   # optional: per run "kept the constraint" yes/no (held-out
-                                 #   metric after >= at_least; without at_least: after >= before - 0.1);
+                                 #   metric after >= at_least; without at_least: after >= before - 0.1;
+                                 #   while_improving: easy_mean also requires that held-out metric to rise);
                                  #   per method the share of seeds, Fisher's exact test against the first
     constraint_channels: [constraint]   # optional (default: the task's attributes of these names): the
     easy_channels: [rich_8, rich_10]    #   "constraint vs easy channels" table and figure
@@ -43,7 +44,7 @@ from rvpo.train.config import (
 
 TOP_KEYS = ("name", "out", "train", "methods", "seeds", "target", "last_steps", "smooth", "hold",
             "constraint_channels", "easy_channels", "screen")
-HOLD_KEYS = ("metric", "at_least")
+HOLD_KEYS = ("metric", "at_least", "while_improving")
 SCREEN_KEYS = ("prompts", "group_size", "max_new_tokens", "temperature", "seed", "batch_size")
 SCREEN_DEFAULTS = {"prompts": 32, "group_size": 8, "max_new_tokens": None, "temperature": 0.7, "seed": 0,
                    "batch_size": 64}
@@ -314,7 +315,13 @@ def _hold(value: Any, base: TrainConfig, where: str) -> dict | None:
     at_least = value.get("at_least")
     if at_least is not None and not _number(at_least):
         raise ExperimentError(f"{where}field 'hold.at_least': expected a number, got {at_least!r}")
-    return {"metric": metric, "at_least": None if at_least is None else float(at_least)}
+    improving = value.get("while_improving")
+    if improving is not None and (not isinstance(improving, str) or not improving.strip()
+                                  or improving.startswith(TRAIN_PREFIX)):
+        raise ExperimentError(f"{where}field 'hold.while_improving': expected a held-out metric name, got "
+                              f"{improving!r}")
+    return {"metric": metric, "at_least": None if at_least is None else float(at_least),
+            "while_improving": improving}
 
 
 def _channels(raw: dict, base: TrainConfig, where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:

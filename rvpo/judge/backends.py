@@ -63,6 +63,30 @@ def rule_verdict(response: str, criterion: str) -> tuple[bool, str]:
     return (bool(hits), f"shares {hits[:3]}" if hits else "shares no long word with the criterion")
 
 
+def verdict_completion(p_true: float, logprobs: bool) -> str | tuple[str, list[dict]]:
+    """The constrained answer for ``P(true) = p_true``: the verdict JSON (met iff ``p_true > 0.5``), and with
+    ``logprobs`` its OpenAI ``logprobs.content`` (three pieces: the text up to ``"criteria_met":``, the
+    verdict token `` true``/`` false`` with both alternatives' log-probabilities, the closing brace).
+
+    >>> verdict_completion(0.25, False)
+    '{"explanation": "constrained local judge: P(true)=0.250", "criteria_met": false}'
+    """
+    import math
+
+    text = json.dumps({"explanation": f"constrained local judge: P(true)={p_true:.3f}", "criteria_met": p_true > 0.5})
+    if not logprobs:
+        return text
+    lp = {" true": math.log(max(p_true, 1e-12)), " false": math.log(max(1.0 - p_true, 1e-12))}
+    chosen = " true" if p_true > 0.5 else " false"
+    head = text[:text.rindex('"criteria_met":') + len('"criteria_met":')]
+    pieces = [{"token": head, "logprob": 0.0, "top_logprobs": []},
+              {"token": chosen, "logprob": lp[chosen],
+               "top_logprobs": [{"token": t, "logprob": v} for t, v in lp.items()]},
+              {"token": text[len(head) + len(chosen):], "logprob": 0.0, "top_logprobs": []}]
+    assert "".join(d["token"] for d in pieces) == text
+    return text, pieces
+
+
 class RuleBackend:
     """Keyword rule judge; ``latency_s`` simulates model time (per request, concurrent)."""
 
@@ -105,6 +129,81 @@ class EchoBackend:
         pass
 
 
+def judge_model_problem(model: str | None) -> str | None:
+    """Why ``model`` cannot be a local judge model (a sentence naming the path), or ``None`` if it can.
+
+    Accepted: the embedded name (``smollm2-135m-instruct``), a model folder (``config.json``), a
+    run/checkpoint folder :func:`rvpo.policy.load_policy` reads, a ``.gguf`` file, or a hub id
+    (``org/name``, loaded only with a network).
+    """
+    import os
+    from pathlib import Path
+
+    from rvpo.models import EMBEDDED_MODELS
+
+    if model is None or str(model).strip().lower() in EMBEDDED_MODELS:
+        return None
+    path = Path(os.path.expanduser(str(model)))
+    if str(model).lower().endswith(".gguf"):
+        return None if path.is_file() else f"no such GGUF file {str(model)!r}"
+    if path.is_dir():
+        from rvpo.policy import policy_folder
+
+        try:
+            policy_folder(path)
+        except FileNotFoundError:
+            return (f"{str(model)!r} is a folder but holds no model (config.json), LoRA adapter, final/ or "
+                    "checkpoint; expected a model folder, a .gguf file or 'smollm2-135m-instruct'")
+        return None
+    if path.exists():
+        return f"{str(model)!r} is a file but not a .gguf model; expected a model folder or a .gguf file"
+    if str(model).startswith(("/", ".", "~")) or str(model).count("/") > 1:
+        return f"no such model folder or file {str(model)!r}"
+    from rvpo.models import ModelNotFoundError, resolve_model
+
+    try:
+        resolve_model(str(model))
+    except ModelNotFoundError as e:
+        return str(e)
+    return None
+
+
+def load_judge_model(model: str | None, precision: str = "auto") -> tuple[Any, Any]:
+    """``(model, tokenizer)`` of a local judge: a ``.gguf`` file (dequantised by transformers, which needs the
+    ``gguf`` package) or anything :func:`rvpo.policy.load_policy` loads. Errors name the path."""
+    import os
+    from pathlib import Path
+
+    problem = judge_model_problem(model)
+    if problem:
+        raise FileNotFoundError(f"judge model: {problem}")
+    if model is not None and str(model).lower().endswith(".gguf"):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from rvpo.models import prepare_tokenizer
+        from rvpo.precision import resolve_cached
+
+        path = Path(os.path.expanduser(str(model)))
+        dtype = resolve_cached(precision, "cpu").dtype
+        try:
+            tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+            lm = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=dtype)
+        except Exception as e:  # an unsupported architecture or a damaged file: say which file
+            raise OSError(f"judge model: cannot load GGUF file {str(model)!r}: {type(e).__name__}: {e}") from None
+        prepare_tokenizer(tok)
+        lm.config.pad_token_id = tok.pad_token_id
+        return lm, tok
+    from rvpo.policy import load_policy
+
+    return load_policy(model, precision=precision)
+
+
+def _share_key(text: str) -> str:
+    """Requests with equal keys share a prefix: the user message up to the rubric item (the transcript)."""
+    cut = text.rfind("\n\nRubric item:")
+    return text[:cut] if cut > 0 else text
+
+
 class ModelBackend:
     """A local transformers causal LM with dynamic batching (one model call at a time)."""
 
@@ -112,16 +211,16 @@ class ModelBackend:
     JSON_PREFIX = '{"criteria_met":'
 
     def __init__(self, model: str | None = None, max_batch: int = 8, batch_wait_s: float = 0.02,
-                 model_and_tokenizer: tuple[Any, Any] | None = None, precision: str = "auto"):
+                 model_and_tokenizer: tuple[Any, Any] | None = None, precision: str = "auto",
+                 share_prefix: bool = True):
         import torch
-
-        from rvpo.policy import load_policy
 
         self.torch = torch
         # precision: auto | fp32 | bf16, as everywhere (rvpo.precision); bf16 where the CPU has bf16 units
-        self.model, self.tok = model_and_tokenizer or load_policy(model, precision=precision)
+        self.model, self.tok = model_and_tokenizer or load_judge_model(model, precision=precision)
         self.model.eval()
         self.max_batch, self.batch_wait_s = max_batch, batch_wait_s
+        self.share_prefix = share_prefix
         ids = [self.tok.encode(w, add_special_tokens=False)[0] for w in (" true", " false")]
         self.true_id, self.false_id = ids
         params = inspect.signature(self.model.base_model.forward).parameters
@@ -132,8 +231,8 @@ class ModelBackend:
         self._prefix_cache: dict[str, tuple[str, int, Any]] = {}
         self.batch_sizes: list[int] = []
 
-    async def complete(self, messages: list[dict], params: dict[str, Any]) -> str:
-        """The assistant text for one chat request."""
+    async def complete(self, messages: list[dict], params: dict[str, Any]) -> Any:
+        """The assistant text for one chat request (with ``params["logprobs"]`` in JSON mode: ``(text, logprobs)``)."""
         if self._queue is None:
             self._queue = asyncio.Queue()
             self._worker = asyncio.get_running_loop().create_task(self._run())
@@ -164,14 +263,14 @@ class ModelBackend:
                 if not fut.done():
                     fut.set_result(text)
 
-    def _run_batch(self, items: list[tuple[list[dict], dict]]) -> list[str]:
-        out: list[str | None] = [None] * len(items)
+    def _run_batch(self, items: list[tuple[list[dict], dict]]) -> list[Any]:
+        out: list[Any] = [None] * len(items)
         json_idx = [i for i, (_, p) in enumerate(items) if p.get("json_mode")]
         free_idx = [i for i, (_, p) in enumerate(items) if not p.get("json_mode")]
         with self.torch.inference_mode():
             if json_idx:
-                for i, text in zip(json_idx, self._constrained([items[i][0] for i in json_idx]), strict=True):
-                    out[i] = text
+                for i, p in zip(json_idx, self._constrained([items[i][0] for i in json_idx]), strict=True):
+                    out[i] = verdict_completion(p, bool(items[i][1].get("logprobs")))
             if free_idx:
                 for i, text in zip(free_idx, self._generate([items[i] for i in free_idx]), strict=True):
                     out[i] = text
@@ -193,44 +292,123 @@ class ModelBackend:
             self._prefix_cache[system] = (text, ids.shape[1], cache)
         return self._prefix_cache[system]
 
-    def _constrained(self, batch: list[list[dict]]) -> list[str]:
-        """Verdicts by comparing the `` true`` / `` false`` logits after a forced ``{"criteria_met":``."""
-        torch = self.torch
+    def _constrained(self, batch: list[list[dict]]) -> list[float]:
+        """``P(true)`` over `` true`` / `` false`` at the next token after a forced ``{"criteria_met":``, per request.
+
+        Requests are grouped by system prompt (its KV cache is computed once per process). With
+        ``share_prefix`` (the default), requests whose user messages agree up to ``Rubric item:`` (the
+        criteria of one graded transcript) also share that transcript: it runs once per group and only
+        each criterion's tail runs per request (:meth:`_shared_forward`); else every request runs its
+        whole user message (:meth:`_flat_forward`, kept for the benchmark and the equivalence test).
+        """
         groups: dict[str | None, list[int]] = {}
         for i, msgs in enumerate(batch):
             system = msgs[0]["content"] if msgs and msgs[0].get("role") == "system" else None
             groups.setdefault(system, []).append(i)
-        out: list[str] = [""] * len(batch)
+        out: list[float] = [0.0] * len(batch)
         for system, idx in groups.items():
             texts = [self._chat_text(batch[i]) + self.JSON_PREFIX for i in idx]
-            past, offset = None, 0
+            cache, offset = None, 0
             if system is not None:
-                prefix_text, offset, cache = self._prefix(system)
+                prefix_text, n_prefix, prefix_cache = self._prefix(system)
                 if all(t.startswith(prefix_text) for t in texts):
                     texts = [t[len(prefix_text):] for t in texts]
-                    past = copy.deepcopy(cache)
-                    past.batch_repeat_interleave(len(idx))
-                else:
-                    offset = 0
+                    cache, offset = prefix_cache, n_prefix
             enc = [self.tok(t, add_special_tokens=False)["input_ids"] for t in texts]
-            lengths = [len(e) for e in enc]
-            width = max(lengths)
-            pad = self.tok.pad_token_id or 0
-            ids = torch.tensor([e + [pad] * (width - len(e)) for e in enc])  # right padding: (b, S)
-            mask = torch.tensor([[1] * (offset + n) + [0] * (width - n) for n in lengths])  # (b, P+S)
-            pos = (offset + torch.arange(width)).unsqueeze(0).expand(len(idx), -1)
-            kwargs = {self._cache_kw: past} if past is not None else {}
-            hidden = self.model.base_model(input_ids=ids, attention_mask=mask, position_ids=pos,
-                                           use_cache=past is not None, **kwargs).last_hidden_state  # (b, S, H)
-            # The LM head only at each row's last real token: (b, H) -> (b, V), not (b, S, V).
-            last = self.model.get_output_embeddings()(hidden[torch.arange(len(idx)), torch.tensor(lengths) - 1])
-            pair = torch.stack([last[:, self.true_id], last[:, self.false_id]], dim=-1).float()
-            p_true = torch.softmax(pair, dim=-1)[:, 0]
+            forward = self._shared_forward if self.share_prefix else self._flat_forward
+            logits = forward(enc, [_share_key(t) for t in texts], cache, offset)  # (b, 2)
+            p_true = self.torch.softmax(logits.float(), dim=-1)[:, 0]
             for j, i in enumerate(idx):
-                p = float(p_true[j])
-                out[i] = json.dumps({"explanation": f"constrained local judge: P(true)={p:.3f}",
-                                     "criteria_met": p > 0.5})
+                out[i] = float(p_true[j])
         return out
+
+    def _past(self, cache: Any, rows: int) -> Any:
+        """A private copy of the system prompt's KV cache, repeated for ``rows`` rows (None: no cache)."""
+        if cache is None:
+            return None
+        past = copy.deepcopy(cache)
+        past.batch_repeat_interleave(rows)
+        return past
+
+    def _forward_rows(self, ids: list[list[int]], past: Any, mask_head: Any, starts: list[int]) -> tuple[Any, Any]:
+        """One forward of right-padded rows ``ids`` after ``past``; returns ``(hidden (b, S, H), lengths)``.
+
+        ``mask_head``: ``(b, K)`` attention mask of the ``K`` cached positions (None when no cache);
+        ``starts[r]``: the position id of row ``r``'s first token.
+        """
+        torch = self.torch
+        lengths = torch.tensor([len(e) for e in ids])
+        width = int(lengths.max())
+        pad = self.tok.pad_token_id or 0
+        x = torch.tensor([e + [pad] * (width - len(e)) for e in ids])  # (b, S)
+        mask = (torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1)).long()  # (b, S)
+        if mask_head is not None:
+            mask = torch.cat([mask_head, mask], dim=1)  # (b, K + S)
+        pos = torch.tensor(starts).unsqueeze(1) + torch.arange(width).unsqueeze(0)  # (b, S)
+        kwargs = {self._cache_kw: past} if past is not None else {}
+        hidden = self.model.base_model(input_ids=x, attention_mask=mask, position_ids=pos, use_cache=True,
+                                       **kwargs).last_hidden_state
+        return hidden, lengths
+
+    def _verdict_logits(self, hidden: Any, lengths: Any) -> Any:
+        """``(b, 2)`` logits of `` true`` / `` false``: the LM head only at each row's last real token."""
+        torch = self.torch
+        last = self.model.get_output_embeddings()(hidden[torch.arange(hidden.shape[0]), lengths - 1])  # (b, V)
+        return torch.stack([last[:, self.true_id], last[:, self.false_id]], dim=-1)
+
+    def _flat_forward(self, enc: list[list[int]], keys: list[str], cache: Any, offset: int) -> Any:
+        """Every request's whole text after the system prompt in one batch: ``(b, 2)`` logits."""
+        b = len(enc)
+        head = self.torch.ones(b, offset, dtype=self.torch.long) if cache is not None else None
+        hidden, lengths = self._forward_rows(enc, self._past(cache, b), head, [offset] * b)
+        return self._verdict_logits(hidden, lengths)
+
+    def _shared_forward(self, enc: list[list[int]], keys: list[str], cache: Any, offset: int) -> Any:
+        """Shared transcripts run once: ``(b, 2)`` logits, equal to :meth:`_flat_forward`'s up to rounding.
+
+        Stage 1: one row per share group (requests with equal ``keys``), its longest common token
+        prefix (at least one token left per request). Stage 2: each request's remaining tokens after
+        its group's cached row (selected with ``batch_select_indices``); padding between the two is masked
+        out and position ids continue from each row's real length.
+        """
+        torch = self.torch
+        order: dict[str, list[int]] = {}
+        for r, k in enumerate(keys):
+            order.setdefault(k, []).append(r)
+        members = list(order.values())
+        shared = []
+        for rows in members:
+            first, n = enc[rows[0]], min(len(enc[r]) for r in rows) - 1
+            lcp = 0
+            while lcp < n and all(enc[r][lcp] == first[lcp] for r in rows):
+                lcp += 1
+            shared.append(lcp)
+        if max(shared) == 0:
+            return self._flat_forward(enc, keys, cache, offset)
+        g = len(members)
+        head = torch.ones(g, offset, dtype=torch.long) if cache is not None else None
+        past = self._past(cache, g)
+        if past is None:
+            from transformers import DynamicCache
+
+            past = DynamicCache()
+        # rows with nothing to share still get one token here, so that no stage-1 row is all padding
+        stage1 = [enc[rows[0]][:max(lcp, 1)] for rows, lcp in zip(members, shared)]
+        shared = [len(t) for t in stage1]
+        _, lens1 = self._forward_rows(stage1, past, head, [offset] * g)
+        width1 = int(lens1.max())
+        mask1 = (torch.arange(width1).unsqueeze(0) < lens1.unsqueeze(1)).long()  # (g, L)
+        if head is not None:
+            mask1 = torch.cat([head, mask1], dim=1)  # (g, P + L)
+        group_of = [0] * len(enc)
+        for gi, rows in enumerate(members):
+            for r in rows:
+                group_of[r] = gi
+        sel = torch.tensor(group_of)
+        past.batch_select_indices(sel)  # (g, ...) -> (b, ...): each request continues its group's row
+        tails = [enc[r][shared[group_of[r]]:] for r in range(len(enc))]
+        hidden, lengths = self._forward_rows(tails, past, mask1[sel], [offset + shared[group_of[r]] for r in range(len(enc))])
+        return self._verdict_logits(hidden, lengths)
 
     def _generate(self, items: list[tuple[list[dict], dict]]) -> list[str]:
         """Free generation for a batch (left padding); each row trimmed to its own ``max_tokens``."""

@@ -11,6 +11,10 @@ write one file at once: each holds its own connection, writes are single-stateme
 (``INSERT OR REPLACE``) and a busy database is waited on (``busy_timeout``). A process killed
 mid-write leaves the file readable: sqlite rolls the torn transaction back on the next open.
 Nothing secret is stored: the API key is not an input of the key or of any column.
+
+Schema version 2 adds the column ``p_met`` (REAL, NULL for a hard verdict): the judge's probability of
+"met" (:attr:`rvpo.judge.parse.Verdict.p_met`). A version-1 file gains the column on open (its rows read
+back as hard verdicts); an older rvpo still reads a version-2 file (it names its columns).
 """
 
 from __future__ import annotations
@@ -25,16 +29,21 @@ from pathlib import Path
 
 from rvpo.judge.parse import Verdict
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS verdicts (
     key TEXT PRIMARY KEY,
     model TEXT NOT NULL,
     criteria_met INTEGER NOT NULL,
     explanation TEXT NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    p_met REAL
 )
 """
+
+
+def _verdict(met: int, explanation: str, p: float | None) -> Verdict:
+    return Verdict(criteria_met=bool(met), explanation=explanation, p_met=None if p is None else float(p))
 
 
 KEY_VERSION = 2
@@ -76,16 +85,27 @@ class VerdictCache:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute(_SCHEMA)
+            self._migrate()
             self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.DatabaseError as e:
             raise RuntimeError(f"judge cache {self.path}: cannot open ({e}); delete the file to reset it") from e
 
+    def _migrate(self) -> None:
+        """Add ``p_met`` to a version-1 table (several processes may race: a duplicate column is fine)."""
+        cols = {row[1] for row in self._conn.execute("PRAGMA table_info(verdicts)")}
+        if "p_met" not in cols:
+            try:
+                self._conn.execute("ALTER TABLE verdicts ADD COLUMN p_met REAL")
+            except sqlite3.OperationalError as e:
+                if "duplicate column" not in str(e).lower():
+                    raise
+
     def get(self, key: str) -> Verdict | None:
-        """The stored verdict for ``key``, or ``None``."""
+        """The stored verdict for ``key`` (with its ``p_met``, ``None`` for a hard one), or ``None``."""
         with self._lock:
             row = self._conn.execute(
-                "SELECT criteria_met, explanation FROM verdicts WHERE key = ?", (key,)).fetchone()
-        return None if row is None else Verdict(criteria_met=bool(row[0]), explanation=row[1])
+                "SELECT criteria_met, explanation, p_met FROM verdicts WHERE key = ?", (key,)).fetchone()
+        return None if row is None else _verdict(*row)
 
     def get_many(self, keys: list[str]) -> dict[str, Verdict]:
         """Stored verdicts for those of ``keys`` that are present."""
@@ -95,18 +115,18 @@ class VerdictCache:
             for i in range(0, len(unique), 500):  # stay under sqlite's variable limit
                 chunk = unique[i:i + 500]
                 rows = self._conn.execute(
-                    f"SELECT key, criteria_met, explanation FROM verdicts WHERE key IN "
+                    f"SELECT key, criteria_met, explanation, p_met FROM verdicts WHERE key IN "
                     f"({','.join('?' * len(chunk))})", chunk).fetchall()
-                out.update({k: Verdict(criteria_met=bool(m), explanation=e) for k, m, e in rows})
+                out.update({k: _verdict(m, e, p) for k, m, e, p in rows})
         return out
 
     def put(self, key: str, model: str, verdict: Verdict) -> None:
         """Store one successful verdict (atomic; last writer wins for the same key)."""
         with self._lock:
             self._conn.execute(
-                "INSERT OR REPLACE INTO verdicts (key, model, criteria_met, explanation, created) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (key, model, int(verdict.criteria_met), verdict.explanation, time.time()))
+                "INSERT OR REPLACE INTO verdicts (key, model, criteria_met, explanation, created, p_met) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (key, model, int(verdict.criteria_met), verdict.explanation, time.time(), verdict.p_met))
 
     def __len__(self) -> int:
         with self._lock:

@@ -34,7 +34,7 @@ import httpx
 
 from rvpo.judge.cache import VerdictCache, cache_key, cache_key_v1
 from rvpo.judge.config import JudgeConfig
-from rvpo.judge.parse import Verdict, VerdictParseError, parse_verdict
+from rvpo.judge.parse import Verdict, VerdictParseError, p_met_from_logprobs, parse_verdict
 from rvpo.judge.prompt import REASK_MESSAGE, render_judge_messages
 from rvpo.judge.ratelimit import RateLimiter
 from rvpo.runs import redact_url
@@ -67,7 +67,7 @@ class JudgeOutcome:
 
 
 _COUNTERS = ("requests", "calls", "cache_hits", "deduplicated", "retries", "reasks", "throttled",
-             "tokens_in", "tokens_out", "rate_wait_s", "retry_after_s")
+             "tokens_in", "tokens_out", "rate_wait_s", "retry_after_s", "soft", "hard")
 
 
 @dataclass
@@ -77,7 +77,8 @@ class JudgeStats:
     ``requests``: judge requests asked for (cache hits included); ``calls``: HTTP attempts;
     ``throttled``: HTTP 429 replies; ``tokens_in`` / ``tokens_out``: prompt / completion tokens from the
     replies' ``usage``; ``rate_wait_s``: seconds attempts waited on the client-side rate limit;
-    ``retry_after_s``: seconds of ``Retry-After`` honoured (summed over replies that carried one).
+    ``retry_after_s``: seconds of ``Retry-After`` honoured (summed over replies that carried one);
+    ``soft`` / ``hard``: verdicts received over HTTP with / without a probability ``p_met``.
     """
 
     requests: int = 0
@@ -91,6 +92,8 @@ class JudgeStats:
     tokens_out: int = 0
     rate_wait_s: float = 0.0
     retry_after_s: float = 0.0
+    soft: int = 0
+    hard: int = 0
     failures: Counter = field(default_factory=Counter)
     latency_s: list[float] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -141,6 +144,8 @@ class JudgeStats:
         out["abstentions"] = sum(failures.values())
         out["cache_hit_rate"] = out["cache_hits"] / out["requests"] if out["requests"] else math.nan
         out["abstain_rate"] = out["abstentions"] / out["requests"] if out["requests"] else math.nan
+        judged = out["soft"] + out["hard"]
+        out["soft_rate"] = out["soft"] / judged if judged else math.nan
         lat = sorted(self.latency_s[base["n_latency"]:now["n_latency"]])
         out["latency_p50_s"] = _quantile(lat, 0.5, math.nan)
         out["latency_p95_s"] = _quantile(lat, 0.95, math.nan)
@@ -236,7 +241,7 @@ class JudgeClient:
         todo: dict[str, list[int]] = {}
         for i, (key, _) in enumerate(prepared):
             if key in cached:
-                outcomes[i] = JudgeOutcome(cached[key], cached=True)
+                outcomes[i] = JudgeOutcome(self._decide(cached[key]), cached=True)
             else:
                 todo.setdefault(key, []).append(i)
         self.stats.add("cache_hits", len(requests) - sum(len(v) for v in todo.values()))
@@ -291,7 +296,7 @@ class JudgeClient:
             convo = messages
             for reask in range(self.config.max_reasks + 1):
                 try:
-                    text, n = await self._complete(http, convo)
+                    text, lp, n = await self._complete(http, convo)
                     attempts += n
                 except (_Retryable, _Fatal) as e:
                     attempts += getattr(e, "attempts", 0)
@@ -306,10 +311,20 @@ class JudgeClient:
                     convo = messages + [{"role": "assistant", "content": text[:4000]},
                                         {"role": "user", "content": REASK_MESSAGE}]
                     continue
+                if self.config.logprobs:
+                    verdict.p_met = p_met_from_logprobs(lp)
+                self.stats.add("soft" if verdict.p_met is not None else "hard")
                 if self.cache is not None:
-                    self.cache.put(key, self.config.model, verdict)
-                return JudgeOutcome(verdict, attempts=attempts)
+                    self.cache.put(key, self.config.model, verdict)  # the judge's own answer and p_met
+                return JudgeOutcome(self._decide(verdict), attempts=attempts)
         raise AssertionError("unreachable")
+
+    def _decide(self, verdict: Verdict) -> Verdict:
+        """``verdict`` with ``criteria_met = p_met >= threshold`` under a per-judge ``threshold`` (a copy)."""
+        t = self.config.threshold
+        if t is None or verdict.p_met is None:
+            return verdict
+        return Verdict(criteria_met=verdict.p_met >= t, explanation=verdict.explanation, p_met=verdict.p_met)
 
     def _abstain(self, index: int, reason: str, attempts: int) -> JudgeOutcome:
         self.stats.fail(reason)
@@ -326,6 +341,9 @@ class JudgeClient:
             payload["top_p"] = self.config.top_p
         if self.config.seed is not None:
             payload["seed"] = self.config.seed
+        if self.config.logprobs:
+            payload["logprobs"] = True
+            payload["top_logprobs"] = self.config.top_logprobs
         return payload
 
     def _backoff(self, retry: int) -> float:
@@ -338,8 +356,9 @@ class JudgeClient:
         chars = sum(len(str(m.get("content", ""))) for m in payload["messages"])
         return chars // 4 + int(payload["max_tokens"])
 
-    async def _complete(self, http: httpx.AsyncClient, messages: list[dict]) -> tuple[str, int]:
-        """The judge's answer text and the number of HTTP attempts; raises ``_Retryable``/``_Fatal``."""
+    async def _complete(self, http: httpx.AsyncClient, messages: list[dict]) -> tuple[str, Any, int]:
+        """The judge's answer text, its ``logprobs.content`` (or None) and the number of HTTP attempts;
+        raises ``_Retryable``/``_Fatal``."""
         payload = self._payload(messages)
         last: _Retryable | None = None
         for attempt in range(self.config.max_retries + 1):
@@ -348,7 +367,7 @@ class JudgeClient:
                 await asyncio.sleep(self._backoff(attempt))
             self.stats.add("calls")
             try:
-                return await self._attempt(http, payload), attempt + 1
+                return (*await self._attempt(http, payload), attempt + 1)
             except _Retryable as e:
                 last = e
                 log.info("judge call failed (%s), attempt %d/%d", e.reason, attempt + 1,
@@ -360,7 +379,7 @@ class JudgeClient:
         last.attempts = self.config.max_retries + 1  # type: ignore[attr-defined]
         raise last
 
-    async def _attempt(self, http: httpx.AsyncClient, payload: dict[str, Any]) -> str:
+    async def _attempt(self, http: httpx.AsyncClient, payload: dict[str, Any]) -> tuple[str, Any]:
         ticket, waited = await self.limiter.acquire(self._token_estimate(payload))
         if waited:
             self.stats.add("rate_wait_s", waited)
@@ -394,7 +413,8 @@ class JudgeClient:
         self._count_usage(body.get("usage"), ticket)
         if not isinstance(content, str):
             raise _Retryable("bad_response")
-        return content
+        logprobs = body["choices"][0].get("logprobs")
+        return content, logprobs.get("content") if isinstance(logprobs, dict) else None
 
     def _count_usage(self, usage: Any, ticket: list[float]) -> None:
         """Add a reply's ``usage`` to the token counters and correct the rate limiter's booking."""

@@ -97,6 +97,15 @@ class JudgeConfig:
     """Client-side limit on HTTP attempts per rolling minute (hosted APIs); ``None`` = no limit."""
     tokens_per_minute: float | None = None
     """Client-side limit on tokens per rolling minute (prompt estimate + ``max_tokens``, corrected by the reply's usage)."""
+    logprobs: bool = False
+    """Ask for token log-probabilities (``logprobs``, ``top_logprobs``) to read a soft verdict ``p_met`` from
+    the reply (:func:`rvpo.judge.parse.p_met_from_logprobs`); a server without them gives hard verdicts.
+    Part of the cache key only when on (so hard-verdict caches stay valid)."""
+    top_logprobs: int = 5
+    """Alternatives per token asked for with ``logprobs`` (OpenAI allows 0..20)."""
+    threshold: float | None = None
+    """Per-judge decision threshold: with it, a verdict that has ``p_met`` is "met" iff ``p_met >= threshold``
+    (applied after the cache, which keeps the judge's own answer). ``None``: the judge's own answer."""
     cache_read_v1: bool = False
     """Also accept verdicts cached by rvpo before the sampling settings were keyed (v1 keys). Only safe if
     they were made with the same temperature, max_tokens, JSON mode (and no top_p / seed)."""
@@ -121,6 +130,11 @@ class JudgeConfig:
             v = getattr(self, name)
             if v is not None and not (isinstance(v, (int, float)) and v > 0 and v < float("inf")):
                 raise ValueError(f"JudgeConfig.{name} must be a finite number > 0 or None, got {v!r}")
+        if not (isinstance(self.top_logprobs, int) and 0 <= self.top_logprobs <= 20):
+            raise ValueError(f"JudgeConfig.top_logprobs must be an integer in 0..20, got {self.top_logprobs!r}")
+        if self.threshold is not None and not (isinstance(self.threshold, (int, float))
+                                               and 0 <= self.threshold <= 1):
+            raise ValueError(f"JudgeConfig.threshold must be a number in [0, 1] or None, got {self.threshold!r}")
         if not self.model:
             raise ValueError("JudgeConfig.model must be a non-empty model name (env RVPO_JUDGE_MODEL)")
         if self.base_url is not None:
@@ -171,8 +185,11 @@ class JudgeConfig:
 
     def verdict_settings(self) -> dict[str, Any]:
         """The request settings that can change a verdict (all part of the cache key, besides the model and prompt)."""
-        return {"temperature": float(self.temperature), "top_p": self.top_p, "max_tokens": int(self.max_tokens),
-                "json_mode": bool(self.json_mode), "seed": self.seed}
+        out = {"temperature": float(self.temperature), "top_p": self.top_p, "max_tokens": int(self.max_tokens),
+               "json_mode": bool(self.json_mode), "seed": self.seed}
+        if self.logprobs:  # only when on: keys of hard-verdict configs are unchanged
+            out["logprobs"] = int(self.top_logprobs)
+        return out
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items())

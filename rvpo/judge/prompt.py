@@ -101,13 +101,15 @@ def format_conversation(conversation: list[dict]) -> str:
 
 
 def transcript_id(text: str, criterion: str) -> str:
-    """A 16-hex nonce from a hash of the transcript and criterion, absent from both.
+    """A 16-hex nonce from a hash of the transcript, absent from the transcript and the criterion.
 
     Deterministic (so the rendered prompt, and hence the cache key, is stable across runs) yet not
-    writable from inside the transcript: the text would have to contain a hash of itself.
+    writable from inside the transcript: the text would have to contain a hash of itself. It does not
+    depend on the criterion (unless the criterion happens to contain it), so every rubric item of one
+    transcript gets the same user message up to the item, a prefix a local judge computes once.
     """
     for salt in range(1000):
-        nonce = hashlib.sha256(f"{salt}\0{criterion}\0{text}".encode()).hexdigest()[:16]
+        nonce = hashlib.sha256(f"{salt}\0{text}".encode()).hexdigest()[:16]
         if nonce not in text and nonce not in criterion:
             return nonce
     raise RuntimeError("could not find a transcript id absent from the transcript")  # ~impossible

@@ -1,7 +1,8 @@
 """A small OpenAI-compatible judge server on loopback: dependency-free asyncio HTTP/1.1.
 
 Endpoints: ``POST /v1/chat/completions`` (``model``, ``messages``, ``max_tokens``, ``temperature``,
-``response_format={"type": "json_object"}`` -> constrained verdict with the model backend),
+``response_format={"type": "json_object"}`` -> constrained verdict with the model backend, ``logprobs``
+-> ``choices[0].logprobs.content`` where the backend has probabilities, else ``null``),
 ``GET /v1/models``, and, not part of the OpenAI API, ``GET /v1/stats`` (requests, max in flight,
 faults drawn, batch sizes) for tests and benchmarks. Keep-alive connections; no TLS, no streaming.
 
@@ -192,17 +193,23 @@ class JudgeServer:
                 return 200, b"<html>upstream hiccup", {}
             fmt = req.get("response_format") or {}
             params = {"max_tokens": req.get("max_tokens") or 256, "temperature": req.get("temperature") or 0.0,
-                      "json_mode": isinstance(fmt, dict) and fmt.get("type") == "json_object"}
+                      "json_mode": isinstance(fmt, dict) and fmt.get("type") == "json_object",
+                      "logprobs": req.get("logprobs") is True}
+            logprobs = None
             if fault == "malformed":
                 text = MALFORMED_CONTENT
             else:
                 try:
                     text = await self.backend.complete(messages, params)
+                    text, logprobs = text if isinstance(text, tuple) else (text, None)
                 except Exception as e:  # a backend bug must not kill the connection
                     log.exception("backend failed")
                     return 500, _error_body(f"backend error: {type(e).__name__}", 500), {}
             self.completions += 1
-            return 200, _json(_completion(req.get("model") or self.model_name, text, messages)), {}
+            body = _completion(req.get("model") or self.model_name, text, messages)
+            if params["logprobs"]:  # OpenAI shape; null where the backend has no probabilities
+                body["choices"][0]["logprobs"] = {"content": logprobs} if logprobs is not None else None
+            return 200, _json(body), {}
         finally:
             self.in_flight -= 1
 

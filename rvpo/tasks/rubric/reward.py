@@ -32,6 +32,43 @@ from rvpo.tasks.rubric.scoring import Scale, channel_value
 
 logger = logging.getLogger(__name__)
 
+VERDICT_MODES = "soft | hard | threshold:<t>"
+
+
+def parse_verdict_mode(spec: Any) -> tuple[str, float | None]:
+    """``"soft"`` / ``"hard"`` / ``"threshold:<t>"`` (t in [0, 1]) as ``(mode, t)``; ``ValueError`` otherwise.
+
+    >>> parse_verdict_mode("threshold:0.3"), parse_verdict_mode("soft")
+    (('threshold', 0.3), ('soft', None))
+    """
+    text = str(spec).strip().lower()
+    if text in ("soft", "hard"):
+        return text, None
+    if text.startswith("threshold:"):
+        try:
+            t = float(text.split(":", 1)[1])
+        except ValueError:
+            t = float("nan")
+        if 0.0 <= t <= 1.0:
+            return "threshold", t
+    raise ValueError(f"verdict: expected {VERDICT_MODES} (t in [0, 1]), got {spec!r}")
+
+
+def verdict_input(verdict: Any, mode: str, threshold: float | None = None) -> bool | float | None:
+    """What :func:`channel_value` gets for one judge verdict under ``mode`` (see :func:`parse_verdict_mode`).
+
+    ``hard``: the judge's boolean; ``soft``: ``p_met`` where the judge gave one, else the boolean;
+    ``threshold``: ``p_met >= t`` where the judge gave ``p_met``, else the boolean. ``None``: abstained.
+    """
+    if verdict is None:
+        return None
+    p = getattr(verdict, "p_met", None)
+    if mode == "hard" or p is None:
+        return bool(verdict.criteria_met)
+    if mode == "soft":
+        return min(1.0, max(0.0, float(p)))
+    return float(p) >= float(threshold)
+
 
 def prompt_messages(prompt: Any) -> list[dict]:
     """A TRL prompt (a string or a list of chat messages) as a list of ``{role, content}`` messages."""
@@ -54,6 +91,10 @@ class RubricRewardStats:
     abstained: int = 0
     last_abstained: int = 0
     abstained_by_channel: list[int] = field(default_factory=list)
+    soft: int = 0
+    """verdicts that carried a probability (``p_met``): soft channel values where ``verdict`` is soft"""
+    last_soft: int = 0
+    last_judged: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """Counts and the overall abstention rate, JSON-ready (for trainer logs)."""
@@ -62,6 +103,7 @@ class RubricRewardStats:
             "abstained": self.abstained, "last_abstained": self.last_abstained,
             "judge_s": round(self.judge_s, 3), "last_judge_s": round(self.last_judge_s, 3),
             "abstain_rate": self.abstained / self.requests if self.requests else 0.0,
+            "soft": self.soft,
         }
 
 
@@ -77,17 +119,23 @@ class RubricReward:
         scale: ``"unit"`` (0/1 values) or ``"points"`` (0/|points|); see :mod:`rvpo.tasks.rubric.scoring`.
         name: prefix of the channel names ``<name>_0 .. <name>_{M-1}``.
         digits: zero-pad the channel index to this many digits (``item_00``; 0 = no padding).
+        verdict: ``"hard"`` (the judge's yes/no), ``"soft"`` (its probability of "met" where it gives one:
+            :attr:`rvpo.judge.Verdict.p_met`; the yes/no where it does not) or ``"threshold:<t>"``
+            (met iff that probability >= t); see :func:`verdict_input`.
 
     Call: ``reward(prompts, completions, rubric=[...]) -> (N, M)`` nested list of ``float | None``.
+    After a call, ``last_values`` holds those values, ``last_hard`` the same channels under the judge's
+    yes/no, and ``last_p`` each judged item's ``p_met`` (``None``: hard verdict, abstention or padding).
     """
 
     def __init__(self, judge: Any, max_channels: int, rubric_column: str = "rubric",
-                 scale: Scale = "unit", name: str = "rubric", digits: int = 0):
+                 scale: Scale = "unit", name: str = "rubric", digits: int = 0, verdict: str = "hard"):
         if max_channels < 1:
             raise ValueError(f"max_channels must be >= 1, got {max_channels}")
         if scale not in ("unit", "points"):
             raise ValueError(f"scale must be 'unit' or 'points', got {scale!r}")
         self.judge = judge
+        self.verdict_mode, self.verdict_threshold = parse_verdict_mode(verdict)
         self.max_channels = int(max_channels)
         self.rubric_column = rubric_column
         self.scale = scale
@@ -98,10 +146,15 @@ class RubricReward:
         """Row i's items in the last call (channel j of row i is ``last_rubrics[i][j]``), for :meth:`tag_metrics`."""
         self.last_values: list[list[float | None]] = []
         """The ``(N, M)`` values the last call returned."""
+        self.last_hard: list[list[float | None]] = []
+        """The ``(N, M)`` values of the last call under the judge's yes/no (hard) verdicts."""
+        self.last_p: list[list[float | None]] = []
+        """The ``(N, M)`` ``p_met`` of the last call's verdicts (``None``: hard, abstained or padding)."""
 
     def tag_metrics(self, binding: Any = None, prefix: str = "rubric/") -> dict[str, float]:
         """:func:`rubric_tag_metrics` of the last call (``binding``: the estimator's ``(N, M)`` weights)."""
-        return rubric_tag_metrics(self.last_rubrics, self.last_values, binding=binding, prefix=prefix)
+        return rubric_tag_metrics(self.last_rubrics, self.last_values, binding=binding, prefix=prefix,
+                                  hard=self.last_hard or None)
 
     def reset_stats(self) -> None:
         """Zero the running counts in :attr:`stats`."""
@@ -146,15 +199,23 @@ class RubricReward:
         if len(verdicts) != len(requests):
             raise RuntimeError(f"judge returned {len(verdicts)} verdicts for {len(requests)} requests")
         out: list[list[float | None]] = [[None] * self.max_channels for _ in completions]  # (N, M)
-        n_abstain = 0
+        hard = [[None] * self.max_channels for _ in completions]
+        probs: list[list[float | None]] = [[None] * self.max_channels for _ in completions]
+        n_abstain = n_soft = 0
         for (i, j), v in zip(where, verdicts):
-            met = None if v is None else bool(v.criteria_met)
-            out[i][j] = channel_value(rubrics[i][j], met, self.scale)
-            if met is None:
+            out[i][j] = channel_value(rubrics[i][j], verdict_input(v, self.verdict_mode, self.verdict_threshold),
+                                      self.scale)
+            hard[i][j] = channel_value(rubrics[i][j], None if v is None else bool(v.criteria_met), self.scale)
+            if v is None:
                 n_abstain += 1
                 self.stats.abstained_by_channel[j] += 1
+            elif getattr(v, "p_met", None) is not None:
+                probs[i][j] = float(v.p_met)
+                n_soft += 1
+        self.stats.last_soft, self.stats.last_judged = n_soft, len(requests) - n_abstain
+        self.stats.soft += n_soft
         self._log(len(completions), len(requests), n_abstain)
-        self.last_rubrics, self.last_values = rubrics, out
+        self.last_rubrics, self.last_values, self.last_hard, self.last_p = rubrics, out, hard, probs
         return out
 
     def _log(self, n: int, n_req: int, n_abstain: int) -> None:
@@ -173,7 +234,8 @@ class RubricReward:
 # diagnostics by rubric tag (channel j is a different item for each prompt)
 
 def rubric_tag_metrics(rubrics: Sequence[Sequence[RubricItem]], values: Sequence[Sequence[float | None]],
-                       binding: Any = None, prefix: str = "rubric/") -> dict[str, float]:
+                       binding: Any = None, prefix: str = "rubric/",
+                       hard: Sequence[Sequence[float | None]] | None = None) -> dict[str, float]:
     """Per-tag figures of one batch, flat; meaningful where per-channel figures are not.
 
     Args:
@@ -182,6 +244,8 @@ def rubric_tag_metrics(rubrics: Sequence[Sequence[RubricItem]], values: Sequence
         binding: optional ``(N, M)`` binding weights of the advantage estimator (``out.binding``; a
             tensor, array or nested list), each row summing to 1 over its active channels.
         prefix: key prefix.
+        hard: optional ``(N, M)`` values under the judge's yes/no verdicts (``RubricReward.last_hard``):
+            ``satisfied`` counts those (a soft value of 0.3 is not "satisfied"); default ``values``.
 
     Returns ``{prefix + key: float}`` with ``satisfied`` (share of judged items with the desirable
     outcome: a positive item met, a pitfall avoided), ``abstained`` (share of items the judge abstained
@@ -205,11 +269,12 @@ def rubric_tag_metrics(rubrics: Sequence[Sequence[RubricItem]], values: Sequence
         for j, it in enumerate(items):
             tags = (*it.tags, "sign:pitfall" if it.is_pitfall else "sign:positive")
             v = row[j]
+            h = v if hard is None else hard[i][j]
             for t in ("", *tags):
                 count[t] = count.get(t, 0) + 1
                 if v is not None:
                     judged[t] = judged.get(t, 0) + 1
-                    good[t] = good.get(t, 0) + (v > 0)
+                    good[t] = good.get(t, 0) + (h is not None and h > 0)
                     total[t] = total.get(t, 0.0) + float(v)
                 if weights is not None and t:
                     row_mass[t] = row_mass.get(t, 0.0) + float(weights[i][j])

@@ -47,18 +47,28 @@ from rvpo.stats import bootstrap_se
 Scale = Literal["unit", "points"]
 
 
-def channel_value(item: RubricItem, met: bool | None, scale: Scale = "unit") -> float | None:
+def channel_value(item: RubricItem, met: bool | float | None, scale: Scale = "unit") -> float | None:
     """Reward-channel value of one graded item: 1 for the desirable outcome, 0 otherwise, None if abstained.
+
+    ``met`` may be a soft verdict, a probability of "met" in [0, 1] (a float, not a bool): the value is
+    then the probability of the desirable outcome (``p`` for a positive item, ``1 - p`` for a pitfall).
 
     >>> channel_value(RubricItem("mentions dosage", 5), True), channel_value(RubricItem("gives a diagnosis", -3), True)
     (1.0, 0.0)
     >>> channel_value(RubricItem("gives a diagnosis", -3), False, scale="points")
     3.0
+    >>> channel_value(RubricItem("gives a diagnosis", -3), 0.25)
+    0.75
     """
     if met is None:
         return None
-    good = (not met) if item.points < 0 else bool(met)  # zero-point items count as positive
-    value = 1.0 if good else 0.0
+    if isinstance(met, bool):
+        value = 1.0 if ((not met) if item.points < 0 else met) else 0.0  # zero-point items count as positive
+    else:
+        p = float(met)
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"a soft verdict must be a probability in [0, 1], got {met!r}")
+        value = 1.0 - p if item.points < 0 else p
     if scale == "points":
         return value * abs(item.points)
     if scale != "unit":

@@ -79,8 +79,11 @@ class RubricTask(Task):
                  judge_backend: str = "model", judge_server_model: str = EMBEDDED_JUDGE_MODEL,
                  judge_server_args: Sequence[str] = (), judge_start_timeout_s: float = 600.0,
                  heldout: float = 0.2, split_seed: int = 0, max_channels: int | None = None,
-                 scale: str = "unit", on_error: str = "raise"):
+                 scale: str = "unit", on_error: str = "raise", verdict: str = "soft",
+                 judge_threshold: float | None = None, judge_logprobs: bool | None = None,
+                 judge_alarm_steps: int = 3):
         from rvpo.judge import JudgeConfig
+        from rvpo.tasks.rubric.reward import parse_verdict_mode
 
         if judge_url is not None:
             from rvpo.judge.config import check_http_url
@@ -91,6 +94,16 @@ class RubricTask(Task):
                 raise TypeError(f"{e} (expected the endpoint root including /v1)") from None
         if judge_url and not judge_model:
             raise TypeError("judge_model: required with judge_url (the model name the endpoint serves)")
+        try:
+            parse_verdict_mode(verdict)
+        except ValueError as e:
+            raise TypeError(str(e)) from None
+        if not (isinstance(judge_alarm_steps, int) and judge_alarm_steps >= 0):
+            raise TypeError(f"judge_alarm_steps: expected an integer >= 0, got {judge_alarm_steps!r}")
+        if not judge_url and judge_model and judge_backend == "model":  # no endpoint: the embedded judge's model
+            judge_server_model = check_judge_model(judge_model, "judge_model")
+        elif judge_server_model != EMBEDDED_JUDGE_MODEL:
+            judge_server_model = check_judge_model(judge_server_model, "judge_server_model")
         if judge_api_key_env is not None and not os.environ.get(str(judge_api_key_env)):
             raise TypeError(f"judge_api_key_env: environment variable {judge_api_key_env} is not set")
         if judge_backend not in ("model", "rule"):
@@ -114,13 +127,18 @@ class RubricTask(Task):
         self.judge_start_timeout_s = float(judge_start_timeout_s)
         self.heldout, self.split_seed = heldout, int(split_seed)
         self.max_channels, self.scale, self.on_error = max_channels, scale, on_error
+        self.verdict = str(verdict).strip().lower()
+        self.judge_alarm_steps = judge_alarm_steps
+        self._alarm: Any = None
         served = judge_model or (judge_server_model if judge_backend == "model" else "rvpo-rule")
         try:  # every client setting checked now, before a run folder exists (base_url/cache filled in later)
             self._judge_template = JudgeConfig(
                 base_url=judge_url, model=served, concurrency=judge_concurrency, timeout_s=judge_timeout_s,
                 json_mode=(judge_url is None) if judge_json_mode is None else bool(judge_json_mode),
                 max_tokens=judge_max_tokens, max_retries=judge_max_retries, max_reasks=judge_max_reasks,
-                requests_per_minute=judge_rpm, tokens_per_minute=judge_tpm, cache_path=None)
+                requests_per_minute=judge_rpm, tokens_per_minute=judge_tpm, cache_path=None,
+                logprobs=(self.verdict != "hard") if judge_logprobs is None else bool(judge_logprobs),
+                threshold=judge_threshold)
         except ValueError as e:
             raise TypeError(f"judge settings: {e}") from None
         self._train_spec: str | None = None
@@ -196,7 +214,7 @@ class RubricTask(Task):
             raise RuntimeError("rubric task: load the training data first (the channel count is its largest rubric)")
         if self._reward is None:
             self._reward = RubricReward(_TaskJudge(self), max_channels=self._m, scale=self.scale, name="item",
-                                        digits=2)
+                                        digits=2, verdict=self.verdict)
         return self._reward
 
     def reward_funcs(self) -> list:
@@ -267,8 +285,10 @@ class RubricTask(Task):
 
     # ------------------------------------------------------------------ per step
 
-    def step_metrics(self, advantages: Any = None) -> dict[str, float]:
+    def step_metrics(self, advantages: Any = None, *, data: Any = None) -> dict[str, float]:
         out: dict[str, float] = {}
+        if advantages is None and data is not None:
+            advantages = data.advantages
         r = self._reward
         if r is not None and r.last_values:
             binding = None
@@ -279,11 +299,30 @@ class RubricTask(Task):
             out.update(r.tag_metrics(binding=binding, prefix="rubric/"))
             out["rubric/items_per_prompt"] = sum(map(len, r.last_rubrics)) / len(r.last_rubrics)
             out["rubric/judge_wall_s"] = round(r.stats.last_judge_s, 3)
+            out["rubric/soft_frac"] = (r.stats.last_soft / r.stats.last_judged) if r.stats.last_judged else math.nan
+            out.update(self._spread(r, data))
         if self.judge is not None:
             out.update(self.judge.stats_delta("judge/"))
         if self.embedded is not None:
             out["judge/server_alive"] = float(self.embedded.alive())
         return out
+
+    def _spread(self, r: Any, data: Any) -> dict[str, float]:
+        """The dead-judge alarm's figures (:class:`rvpo.tasks.rubric.alarm.SpreadAlarm`) for the last batch."""
+        from rvpo.tasks.rubric.alarm import SpreadAlarm
+
+        g = int(getattr(data, "group_size", 0) or 0) if data is not None else 0
+        if g < 1 or len(r.last_values) % g:
+            return {}
+        if self._alarm is None:
+            self._alarm = SpreadAlarm(steps=self.judge_alarm_steps, verdict=self.verdict)
+        return self._alarm.observe(r.last_values, g, hard=r.last_hard, probs=r.last_p,
+                                   step=int(getattr(data, "step", 0) or 0))
+
+    @property
+    def judge_finding(self) -> str | None:
+        """The dead-judge alarm's sentence ("the judge cannot tell these completions apart: ..."), or None."""
+        return None if self._alarm is None else self._alarm.finding
 
     # ------------------------------------------------------------------ held-out eval
 
@@ -313,7 +352,20 @@ class RubricTask(Task):
                      f"{t['cache_hits']} cache hits, {t['calls']} HTTP calls, {t['abstentions']} abstentions "
                      f"({fails}), tokens in/out {t['tokens_in']}/{t['tokens_out']}, latency p50/p95 "
                      f"{_s(t.get('latency_p50_s'))}/{_s(t.get('latency_p95_s'))}.")
+        if self.judge_finding:
+            text += f" **Warning: {self.judge_finding}**"
         return text
+
+
+def check_judge_model(model: str, field: str) -> str:
+    """``model`` if it is the embedded judge's name, a model folder or a ``.gguf`` file; else ``TypeError``
+    naming ``field`` and the path (checked before any run folder exists)."""
+    from rvpo.judge.backends import judge_model_problem
+
+    problem = judge_model_problem(model)
+    if problem:
+        raise TypeError(f"{field}: {problem}")
+    return str(model)
 
 
 def _s(v: Any) -> str:
