@@ -268,6 +268,16 @@ def test_hold_fisher_channels_and_cached_screen_in_the_report(tmp_path):
     assert len(res.skipped) == 10 and calls == [(2, 4, spec.base.max_completion_length)]
     run_experiment(spec, screen_fn=sample, progress=False)
     assert len(calls) == 1  # cached: screen.json's key matches
+    # a method added later: the stored samples are screened again, nothing is sampled
+    from rvpo.experiment.screen import run_screen
+
+    raw_more = yaml.safe_load(spec.path.read_text())
+    raw_more["methods"] = raw_more["methods"] + [{"label": "hardmin", "estimator": "hardmin"}]
+    (tmp_path / "more").mkdir()
+    more = run_screen(load_spec(_write(tmp_path / "more", {**raw_more, "out": str(tmp_path / "runs")})),
+                      sample_fn=sample)
+    assert len(calls) == 1 and [m["label"] for m in more["methods"]][-1] == "hardmin"
+    assert more["timings"]["reused_samples"] is True
     report, summary = finish(spec)
     h = summary["hold"]
     assert (h["methods"]["gdpo"]["kept"], h["methods"]["rvpo"]["kept"]) == (0, 5)

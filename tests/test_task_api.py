@@ -197,3 +197,24 @@ def test_eval_options_pass_sampling_only_to_tasks_that_take_it(tmp_path):
     assert eval_options(build_config(), get_task(f"{f}:make")) == ({}, "")
     with pytest.raises(ConfigError, match="'eval.samples'.*temperature > 0"):
         build_config(string_overrides={"eval.samples": "2"})
+
+
+def test_task_findings_reach_summary_md_even_without_evaluation(tmp_path):
+    """A task's findings (e.g. a dead judge) are in summary.md whether or not the held-out eval ran."""
+    from rvpo.tasks.base import Task
+    from rvpo.train.config import TrainConfig
+    from rvpo.train.run import TrainResult
+    from rvpo.train.summary import write_summary
+
+    class Warned(Task):
+        name = "warned"
+
+        def findings(self):
+            return ["the judge cannot tell these completions apart: 9 of 10 groups"]
+
+    (tmp_path / "metrics.jsonl").write_text("")
+    res = TrainResult(run_dir=tmp_path, task=Warned(), timings={"train": 1.0})
+    text = write_summary(tmp_path, TrainConfig(), res).read_text()
+    assert "## Findings" in text and "cannot tell these completions apart: 9 of 10" in text
+    res.task = Task()
+    assert "## Findings" not in write_summary(tmp_path, TrainConfig(), res).read_text()

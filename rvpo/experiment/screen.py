@@ -16,6 +16,10 @@ from rvpo.experiment.spec import ExperimentSpec
 from rvpo.runs import atomic_write_text, to_json, write_json
 
 
+SAMPLE_KEYS = ("model", "task", "task_options", "data", "precision", "screen")
+"""The parts of :func:`screen_key` that decide the samples; methods and channel roles only re-screen them."""
+
+
 def screen_key(spec: ExperimentSpec) -> dict[str, Any]:
     """What decides the screen's result (compared with the cached file's ``key``)."""
     c = spec.base
@@ -23,6 +27,28 @@ def screen_key(spec: ExperimentSpec) -> dict[str, Any]:
             "precision": c.precision, "screen": dict(spec.screen or {}),
             "methods": [[m.label, m.cfg.advantage.to_dict()] for m in spec.methods],
             "constraint_channels": list(spec.constraint_channels), "easy_channels": list(spec.easy_channels)}
+
+
+def _stored_samples(spec: ExperimentSpec, cached: dict | None, key: dict) -> dict | None:
+    """The cached screen's samples in ``sample_fn``'s result shape, when only methods or channel roles
+    changed since (adding a method to an experiment re-screens in seconds instead of re-sampling)."""
+    path = spec.root / "screen_samples.jsonl"
+    old = (cached or {}).get("key") or {}
+    if not path.is_file() or any(old.get(k) != key[k] for k in SAMPLE_KEYS):
+        return None
+    from rvpo.cli.screen import read_samples
+    from rvpo.tasks.base import get_task
+
+    try:
+        ids, names, rewards = read_samples(path, int(spec.screen["group_size"]))
+    except ValueError:
+        return None  # unreadable: sample again
+    if names != list(cached.get("channel_names") or names):
+        return None
+    g = int(spec.screen["group_size"])
+    return {"task": get_task(spec.base.task, spec.base.task_options), "names": names,
+            "weights": cached.get("weights"), "rows": [{"id": i} for i in ids[::g]], "texts": None,
+            "rewards": rewards, "timings": {**cached.get("timings", {}), "reused_samples": True}}
 
 
 def run_screen(spec: ExperimentSpec, sample_fn: Callable[..., dict] | None = None,
@@ -38,14 +64,16 @@ def run_screen(spec: ExperimentSpec, sample_fn: Callable[..., dict] | None = Non
     cached = read_screen(spec)
     if cached and cached.get("key") == key:
         return cached
-    if sample_fn is None:
-        from rvpo.cli.screen import sample_and_score as sample_fn
     s = spec.screen
-    (log or (lambda _m: None))(f"screen: {s['prompts']} prompts x G={s['group_size']}, {s['max_new_tokens']} tokens "
-                               "on the base model")
-    spec.root.mkdir(parents=True, exist_ok=True)
-    got = sample_fn(spec.base, s["prompts"], s["group_size"], s["max_new_tokens"], s["temperature"], s["seed"],
-                    s["batch_size"], spec.root, log=log or (lambda _m: None))
+    got = _stored_samples(spec, cached, key)
+    if got is None:
+        if sample_fn is None:
+            from rvpo.cli.screen import sample_and_score as sample_fn
+        (log or (lambda _m: None))(f"screen: {s['prompts']} prompts x G={s['group_size']}, {s['max_new_tokens']} "
+                                   "tokens on the base model")
+        spec.root.mkdir(parents=True, exist_ok=True)
+        got = sample_fn(spec.base, s["prompts"], s["group_size"], s["max_new_tokens"], s["temperature"], s["seed"],
+                        s["batch_size"], spec.root, log=log or (lambda _m: None))
     task, names = got["task"], got["names"]
     methods = [(m.label, {k: v for k, v in m.cfg.advantage.to_dict().items() if k != "weights"})
                for m in spec.methods]
@@ -55,6 +83,8 @@ def run_screen(spec: ExperimentSpec, sample_fn: Callable[..., dict] | None = Non
     payload = {**res.to_dict(), "key": key, "timings": got.get("timings", {})}
     write_json(spec.root / SCREEN_FILE, payload)
     atomic_write_text(spec.root / "screen.md", f"# Screen of {spec.name} (base model)\n\n" + res.markdown())
+    if got["texts"] is None:  # re-screened stored samples: screen_samples.jsonl is already theirs
+        return payload
     ids = [str(r.get("id", i)) for i, r in enumerate(got["rows"]) for _ in range(s["group_size"])]
     atomic_write_text(spec.root / "screen_samples.jsonl", "".join(
         to_json({"prompt_id": pid, "completion": t, "rewards": {n: None if math.isnan(v) else v

@@ -171,6 +171,11 @@ class Task:
         """A sentence under the before/after table that says what the metrics mean."""
         return ""
 
+    def findings(self) -> list[str]:
+        """Warnings about the run the user must see (e.g. "the judge cannot tell these completions apart"),
+        shown in summary.md whether or not evaluation ran; default none."""
+        return []
+
 
 def get_task(name: str, options: Mapping[str, Any] | None = None) -> Task:
     """The task registered as ``name``, a user's task by dotted path ``pkg.mod:factory``, or by file

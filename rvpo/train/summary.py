@@ -74,6 +74,9 @@ def write_summary(run_dir: Path, cfg: TrainConfig, res: Any, final_logs: dict | 
                                  "none (the task gives no gold answers)" if cfg.warmstart.enabled else "none"),
             f"- {cfg.steps} RL steps x {cfg.prompts_per_step} prompts x G={cfg.group_size} completions, "
             f"max {cfg.max_completion_length} new tokens, lr {cfg.learning_rate:g}, seed {cfg.seed}", ""]
+    findings = list(res.task.findings()) if res.task is not None and hasattr(res.task, "findings") else []
+    if findings:
+        out += ["## Findings", ""] + [f"- **{f}**" for f in findings] + [""]
     out += ["## Wall time (this session)", "", "| stage | seconds |", "| --- | --- |"]
     out += [f"| {k} | {v:.1f} |" for k, v in res.timings.items()]
     out += ["", "## Training (per-channel reward means over the G completions of each step)", "",

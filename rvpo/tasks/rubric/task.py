@@ -324,6 +324,9 @@ class RubricTask(Task):
         """The dead-judge alarm's sentence ("the judge cannot tell these completions apart: ..."), or None."""
         return None if self._alarm is None else self._alarm.finding
 
+    def findings(self) -> list[str]:
+        return [self.judge_finding] if self.judge_finding else []
+
     # ------------------------------------------------------------------ held-out eval
 
     def evaluate(self, model: Any, tokenizer: Any, rows: Sequence[dict], *, max_new_tokens: int,
