@@ -28,8 +28,8 @@ machine's drifts hit both alike. The trainer is the one ``rvpo train`` builds
 Forward+backward tokens/s counts the padded prompt+completion tokens of the batch (the work TRL's
 forward would do), so a faster arm that skips repeated prompts shows a higher effective rate. The
 FLOP rate counts 2 x params FLOPs per such token for the forward and as much again for the
-backward; MFU is that rate over the best 2048 x 2048 matmul rate (fp32 or bf16) measured in the
-same run, so above-peak "MFU" means work was skipped, not done faster.
+backward; MFU is that rate over the best 2048 x 2048 matmul rate (fp32, or bf16 where the CPU has bf16
+units) measured in the same run, so above-peak "MFU" means work was skipped, not done faster.
 
 Run:  .venv/bin/python benchmarks/bench_cpu_step.py                    (about 10 minutes on 2 cores)
       .venv/bin/python benchmarks/bench_cpu_step.py --configs neglect --rounds 1 --steps 2
@@ -261,13 +261,15 @@ def main(argv=None) -> int:
                      "warmstart.enabled": "false"})
         cfgs[name] = build_config(string_overrides=over)
     model_path = resolve_model(cfgs[configs[0]].model)
+    bf16_units = cpu_bf16_units()[0]  # without them a bf16 matmul takes minutes (torch's reference kernel)
     results = {c: {arm: [] for arm in arms} for c in configs}
     peaks: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             for c in configs:
                 for arm, (prec, shared) in arms.items():
-                    peaks.append(max(matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)))
+                    peaks.append(max(matmul_gflops(torch.float32),
+                                     matmul_gflops(torch.bfloat16) if bf16_units else 0.0))
                     steps = one_run(cfgs[c], prec, shared, model_path, Path(tmp))
                     results[c][arm] += steps[args.warmup:]
                     print(f"round {r + 1} {c} {arm}: step s " + ", ".join(f"{s['step']:.1f}" for s in steps),

@@ -16,10 +16,12 @@ from __future__ import annotations
 import argparse
 
 from rvpo.cli import UserError
+from rvpo.tasks.base import TASKS
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("train", help="RL fine-tuning (RVPO/GDPO/GRPO advantages) on a task (toolcall, constraints, ...)",
+    p = subparsers.add_parser("train", help="RL fine-tuning (RVPO/GDPO/GRPO advantages) on a task: " + ", ".join(sorted(TASKS))
+                                          + ", or your own (pkg.mod:factory, path/to/task.py:factory)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", metavar="YAML", help="config file (fields: rvpo train --help-config)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run directory from its latest checkpoint")

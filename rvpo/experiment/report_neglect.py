@@ -54,9 +54,10 @@ def hold_section(summary: dict) -> list[str]:
             lines.append(f"- `{c['label']}` kept it in {c['kept_a']}/{c['n_a']} seeds against {c['kept_b']}/{c['n_b']} "
                          f"for `{first}` (Fisher p = {_p(c['p'])}).")
         elif math.isfinite(c["p"]):
+            few = (f"; with {min(c['n_a'], c['n_b'])} seeds a method even the most lopsided counts give p = "
+                   f"{_p(_best_p(c['n_a'], c['n_b']))}" if _best_p(c["n_a"], c["n_b"]) >= 0.05 else "")
             lines.append(f"- `{c['label']}` vs `{first}`: {c['kept_a']}/{c['n_a']} against {c['kept_b']}/{c['n_b']}, "
-                         f"**no significant difference** (Fisher p = {_p(c['p'])}); with 3 seeds a method even 3/3 "
-                         "against 0/3 gives p = 0.1.")
+                         f"**no significant difference** (Fisher p = {_p(c['p'])}){few}.")
     return lines + [""]
 
 
@@ -98,3 +99,10 @@ def screen_section(summary: dict) -> list[str]:
     for lab, m in s["methods"].items():
         lines.append(f"| {lab} | {_push(m)} | {_f(m.get('easy_push'), '+.3f')} | {m.get('neglected') or 'none'} |")
     return lines + [""]
+
+
+def _best_p(n_a: int, n_b: int) -> float:
+    """The smallest Fisher p that n_a against n_b seeds can reach (all kept against none)."""
+    from rvpo.stats import fisher_exact
+
+    return fisher_exact(n_a, n_a, 0, n_b)[1] if n_a and n_b else math.nan
