@@ -168,3 +168,19 @@ def test_cli_samples_from_a_model_and_scores_with_the_task(tmp_path, tiny_llama_
                  "--out", str(tmp_path / "again")]) == 0
     again = json.loads((tmp_path / "again" / "screen.json").read_text())
     assert again["methods"][0]["push"] == pytest.approx(res["methods"][0]["push"], nan_ok=True)
+
+
+def test_screen_weights_resolve_like_rvpo_train():
+    """A mapping by name, a list, or the task's defaults; monitor channels always 0; bad names refused."""
+    from rvpo.cli import UserError
+    from rvpo.cli.screen import channel_weights
+    from rvpo.tasks.base import get_task
+
+    task = get_task("neglect")
+    names = task.channel_names()
+    assert channel_weights(task, names, None) == [0.0 if n == "words" else 1.0 for n in names]
+    w = channel_weights(task, names, {"constraint": 3})
+    assert w[names.index("constraint")] == 3.0 and w[names.index("words")] == 0.0
+    assert channel_weights(task, names, [2.0] * len(names))[names.index("words")] == 0.0
+    with pytest.raises(UserError, match="unknown channel"):
+        channel_weights(task, names, {"constrant": 1})

@@ -119,13 +119,15 @@ def score(task: Any, fns: Sequence[Any], rows: Sequence[dict], texts: Sequence[s
     return out
 
 
-def channel_weights(task: Any, names: Sequence[str], positional: Sequence[float] | None) -> list[float]:
-    """One training weight per channel: ``advantage.weights`` if set, else the task's ``channel_weights``
-    mapping (default 1); monitor channels 0."""
-    w = list(positional) if positional is not None else [
-        float((getattr(task, "channel_weights", None) or {}).get(n, 1.0)) for n in names]
-    mon = set(getattr(task, "monitor_channels", ()) or ())
-    return [0.0 if n in mon else x for n, x in zip(names, w)]
+def channel_weights(task: Any, names: Sequence[str], weights: Any) -> list[float]:
+    """One training weight per channel, exactly as ``rvpo train`` resolves ``advantage.weights`` (a list,
+    a mapping by name, or None for the task's ``channel_weights``); monitor channels 0."""
+    from rvpo.tasks.base import resolve_channel_weights
+
+    try:
+        return resolve_channel_weights(task, names, weights)
+    except ValueError as e:
+        raise UserError(str(e)) from None
 
 
 def sample_and_score(cfg: Any, prompts: int, group_size: int, max_new_tokens: int, temperature: float, seed: int,
