@@ -237,7 +237,8 @@ class RVPOTrainer(GRPOTrainer):
         group = group or self.num_generations
 
         spec = self.args.advantage
-        out = spec.compute(rewards.detach().float().cpu(), group, self.state.global_step, self.state.max_steps,
+        raw = rewards.detach().float().cpu()  # (N, M), NaN = abstain
+        out = spec.compute(raw, group, self.state.global_step, self.state.max_steps,
                            weights=self.reward_weights.cpu())
         self.last_rvpo_output = out
         all_adv = out.advantages  # (N,)
@@ -252,7 +253,6 @@ class RVPOTrainer(GRPOTrainer):
             logged.pop()
         logged.extend(all_adv.tolist())
 
-        raw = rewards.detach().float().cpu()  # (N, M), NaN = abstain
         weights = self.reward_weights.detach().float().cpu()  # (M,), 0 = monitor-only channel
         met = all_binary_met(raw, weights)
         if met is not None:
