@@ -6,7 +6,7 @@ writes ``benchmarks/sim_adaptive_k.json`` plus the markdown tables of ``docs/ada
 constraint satisfaction against the best fixed k (the rvpo constant k in {1, 2, 4} with the
 highest mean satisfaction in that setting).
 
-    nice -n 10 .venv/bin/python benchmarks/sim_adaptive_k.py [--seeds 5] [--seed-offset 0] [--parts m,noise,floor,init,g4]
+    nice -n 10 .venv/bin/python benchmarks/sim_adaptive_k.py [--seeds 0..4] [--parts m,noise,floor,init,g4]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from rvpo.cli.sim import _seeds
 from rvpo.sim import SimConfig, parse_method, run_methods
 from rvpo.stats import mean_std, welch_t
 
@@ -97,15 +98,14 @@ def table(rows: list[tuple[str, dict]], label_head: str) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--seed-offset", type=int, default=0)
+    ap.add_argument("--seeds", type=_seeds, default=(0, 5), help="consecutive seeds, as rvpo sim reads them: 0..4")
     ap.add_argument("--parts", default="m,noise,floor,init,g4")
     ap.add_argument("--out", default=str(Path(__file__).with_suffix(".json")))
     args = ap.parse_args()
     torch.set_num_threads(1)
-    base = SimConfig(seeds=args.seeds, seed_offset=args.seed_offset)
+    base = SimConfig(seed_offset=args.seeds[0], seeds=args.seeds[1])
     parts = args.parts.split(",")
-    report: dict = {"seeds": list(range(args.seed_offset, args.seed_offset + args.seeds)), "adaptive": ADAPTIVE}
+    report: dict = {"seeds": list(range(args.seeds[0], args.seeds[0] + args.seeds[1])), "adaptive": ADAPTIVE}
     md = []
     t0 = time.perf_counter()
     if "m" in parts:

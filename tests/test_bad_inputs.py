@@ -41,7 +41,7 @@ class Bad:
     env: tuple[tuple[str, str], ...] = ()
 
 
-_HB = ["eval", "healthbench", "--data", "{hb}", "--judge-base-url", NOWHERE, "--judge-model", "m"]
+_HB = ["eval", "healthbench", "--data", "{hb}", "--judge-url", NOWHERE, "--judge-model", "m"]
 _ENDPOINT_POLICY = ["--policy-base-url", NOWHERE, "--policy-model", "p"]
 
 CASES: dict[str, list[Bad]] = {
@@ -63,8 +63,8 @@ CASES: dict[str, list[Bad]] = {
         Bad(_HB, "RVPO_JUDGE_RPM", env=(("RVPO_JUDGE_RPM", "fast"),)),
         Bad(["eval", "healthbench", "--data", "{hb}"], "base_url",
             env=(("RVPO_JUDGE_BASE_URL", "user:" + KEY + "@127.0.0.1:8000/v1"),)),
-        Bad([*_HB, "--judge-base-url", "ftp://user:" + KEY + "@host/v1"], "base_url"),
-        Bad(["eval", "healthbench", "--data", "{hb}"], "--judge-base-url"),
+        Bad([*_HB, "--judge-url", "ftp://user:" + KEY + "@host/v1"], "base_url"),
+        Bad(["eval", "healthbench", "--data", "{hb}"], "--judge-url"),
         Bad([*_HB, "--judge-cache", "{garbage_parquet}"], "garbage.parquet"),  # not an sqlite file
         Bad([*_HB, "--judge-cache", "{afile}/cache.sqlite"], "afile"),
         Bad([*_HB, "--data", "{tmp}/missing.jsonl"], "missing.jsonl: no such file"),
@@ -155,7 +155,7 @@ CASES: dict[str, list[Bad]] = {
     ],
     "sim": [
         Bad(["sim", "--out", "/dev/null/x"], "/dev/null"),
-        Bad(["sim", "--steps", "2", "--seeds", "1", "--out", "{afile}"], "afile"),
+        Bad(["sim", "--steps", "2", "--seeds", "0..0", "--out", "{afile}"], "afile"),
         Bad(["sim", "--steps", "0"], "--steps"),
         Bad(["sim", "--m-easy", "abc"], "--m-easy"),
         Bad(["sim", "--p-sat", "2"], "--p-sat"),
@@ -312,7 +312,7 @@ def test_real_process_exit_code_and_single_line(tmp_path, files):
     """The same contract through the installed entry point (stderr of a real process, no traceback)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RVPO_JUDGE", "OPENAI"))}
     proc = subprocess.run([sys.executable, "-m", "rvpo", "eval", "healthbench", "--data", files["hb"],
-                           "--judge-base-url", NOWHERE, "--temperature", "-1"],
+                           "--judge-url", NOWHERE, "--temperature", "-1"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "--temperature" in proc.stderr, proc.stderr
     assert list(tmp_path.iterdir()) == []

@@ -78,11 +78,11 @@ def test_cli_user_errors(tmp_path, capsys, monkeypatch):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "q", "rubric": []}\n', encoding="utf-8")
     cases = [
-        (["--data", str(bad), "--judge-base-url", "http://127.0.0.1:9/v1"], f"{bad}:1:"),
-        (["--data", str(HARD)], "--judge-base-url"),
-        (["--data", str(HARD), "--model", "x", "--policy-base-url", "http://h/v1", "--judge-base-url",
+        (["--data", str(bad), "--judge-url", "http://127.0.0.1:9/v1"], f"{bad}:1:"),
+        (["--data", str(HARD)], "--judge-url"),
+        (["--data", str(HARD), "--model", "x", "--policy-base-url", "http://h/v1", "--judge-url",
           "http://127.0.0.1:9/v1"], "not both"),
-        (["--data", str(HARD), "--policy-base-url", "http://h/v1", "--judge-base-url", "http://h/v1"], "--policy-model"),
+        (["--data", str(HARD), "--policy-base-url", "http://h/v1", "--judge-url", "http://h/v1"], "--policy-model"),
         (["--data", str(HARD), "--limit", "0"], "--limit"),
     ]
     for argv, msg in cases:
@@ -122,7 +122,7 @@ def test_cli_tiny_local_policy_and_rule_judge_over_http(tmp_path, capsys, monkey
     monkeypatch.setenv("RVPO_JUDGE_API_KEY", FAKE_KEY)
     with judge_server("rule", api_key=FAKE_KEY) as srv:
         rc = main(["eval", "healthbench", "--data", str(HARD), "--limit", "3", "--model", str(model),
-                   "--max-new-tokens", "6", "--judge-base-url", srv.url, "--judge-model", "rvpo-rule",
+                   "--max-new-tokens", "6", "--judge-url", srv.url, "--judge-model", "rvpo-rule",
                    "--judge-cache", str(tmp_path / "cache.sqlite"), "--out", str(tmp_path / "runs"), "--json"])
         served = srv.stats()
     out = capsys.readouterr()
@@ -150,7 +150,7 @@ def test_cli_endpoint_policy_with_echo_server(tmp_path, capsys):
         convs = [[{"role": "user", "content": f"question {i}"}] for i in range(3)]
         assert policy.answer(convs) == ["question 0", "question 1", "question 2"]
         rc = main(["eval", "healthbench", "--data", str(HARD), "--limit", "2", "--policy-base-url", pol_srv.url,
-                   "--policy-model", "echo", "--judge-base-url", judge_srv.url, "--judge-model", "rvpo-rule",
+                   "--policy-model", "echo", "--judge-url", judge_srv.url, "--judge-model", "rvpo-rule",
                    "--judge-cache", "none", "--out", str(tmp_path / "runs")])
     out = capsys.readouterr()
     assert rc == 0, out.err
@@ -166,7 +166,7 @@ def test_cli_endpoint_policy_with_echo_server(tmp_path, capsys):
 
 def test_cli_bad_model_fails_before_a_run_dir(tmp_path, capsys):
     rc = main(["eval", "healthbench", "--data", str(HARD), "--model", str(tmp_path / "no_such_model"),
-               "--judge-base-url", "http://127.0.0.1:9/v1", "--judge-cache", "none", "--out", str(tmp_path / "runs")])
+               "--judge-url", "http://127.0.0.1:9/v1", "--judge-cache", "none", "--out", str(tmp_path / "runs")])
     assert rc == 2 and "no such folder" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
@@ -178,7 +178,7 @@ def test_every_verdict_abstained_is_a_failed_eval_with_strict_json(tmp_path, cap
 
     with judge_server("echo", model_name="echo") as pol_srv:
         rc = main(["eval", "healthbench", "--data", str(HARD), "--limit", "2", "--policy-base-url", pol_srv.url,
-                   "--policy-model", "echo", "--judge-base-url", "http://127.0.0.1:9/v1", "--judge-model", "m",
+                   "--policy-model", "echo", "--judge-url", "http://127.0.0.1:9/v1", "--judge-model", "m",
                    "--judge-cache", "none", "--judge-concurrency", "64", "--out", str(tmp_path / "runs"), "--json"])
     out = capsys.readouterr()
     assert rc == 1, out.err
@@ -203,7 +203,7 @@ def test_url_userinfo_never_stored_or_printed(tmp_path, capsys):
         pol_url = pol_srv.url.replace("http://", f"http://user:{key}@")
         judge_url = judge_srv.url.replace("http://", f"http://user:{key}@")
         rc = main(["eval", "healthbench", "--data", str(HARD), "--limit", "1", "--policy-base-url", pol_url,
-                   "--policy-model", "echo", "--judge-base-url", judge_url, "--judge-model", "rvpo-rule",
+                   "--policy-model", "echo", "--judge-url", judge_url, "--judge-model", "rvpo-rule",
                    "--judge-cache", str(tmp_path / "cache.sqlite"), "--out", str(tmp_path / "runs"), "--json"])
     out = capsys.readouterr()
     assert rc == 0, out.err

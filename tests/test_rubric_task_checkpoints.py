@@ -57,7 +57,7 @@ def test_sweep_targets_by_step(tmp_path):
 def test_healthbench_and_gpqa_sweeps_write_table_and_plot(tmp_path, capsys):
     run = make_run_dir(tmp_path)
     data = write_jsonl(tmp_path / "hb.jsonl", healthbench_rows(2))
-    with judge_server("rule") as srv:
+    with judge_server("rule") as srv:  # --judge-base-url: the old name of --judge-url still works
         rc = main(["eval", "healthbench", "--checkpoints", str(run), "--data", str(data), "--judge-base-url",
                    srv.url, "--judge-model", "rvpo-rule", "--judge-cache", "none", "--max-new-tokens", "4",
                    "--out", str(tmp_path / "out"), "--json"])

@@ -141,7 +141,7 @@ def test_parse_method_and_config_errors():
 # ---------------------------------------------------------------- the command line
 
 def test_cli_writes_run_dir(tmp_path, capsys):
-    rc, out, err = _cli(["sim", "--seeds", "2", "--steps", "20", "--methods", "gdpo,rvpo,hardmin",
+    rc, out, err = _cli(["sim", "--seeds", "0..1", "--steps", "20", "--methods", "gdpo,rvpo,hardmin",
                          "--out", str(tmp_path), "-q"], capsys)
     assert rc == 0, err
     (run_dir,) = list(tmp_path.iterdir())
@@ -158,7 +158,7 @@ def test_cli_writes_run_dir(tmp_path, capsys):
 
 
 def test_cli_json(tmp_path, capsys):
-    rc, out, err = _cli(["sim", "--seeds", "2", "--steps", "15", "--methods", "gdpo,rvpo", "--no-plots",
+    rc, out, err = _cli(["sim", "--seeds", "0..1", "--steps", "15", "--methods", "gdpo,rvpo", "--no-plots",
                          "--json", "--out", str(tmp_path), "-q"], capsys)
     assert rc == 0, err
     data = json.loads(out)
@@ -173,6 +173,9 @@ def test_cli_json(tmp_path, capsys):
     "argv, option",
     [
         (["--seeds", "0"], "--seeds"),
+        (["--seeds", "5"], "0..4"),          # a bare count is refused, with the range it probably meant
+        (["--seeds", "0,2"], "consecutive"),
+        (["--seeds", "3..1"], "--seeds"),
         (["--group-size", "1"], "--group-size"),
         (["--noise", "-1"], "--noise"),
         (["--steps", "ten"], "--steps"),
@@ -208,7 +211,7 @@ def test_cli_help_documents_every_option(capsys):
                                                ("m_easy", "1,4", "m_easy_sweep.png")])
 def test_cli_sweeps(kind, values, png, tmp_path, capsys):
     opt = {"k": "--k-values", "beta": "--beta-values", "m_easy": "--m-easy-values"}[kind]
-    rc, out, err = _cli(["sim", "--sweep", kind, opt, values, "--seeds", "2", "--steps", "15",
+    rc, out, err = _cli(["sim", "--sweep", kind, opt, values, "--seeds", "0..1", "--steps", "15",
                          "--out", str(tmp_path), "--json", "-q"], capsys)
     assert rc == 0, err
     data = json.loads(out)
@@ -217,3 +220,14 @@ def test_cli_sweeps(kind, values, png, tmp_path, capsys):
     assert [p["value"] for p in data["points"]][:: n_methods] == [float(v) for v in values.split(",")]
     run_dir = Path(data["run_dir"])
     assert {"config.yaml", "sweep.json", "sweep.csv", png} <= {p.name for p in run_dir.iterdir()}
+
+
+def test_cli_seeds_read_like_experiment():
+    from rvpo.cli import build_parser
+    from rvpo.cli.sim import _config
+
+    args = build_parser().parse_args(["sim", "--seeds", "3..5"])
+    cfg = _config(args)
+    assert (cfg.seed_offset, cfg.seeds) == (3, 3)
+    cfg = _config(build_parser().parse_args(["sim"]))
+    assert (cfg.seed_offset, cfg.seeds) == (0, 5)

@@ -67,7 +67,7 @@ def test_floor_unbinds_the_random_judges():
 
 
 def test_cli_noisy_and_adaptive(tmp_path, capsys):
-    rc = cli_main(["sim", "--steps", "5", "--seeds", "1", "--noisy", "2", "--noisy-random", "0.5", "--no-plots",
+    rc = cli_main(["sim", "--steps", "5", "--seeds", "0..0", "--noisy", "2", "--noisy-random", "0.5", "--no-plots",
                    "--methods", "gdpo,rvpo:adaptive,rvpo:adaptive+floor", "--out", str(tmp_path), "--json", "-q"])
     assert rc == 0
     payload = json.loads(capsys.readouterr().out)

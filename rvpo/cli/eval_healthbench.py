@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 import sys
 
@@ -22,7 +23,10 @@ def register(sub) -> None:
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N examples")
     add_policy_args(p, seed_help="sampling seed and bootstrap seed")
     j = p.add_argument_group("judge (OpenAI-compatible; defaults from RVPO_JUDGE_* environment variables)")
-    j.add_argument("--judge-base-url", default=None, help="judge server root including /v1 (env RVPO_JUDGE_BASE_URL)")
+    j.add_argument("--judge-url", default=None,
+                   help="judge server root including /v1 (env RVPO_JUDGE_BASE_URL); the same flag as in rvpo train "
+                   "and rvpo judge check")
+    j.add_argument("--judge-base-url", dest="judge_url", default=None, help=argparse.SUPPRESS)  # its old name
     j.add_argument("--judge-model", default=None, help="judge model name (env RVPO_JUDGE_MODEL)")
     j.add_argument("--judge-concurrency", type=int, default=None, help="judge requests in flight (default: JudgeConfig's)")
     j.add_argument("--judge-timeout", type=float, default=None, help="judge per-attempt timeout in seconds")
@@ -71,7 +75,7 @@ def _judge_config(args):
     """The judge settings the options and environment describe; :class:`UserError` if they are invalid."""
     from rvpo.judge import JudgeConfig
 
-    overrides = {"base_url": args.judge_base_url, "model": args.judge_model, "concurrency": args.judge_concurrency,
+    overrides = {"base_url": args.judge_url, "model": args.judge_model, "concurrency": args.judge_concurrency,
                  "timeout_s": args.judge_timeout, "json_mode": args.judge_json_mode or None,
                  "requests_per_minute": args.judge_rpm, "tokens_per_minute": args.judge_tpm}
     if args.judge_cache is not None:
@@ -86,7 +90,7 @@ def _judge_config(args):
     except (ValueError, TypeError) as e:
         raise UserError(f"judge: {e}") from None
     if not cfg.base_url:
-        raise UserError("judge: no endpoint; pass --judge-base-url or set RVPO_JUDGE_BASE_URL "
+        raise UserError("judge: no endpoint; pass --judge-url or set RVPO_JUDGE_BASE_URL "
                         "(a local one: `rvpo judge serve`)")
     return cfg
 

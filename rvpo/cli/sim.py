@@ -28,6 +28,26 @@ def _int(lo: int):
     return parse
 
 
+def _seeds(s: str) -> tuple[int, int]:
+    """``--seeds`` as ``rvpo experiment`` reads it ("0..4", "0,1,2"), as (first seed, count); the seeds must
+    be consecutive, since a simulated run's seed is its index. A bare number is refused: it meant a count
+    here once, and means one seed in ``rvpo experiment``."""
+    from rvpo.experiment.spec import ExperimentError, parse_seeds
+
+    if s.strip().isdigit():
+        n = int(s)
+        raise argparse.ArgumentTypeError(
+            f"expected seeds like rvpo experiment's, '0..{max(n - 1, 0)}' or '0,1,2', got {s!r} "
+            f"(a bare number is ambiguous: for {n} seeds write 0..{max(n - 1, 0)}, for seed {n} alone {n}..{n})")
+    try:
+        seeds = parse_seeds(s)
+    except ExperimentError as e:
+        raise argparse.ArgumentTypeError(str(e).replace("field 'seeds': ", "")) from None
+    if list(seeds) != list(range(seeds[0], seeds[0] + len(seeds))):
+        raise argparse.ArgumentTypeError(f"the simulation runs consecutive seeds (a range like 3..7), got {s!r}")
+    return seeds[0], len(seeds)
+
+
 def _float(lo: float = 0.0, hi: float = math.inf, open_lo: bool = False):
     def parse(s: str) -> float:
         try:
@@ -78,8 +98,9 @@ def register(subparsers) -> None:
                      help="probability that an unreliable judge answers at random (1 = pure noise)")
     tr = p.add_argument_group("training")
     tr.add_argument("--steps", type=_int(1), default=300, help="policy-gradient steps per run")
-    tr.add_argument("--seeds", type=_int(1), default=5, help="independent seeds per method")
-    tr.add_argument("--seed-offset", type=_int(0), default=0, help="first seed (seeds are offset .. offset+seeds-1)")
+    tr.add_argument("--seeds", type=_seeds, default=(0, 5), metavar="A..B",
+                    help="seeds of every method, as in rvpo experiment: a consecutive range like 0..4 (default) "
+                    "or 3,4,5")
     tr.add_argument("--group-size", "-G", type=_int(2), default=8, help="samples per prompt (G)")
     tr.add_argument("--prompts", type=_int(1), default=8, help="prompts, each with its own softmax over styles")
     tr.add_argument("--batch-prompts", type=_int(1), default=8, help="prompts per step (B <= --prompts)")
@@ -120,7 +141,7 @@ def _config(args):
         p_violate_sat=args.p_violate_sat, init_sat=args.init_sat, noisy=args.noisy,
         noisy_random=args.noisy_random, prompts=args.prompts,
         batch_prompts=args.batch_prompts, group_size=args.group_size, steps=args.steps, lr=args.lr,
-        seeds=args.seeds, seed_offset=args.seed_offset, eps=args.eps,
+        seed_offset=args.seeds[0], seeds=args.seeds[1], eps=args.eps,
     )
     if methods is not None:
         cfg.methods = [m.strip() for m in methods.split(",") if m.strip()]
