@@ -128,3 +128,25 @@ def test_check_items_and_auc_separate_with_a_soft_rule_judge():
 
     res = run_check(Perfect())
     assert res["auc_soft"] == 1.0 and res["auc_hard"] == 1.0 and res["soft"] == 24
+
+
+@pytest.mark.parametrize("backend, extra, rc_want, says", [
+    ("soft-rule", [], 0, "AUC soft (p_met) 0.778"),   # the soft rule separates the built-in items, not perfectly
+    ("soft-rule", ["--min-auc", "0.9"], 1, "FAILED"),  # ... so a stricter bar fails, naming the best AUC
+    ("echo", [], 1, "FAILED"),                          # an echo server never gives a verdict
+])
+def test_judge_check_command_against_a_server(backend, extra, rc_want, says, capsys):
+    """`rvpo judge check --judge-url`: prints both AUCs, exits 1 with the reason when the best is below --min-auc."""
+    from rvpo.cli import main
+
+    with judge_server(backend) as srv:
+        rc = main(["judge", "check", "--judge-url", srv.url, "--judge-model", "rvpo-rule", "--timeout", "10", *extra])
+    out = capsys.readouterr().out
+    assert rc == rc_want and says in out
+
+
+def test_judge_check_refuses_bad_settings(capsys):
+    from rvpo.cli import main
+
+    assert main(["judge", "check", "--judge-url", "http://127.0.0.1:9/v1", "--min-auc", "2"]) == 2
+    assert "--min-auc" in capsys.readouterr().err
