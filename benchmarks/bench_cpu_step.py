@@ -238,11 +238,11 @@ def report(label: str, cfg, results: dict, peak: float, n_params: int) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    import warnings
+
     from rvpo.models import load_model_and_tokenizer, resolve_model
     from rvpo.precision import cpu_bf16_units
     from rvpo.train.config import build_config, parse_set
-
-    import warnings
 
     warnings.filterwarnings("ignore")
     from transformers.utils import logging as hf_logging

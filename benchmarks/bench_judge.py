@@ -84,7 +84,7 @@ def prefix_share(model: str, completions: int, criteria: int, repeats: int) -> d
 
     backend = ModelBackend(model, precision="auto")
     msgs = []
-    for i, r in enumerate(make_requests(completions)):
+    for r in make_requests(completions):
         conv = r.conversation
         msgs += [render_judge_messages(conv, c, 5) for c in (PREFIX_CRITERIA * 4)[:criteria]]
     out: dict = {"completions": completions, "criteria": criteria, "requests": len(msgs)}
@@ -101,7 +101,7 @@ def prefix_share(model: str, completions: int, criteria: int, repeats: int) -> d
             out[label] = {"s_per_criterion": round(best / len(msgs), 4), "batch_s": round(best, 3), "p": ps}
             print(f"{label:>6}: {best:.2f} s for {len(msgs)} criteria = {best / len(msgs):.3f} s/criterion "
                   f"(best of {repeats})", flush=True)
-    diff = max(abs(a - b) for a, b in zip(out["whole"]["p"], out["shared"]["p"]))
+    diff = max(abs(a - b) for a, b in zip(out["whole"]["p"], out["shared"]["p"], strict=True))
     out["speedup"] = round(out["whole"]["batch_s"] / out["shared"]["batch_s"], 2)
     out["max_abs_p_diff"] = diff
     print(f"speed-up x{out['speedup']}; max |P(true) whole - shared| = {diff:.2e}")

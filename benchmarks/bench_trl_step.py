@@ -62,7 +62,7 @@ def r_keyword(prompts, completions, **kw):
 
 def r_concise(prompts, completions, **kw):
     return [None if "list" in p[-1]["content"] else -len(c[0]["content"].split()) / 20.0
-            for p, c in zip(prompts, completions)]
+            for p, c in zip(prompts, completions, strict=True)]
 
 
 PROMPTS = [

@@ -48,7 +48,7 @@ def sample_rates(task, model, tok, args) -> dict:
             "temperature": args.temperature, "seconds": round(secs, 1), "channels": table,
             "all_met": res["metrics"]["prompt_strict"], "metrics": res["metrics"], "ci95": res["ci95"],
             "mean_words": sum(len(c.split()) for c in comps) / len(comps),
-            "examples": [{"prompt": p[0]["content"], "completion": c} for p, c in zip(prompts[:: args.group], comps[:: args.group])]}
+            "examples": [{"prompt": p[0]["content"], "completion": c} for p, c in zip(prompts[:: args.group], comps[:: args.group], strict=True)]}
 
 
 def greedy_eval(task, model, tok, args) -> dict:

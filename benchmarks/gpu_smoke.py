@@ -121,7 +121,7 @@ def trainer_steps(args, arch: dict) -> dict:
     tok = make_tokenizer(arch["vocab_size"])
     model = make_model(arch, tok, args.device)
     rows = [{"prompt": [{"role": "user", "content": f"tell me about the {w} and the {v}"}]}
-            for w, v in zip(WORDS[20:], reversed(WORDS[20:]))]
+            for w, v in zip(WORDS[20:], reversed(WORDS[20:]), strict=True)]
     ds = Dataset.from_list(rows * 4)
     times: list[float] = []
     tokens: list[int] = []

@@ -87,7 +87,7 @@ def ref_verdicts(registry, row: dict, response: str, loose: bool) -> list[bool]:
         cut = ["\n".join(r[1:]).strip(), "\n".join(r[:-1]).strip(), "\n".join(r[1:-1]).strip()]
         variants = [response, response.replace("*", "")] + cut + [c.replace("*", "") for c in cut]
     out = []
-    for iid, kw in zip(row["instruction_id_list"], row["kwargs"]):
+    for iid, kw in zip(row["instruction_id_list"], row["kwargs"], strict=True):
         inst = registry.INSTRUCTION_DICT[iid](iid)
         random.seed(0)  # lm-eval picks a random letter for letters outside a-z
         inst.build_description(**{k: v for k, v in kw.items() if v})
@@ -124,7 +124,7 @@ def synth_response(rng: random.Random, row: dict) -> str:
 
     lines = rng.sample(BASE, rng.randint(1, 6))
     text = " ".join(lines) if rng.random() < 0.5 else "\n".join(lines)
-    for iid, kw in zip(row["instruction_id_list"], row["kwargs"]):
+    for iid, kw in zip(row["instruction_id_list"], row["kwargs"], strict=True):
         if rng.random() < 0.5:
             continue
         kw = {k: v for k, v in kw.items() if v is not None}
@@ -238,7 +238,7 @@ def main() -> int:
         ours = json.loads(ifeval_row(obj)["instructions"])
         for loose in (False, True):
             ref = ref_verdicts(registry, obj, resp, loose)
-            for it, r in zip(ours, ref):
+            for it, r in zip(ours, ref, strict=True):
                 d = table.setdefault(it["id"], {"n": 0, "supported": it["type"] is not None,
                                                 "agree_strict": 0, "agree_loose": 0, "ours_strict": 0,
                                                 "ref_strict": 0, "ours_loose": 0, "ref_loose": 0, "disagree": []})

@@ -49,7 +49,7 @@ def generate_sorted(model, tok, prompts: list, max_new_tokens: int, batch_size: 
         idx = order[start:start + batch_size]
         texts = generate(model, tok, [prompts[i] for i in idx], max_new_tokens=max_new_tokens,
                          temperature=0.0, batch_size=batch_size)
-        for i, text in zip(idx, texts):
+        for i, text in zip(idx, texts, strict=True):
             out[i] = text
         done = min(start + batch_size, len(order))
         print(f"  {done}/{len(order)} prompts, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
@@ -89,7 +89,7 @@ def main() -> int:
     m = res["metrics"]
     if args.responses_out:
         Path(args.responses_out).write_text("".join(json.dumps({"key": r["key"], "response": s}) + "\n"
-                                                    for r, s in zip(rows, responses)), encoding="utf-8")
+                                                    for r, s in zip(rows, responses, strict=True)), encoding="utf-8")
     precision = getattr(model, "rvpo_precision", None)
     print(f"IFEval: {res['n']} prompts, {res['n_instructions']} instructions, model "
           f"{args.model or 'smollm2-135m-instruct (embedded)'}, greedy, {args.max_new_tokens} new tokens, "

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 PRECISIONS = ("auto", "fp32", "bf16")
 PrecisionName = Literal["auto", "fp32", "bf16"]
@@ -110,7 +111,7 @@ def _auto_cpu(units: Callable[[], tuple[bool, str]], bench: Callable[[], float])
     return Precision("bf16", f"auto: CPU has {which}; bf16 matmul {speedup}x fp32", speedup)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def resolve_cached(precision: str = "auto", device: str = "cpu") -> Precision:
     """:func:`resolve` once per process (the micro-benchmark runs at most once)."""
     return resolve(precision, device)

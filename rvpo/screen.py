@@ -30,8 +30,9 @@ Public: :func:`screen`, :class:`ScreenResult`, :class:`MethodScreen`, :data:`DEF
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 import yaml
@@ -114,7 +115,7 @@ class ScreenResult:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ScreenResult":
+    def from_dict(cls, d: Mapping[str, Any]) -> ScreenResult:
         d = dict(d)
         methods = [MethodScreen(**m) for m in d.pop("methods", [])]
         return cls(**d, methods=methods)
@@ -148,7 +149,7 @@ class ScreenResult:
                 row.append(f"{m.neglected} ({_f(m.push[j], '+.3f')}{sig})")
             lines.append("| " + " | ".join(row) + " |")
         chans = ", ".join(f"{n} {_f(r, '.2f')} ({_f(s, '.0%')} spread)"
-                          for n, r, s in zip(self.channel_names, self.base_rate, self.spread))
+                          for n, r, s in zip(self.channel_names, self.base_rate, self.spread, strict=True))
         notes = [f"Screen of {self.prompts} prompts x G={self.group_size} samples. Base rates: {chans}."]
         if self.monitor_channels:
             notes.append(f"Monitor-only channels (weight 0, never trained on): {', '.join(self.monitor_channels)}.")
@@ -295,7 +296,7 @@ def screen(
         w = [float(x) for x in weights]
         if len(w) != m:
             raise ValueError(f"weights: expected {m} numbers (one per channel), got {len(w)}")
-        monitor += [c for c, x in zip(names, w) if x == 0 and c not in monitor]
+        monitor += [c for c, x in zip(names, w, strict=True) if x == 0 and c not in monitor]
     else:
         w = None
     if monitor:

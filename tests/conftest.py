@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 import time
+from pathlib import Path
 
 # Before torch is imported: OpenMP threads that spin while waiting make torch 10-20x slower when the
 # 2 cores are shared with other processes (measured: 8-token generation 2 s -> 21-41 s). Passive

@@ -35,7 +35,6 @@ def test_synthetic_responses_are_seeded_and_touch_the_instructions():
 def test_synthetic_language_responses_are_in_the_asked_language():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from ifeval_agreement import synth_response
-
     from rvpo.tasks.constraints import check
 
     row = {"prompt": "Answer in German.", "instruction_id_list": ["language:response_language"],

@@ -16,9 +16,9 @@ from rvpo.cli import main
 from rvpo.evals.gpqa import (
     DEFAULT_ZIP_PASSWORD,
     INCORRECT_COLUMNS,
+    QUERY_TEMPLATE,
     GPQADataError,
     GPQAQuestion,
-    QUERY_TEMPLATE,
     extract_answer_lenient,
     format_prompt,
     load_gpqa,
@@ -77,7 +77,7 @@ def _simple_evals_orders(questions, n_repeats=1):
     """Transcription of simple-evals gpqa_eval.py (ee3b0318): GPQAEval.__init__ and fn's choice order."""
     import random
 
-    examples = [{"Correct Answer": q.correct, **dict(zip(INCORRECT_COLUMNS, q.incorrect))} for q in questions]
+    examples = [{"Correct Answer": q.correct, **dict(zip(INCORRECT_COLUMNS, q.incorrect, strict=True))} for q in questions]
     rng = random.Random(0)
     examples = examples * n_repeats
     examples = [example | {"permutation": rng.sample(range(4), 4)} for example in examples]
@@ -92,7 +92,7 @@ def _simple_evals_orders(questions, n_repeats=1):
 def test_option_order_is_simple_evals_stream():
     qs = [_q(i) for i in range(30)]
     perms = permutations(60, seed=0)
-    ours = [shuffle_options(q, p) for q, p in zip(qs * 2, perms)]
+    ours = [shuffle_options(q, p) for q, p in zip(qs * 2, perms, strict=True)]
     assert ours == _simple_evals_orders(qs, n_repeats=2)
     assert {g for _, g in ours} == set("ABCD")  # the correct option moves around
     assert permutations(5, seed=1) != permutations(5, seed=0) and permutations(5, 1) == permutations(5, 1)
@@ -107,7 +107,7 @@ def test_option_order_is_simple_evals_stream():
 @needs_zip
 def test_real_data_orders_match_simple_evals_for_every_question():
     qs = load_gpqa(ZIP)
-    ours = [shuffle_options(q, p)[1] for q, p in zip(qs * 4, permutations(4 * len(qs), seed=0))]
+    ours = [shuffle_options(q, p)[1] for q, p in zip(qs * 4, permutations(4 * len(qs), seed=0), strict=True)]
     assert ours == [g for _, g in _simple_evals_orders(qs, n_repeats=4)]  # 792 of 792
 
 
@@ -133,7 +133,7 @@ def _write_csv(path: Path, questions: list[GPQAQuestion], drop: str | None = Non
         w.writeheader()
         for q in questions:
             row = {"Record ID": q.record_id, "Question": q.question, "Correct Answer": q.correct,
-                   **dict(zip(INCORRECT_COLUMNS, q.incorrect)), "Subdomain": "x"}
+                   **dict(zip(INCORRECT_COLUMNS, q.incorrect, strict=True)), "Subdomain": "x"}
             w.writerow({k: v for k, v in row.items() if k in cols})
     return path
 
@@ -151,7 +151,7 @@ class _Scripted:
     """Answers in a chosen style: the gold letter, or echoes the prompt (question text) back."""
 
     def __init__(self, questions, seed, style):
-        self.gold = [shuffle_options(q, p)[1] for q, p in zip(questions, permutations(len(questions), seed))]
+        self.gold = [shuffle_options(q, p)[1] for q, p in zip(questions, permutations(len(questions), seed), strict=True)]
         self.style = style
 
     def answer(self, convs):

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from rvpo.cli import main
-from rvpo.tasks.rubric.healthbench import format_report, run_healthbench
 from rvpo.judge import Verdict
 from rvpo.tasks.rubric import aggregate_scores, example_score, load_rubric_file
+from rvpo.tasks.rubric.healthbench import format_report, run_healthbench
 
 HB = Path(__file__).resolve().parents[2] / "shared" / "data" / "healthbench"
 HARD = HB / "healthbench_hard_sample50.jsonl"
@@ -53,7 +53,7 @@ def test_run_healthbench_scores_match_scoring_and_run_dir(tmp_path):
     # recompute every score from the stored verdicts with the pure scoring functions
     k = 0
     graded = []
-    for ex, rec in zip(ds, recs):
+    for ex, rec in zip(ds, recs, strict=True):
         met = [it["criteria_met"] for it in rec["items"]]
         assert met == [None if (k + j) % 7 == 6 else (k + j) % 2 == 0 for j in range(len(ex.items))]
         k += len(ex.items)
@@ -102,7 +102,7 @@ def _check_run_dir(run_dir: Path, data: Path, n: int) -> dict:
     recs = _read_jsonl(run_dir / "examples.jsonl")
     assert [r["id"] for r in recs] == [ex.id for ex in ds]
     graded = []
-    for ex, rec in zip(ds, recs):
+    for ex, rec in zip(ds, recs, strict=True):
         met = [it["criteria_met"] for it in rec["items"]]
         assert [it["criterion"] for it in rec["items"]] == [it.criterion for it in ex.items]
         assert rec["score"] == pytest.approx(example_score(ex.items, met))
@@ -142,7 +142,6 @@ def test_cli_tiny_local_policy_and_rule_judge_over_http(tmp_path, capsys, monkey
 @pytest.mark.needs_shared("healthbench")
 def test_cli_endpoint_policy_with_echo_server(tmp_path, capsys):
     from judge_server_fixture import judge_server
-
     from rvpo.evals.policy import OpenAIPolicy
 
     with judge_server("echo", model_name="echo") as pol_srv, judge_server("rule") as judge_srv:

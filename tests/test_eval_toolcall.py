@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from rvpo.tasks.toolcall import generate_examples
 from rvpo.tasks.toolcall.eval import evaluate_toolcall, markdown_table, score_toolcall
 from rvpo.tasks.toolcall.rewards import render_output
-from rvpo.tasks.toolcall import generate_examples
 
 CALL_GOLD = render_output([{"name": "get_weather", "parameters": {"city": "Paris", "unit": "c"}}], think="weather")
 RESP_GOLD = render_output(None, think="no tool", response="I cannot do that.")

@@ -233,7 +233,7 @@ def _fake_runs(spec, outcomes):
     from rvpo.train.config import to_dict
 
     for m in spec.methods:
-        for seed, after in zip(spec.seeds, outcomes[m.label]):
+        for seed, after in zip(spec.seeds, outcomes[m.label], strict=True):
             d = spec.run_dir(m.label, seed)
             (d / "final").mkdir(parents=True)
             write_yaml(d / "config.yaml", to_dict(spec.config(m, seed)))

@@ -9,8 +9,8 @@ import sqlite3
 import time
 
 import pytest
-from judge_server_fixture import FAKE_KEY, expected_rule_verdicts, judge_config, judge_server, rubric_requests
 
+from judge_server_fixture import FAKE_KEY, expected_rule_verdicts, judge_config, judge_server, rubric_requests
 from rvpo.judge import JudgeClient, Verdict, VerdictCache, cache_key, render_judge_messages
 from rvpo.judge.cache import cache_key_v1
 

@@ -6,8 +6,8 @@ import asyncio
 import logging
 
 import pytest
-from judge_server_fixture import FAKE_KEY, expected_rule_verdicts, judge_config, judge_server, rubric_requests
 
+from judge_server_fixture import FAKE_KEY, expected_rule_verdicts, judge_config, judge_server, rubric_requests
 from rvpo.judge import JudgeClient, JudgeRequest, render_judge_messages
 
 

@@ -4,8 +4,8 @@ and the soft verdict (p_met) reaches the client through the server's logprobs.""
 from __future__ import annotations
 
 import pytest
-from judge_server_fixture import judge_config, judge_server
 
+from judge_server_fixture import judge_config, judge_server
 from rvpo.judge import JudgeClient, JudgeRequest, render_judge_messages
 
 CRITERIA = ["Advises giving fluids.", "Mentions checking the temperature.", "Says when to see a doctor.",

@@ -8,10 +8,9 @@ import time
 from types import SimpleNamespace
 
 import pytest
-from judge_server_fixture import judge_config, rubric_requests
 
-from rvpo.judge import JudgeClient, JudgeConfig, render_judge_messages
-from rvpo.judge import ratelimit
+from judge_server_fixture import judge_config, rubric_requests
+from rvpo.judge import JudgeClient, JudgeConfig, ratelimit, render_judge_messages
 from rvpo.judge.faults import FaultInjector
 from rvpo.judge.ratelimit import RateLimiter
 from rvpo.judge.server import make_backend, start_in_thread

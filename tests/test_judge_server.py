@@ -7,8 +7,8 @@ import json
 
 import httpx
 import pytest
-from judge_server_fixture import judge_config, judge_server, rubric_requests, server_stats, spawn_judge_server
 
+from judge_server_fixture import judge_config, judge_server, rubric_requests, server_stats, spawn_judge_server
 from rvpo.judge import JudgeClient, JudgeConfig, parse_verdict, render_judge_messages
 from rvpo.judge.faults import FaultInjector, parse_kinds
 

@@ -6,8 +6,8 @@ import math
 import sqlite3
 
 import pytest
-from judge_server_fixture import judge_config, judge_server
 
+from judge_server_fixture import judge_config, judge_server
 from rvpo.judge import JudgeClient, JudgeRequest, Verdict, VerdictCache
 from rvpo.judge.check import CHECK_ITEMS, auc, check_requests, run_check
 from rvpo.judge.parse import p_met_from_logprobs

@@ -43,7 +43,7 @@ def test_real_healthbench_files_load_every_row_with_its_rubric():
     assert (len(hard), len(cons)) == (50, 104)
     assert hard.skipped == [] and cons.skipped == []
     raw = [json.loads(line) for line in HARD.read_text(encoding="utf-8").splitlines()]
-    for ex, row in zip(hard, raw):
+    for ex, row in zip(hard, raw, strict=True):
         assert ex.id == row["prompt_id"]
         assert ex.conversation == [{"role": m["role"], "content": m["content"]} for m in row["prompt"]]
         assert [it.points for it in ex.items] == [float(r["points"]) for r in row["rubrics"]]
@@ -125,7 +125,7 @@ def test_skip_mode_counts_and_reports_bad_rows(tmp_path):
     ds = load_rubric_file(_write_jsonl(tmp_path / "bad.jsonl", rows), on_error="skip")
     assert len(ds) == 2
     assert [line for line, _ in ds.skipped] == list(range(2, 2 + len(BAD_ROWS)))
-    assert all(reason in why for (_, why), (_, reason) in zip(ds.skipped, BAD_ROWS))
+    assert all(reason in why for (_, why), (_, reason) in zip(ds.skipped, BAD_ROWS, strict=True))
     assert f"{len(BAD_ROWS)} rows skipped" in ds.summary()
 
 

@@ -12,8 +12,8 @@ import torch
 from rvpo import compute_advantages
 from rvpo.judge import JudgeRequest, Verdict
 from rvpo.rewards.base import MultiChannelReward
-from rvpo.tasks.rubric.reward import RubricReward, prompt_messages, to_trl_dataset, to_trl_rows
 from rvpo.tasks.rubric import RubricItem, load_rubric_file, rubric_to_json
+from rvpo.tasks.rubric.reward import RubricReward, prompt_messages, to_trl_dataset, to_trl_rows
 
 HARD = Path(__file__).resolve().parents[2] / "shared" / "data" / "healthbench" / "healthbench_hard_sample50.jsonl"
 
@@ -110,7 +110,6 @@ def test_trl_rows_and_dataset_from_a_real_file():
 
 def test_over_http_with_the_rule_judge_and_an_abstention(tmp_path):
     from judge_server_fixture import judge_config, judge_server
-
     from rvpo.judge import JudgeClient
 
     rubric = rubric_to_json([RubricItem('Mentions "fluids".', 5), RubricItem('Recommends "antibiotics".', -2),
@@ -125,8 +124,8 @@ def test_over_http_with_the_rule_judge_and_an_abstention(tmp_path):
         client.close()
     expected = [[1.0, 1.0, 0.0, None], [1.0, 0.0, 1.0, None], [0.0, 1.0, 0.0, None]]
     n_none = 0
-    for row, exp in zip(values, expected):
-        for v, e in zip(row, exp):
+    for row, exp in zip(values, expected, strict=True):
+        for v, e in zip(row, exp, strict=True):
             n_none += v is None
             assert v is None or v == e
     assert n_none == 3 + 1 and reward.stats.abstained == 1 and client.stats.abstentions == 1
@@ -153,9 +152,8 @@ def test_verl_rubric_reward_uses_the_judge_client_cache_and_abstention(tmp_path,
     and a failed verdict as NaN (never 0)."""
     import math
 
-    from judge_server_fixture import judge_server
-
     import rvpo.integrations.verl_rewards as vr
+    from judge_server_fixture import judge_server
 
     rubric = [{"criterion": 'Mentions "fluids".', "points": 5}, {"criterion": 'Mentions "antibiotics".', "points": 3}]
     extra = {"rubric": rubric, "prompt": [{"role": "user", "content": "My child has a fever."}]}

@@ -72,7 +72,7 @@ def test_points_scale_sum_is_the_healthbench_numerator_plus_a_constant():
     const = sum(-it.points for it in ITEMS if it.points < 0)
     for _ in range(20):
         met = [bool(x) for x in rng.integers(0, 2, len(ITEMS))]
-        total = sum(channel_value(it, m, scale="points") for it, m in zip(ITEMS, met))
+        total = sum(channel_value(it, m, scale="points") for it, m in zip(ITEMS, met, strict=True))
         numerator = example_score(ITEMS, met) * 22
         assert total == pytest.approx(numerator + const)
 

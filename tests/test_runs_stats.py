@@ -5,8 +5,21 @@ import math
 
 import pytest
 
-from rvpo.runs import (RunDirError, append_jsonl, atomic_write_text, check_run_root, make_run_dir, new_run_dir,
-                       read_jsonl, redact, redact_url, to_json, write_json, write_jsonl, write_yaml)
+from rvpo.runs import (
+    RunDirError,
+    append_jsonl,
+    atomic_write_text,
+    check_run_root,
+    make_run_dir,
+    new_run_dir,
+    read_jsonl,
+    redact,
+    redact_url,
+    to_json,
+    write_json,
+    write_jsonl,
+    write_yaml,
+)
 from rvpo.stats import bootstrap_se, mean_std, welch_t, wilson_ci
 
 

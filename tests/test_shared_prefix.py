@@ -80,7 +80,7 @@ def test_generation_and_logps_equal_the_unshared_computation(tiny_llama, smollm2
     params = [p for p in model.parameters() if p.requires_grad]
     g_ref = torch.autograd.grad((ref.log_probs[:, -C:] * valid).sum(), params)
     g_new = torch.autograd.grad((logps * valid).sum(), params)
-    for a, b in zip(g_ref, g_new):
+    for a, b in zip(g_ref, g_new, strict=True):
         torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-3)
     assert max(a.abs().max().item() for a in g_ref) > 0  # the comparison is not between zeros
 
@@ -115,7 +115,7 @@ def test_rvpo_trainer_step_same_loss_with_and_without(tiny_llama_dir, tmp_path):
 
             orig = adapter.shared_prefix_logps
 
-            def spy(*a, **kw):
+            def spy(*a, calls=calls, orig=orig, **kw):
                 calls.append(1)
                 return orig(*a, **kw)
 

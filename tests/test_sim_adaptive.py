@@ -1,6 +1,7 @@
 """rvpo sim: adaptive k methods, unreliable judge channels and the +floor mitigation."""
 
 import json
+
 import pytest
 import torch
 

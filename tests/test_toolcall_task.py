@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from rvpo.tasks.toolcall.rewards import correctness_reward, format_reward, parse_gold_calls
 from rvpo.tasks.toolcall import (
     TOOLS,
     builtin_splits,
@@ -21,9 +20,10 @@ from rvpo.tasks.toolcall import (
     load_examples,
     load_toolrl_parquet,
     load_toolrl_sft,
+    loaders,
     validate_example,
 )
-from rvpo.tasks.toolcall import loaders
+from rvpo.tasks.toolcall.rewards import correctness_reward, format_reward, parse_gold_calls
 
 DATA = Path(os.environ.get("RVPO_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 PARQUET = DATA / "toolrl" / "rlla_4k_test.parquet"
@@ -70,7 +70,7 @@ def test_generator_gold_is_consistent_with_the_offered_tools():
     golds = [gold_completion(r) for r in rows]
     assert format_reward(golds, [r["ground_truth"] for r in rows]) == [1.0] * len(rows)
     scores = correctness_reward(golds, [r["ground_truth"] for r in rows])
-    assert all(s == 3.0 for s, r in zip(scores, rows) if "<tool_call>" in r["ground_truth"])
+    assert all(s == 3.0 for s, r in zip(scores, rows, strict=True) if "<tool_call>" in r["ground_truth"])
 
 
 @pytest.mark.parametrize("frac,lo,hi", [(0.0, 0, 0), (0.15, 0.08, 0.22), (1.0, 1, 1)])

@@ -7,7 +7,6 @@ import math
 
 import pytest
 import torch
-
 from datasets import Dataset
 from trl import GRPOTrainer
 
@@ -188,7 +187,7 @@ class _Rubric:
     def __call__(self, prompts, completions, **kwargs):
         self.calls += 1
         rows = []
-        for p, c in zip(prompts, completions):
+        for p, c in zip(prompts, completions, strict=True):
             n = len(c)
             rows.append([n, n + 1, None] if p == "short" else [n, n + 1, n + 2])
         rows[-1] = rows[-1][:2]  # a short row: padded with None

@@ -14,7 +14,7 @@ from verl.trainer.ppo.ray_trainer import compute_advantage
 import rvpo.integrations.verl as rv
 from rvpo import compute_advantages
 from rvpo.core import DEFAULT_EPS
-from vhelpers import G, KEYS, algo_config, make_dataproto, make_rows
+from vhelpers import KEYS, G, algo_config, make_dataproto, make_rows
 
 
 def _grouped(rows):

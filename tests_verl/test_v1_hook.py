@@ -61,7 +61,7 @@ def test_hook_passes_components_and_step_through_verl_v1(tq, whiten):
     assert out.keys == meta.keys
     got = _stored(tq, meta)
     want = _expected(rows, algo, global_steps=4, total_training_steps=10)
-    for g, w, r in zip(got, want, rows):
+    for g, w, r in zip(got, want, rows, strict=True):
         assert g.shape == (r[3],)
         torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(_stored(tq, meta, "returns")[0], got[0])
@@ -91,7 +91,7 @@ def test_hook_leaves_other_estimators_alone(tq):
     n_gets = len(tq.gets)
     _trainer(verl_runner.RVPOTrainerSync, grpo)._compute_advantage(meta, {})
     assert ["uid", "extra_fields"] not in tq.gets[n_gets:]
-    for a, b in zip(plain, _stored(tq, meta)):
+    for a, b in zip(plain, _stored(tq, meta), strict=True):
         torch.testing.assert_close(a, b)
 
 

@@ -85,7 +85,7 @@ class FakeTQ:
             key = f"{uid}_{s}_0"
             rm = torch.zeros(length, dtype=torch.float32)
             rm[-1] = float(np.nansum(np.asarray(c, dtype=float)))
-            info = {"score": float(rm[-1]), **{k: v for k, v in zip(KEYS, c)}}
+            info = {"score": float(rm[-1]), **{k: v for k, v in zip(KEYS, c, strict=True)}}
             if extra_key_drop:
                 info.pop(extra_key_drop)
             self.rows[key] = {

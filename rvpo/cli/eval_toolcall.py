@@ -43,9 +43,9 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from rvpo.tasks.toolcall.eval import bfcl_table, evaluate_toolcall, markdown_table, summary_row
     from rvpo.runs import check_run_root, new_run_dir, to_json, write_eval_outputs
     from rvpo.tasks.toolcall import load_examples
+    from rvpo.tasks.toolcall.eval import bfcl_table, evaluate_toolcall, markdown_table, summary_row
 
     if args.limit < 0:
         raise UserError(f"--limit: expected an int >= 0, got {args.limit}")
@@ -84,7 +84,7 @@ def run(args) -> int:
         print(markdown_table([(str(res["model"]), head)]))
         if res.get("bfcl"):
             print("\nBFCL (AST checker, % of entries):\n" + bfcl_table(res))
-        if any(ex.get("category") and "bfcl_valid" not in r for ex, r in zip(examples, res["records"])):
+        if any(ex.get("category") and "bfcl_valid" not in r for ex, r in zip(examples, res["records"], strict=True)):
             print("note: Java/JavaScript BFCL rows are not checked by BFCL's rules here (format and "
                   "correctness only)", file=sys.stderr)
         print(f"run dir: {run_dir}", file=sys.stderr)

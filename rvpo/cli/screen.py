@@ -17,8 +17,9 @@ import argparse
 import math
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from rvpo.cli import UserError
 
@@ -227,8 +228,8 @@ def run(args) -> int:
         base_adv = cfg.advantage.to_dict()
         ids = [str(row.get("id", i)) for i, row in enumerate(s["rows"]) for _ in range(args.group_size)]
         samples = [{"prompt_id": pid, "completion": text, "rewards": {n: (None if math.isnan(v) else v)
-                                                                      for n, v in zip(names, r)}}
-                   for pid, text, r in zip(ids, s["texts"], rewards)]
+                                                                      for n, v in zip(names, r, strict=True)}}
+                   for pid, text, r in zip(ids, s["texts"], rewards, strict=True)]
     cons = _names(args.constraint, getattr(task, "constraint_channels", ()))
     mon = _names(args.monitor, getattr(task, "monitor_channels", ()))
     easy = _names(args.easy, getattr(task, "easy_channels", ())) or None

@@ -21,7 +21,7 @@ Private, for the estimators: ``_soft_min`` (binding weights deferred) and ``_sof
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

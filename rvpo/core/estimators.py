@@ -27,8 +27,9 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -36,10 +37,15 @@ import torch
 from rvpo.core.adaptive import AdaptiveK, solve_adaptive_k
 from rvpo.core.aggregate import _soft_min, _soft_min_neg_kz, hard_min, mean_minus_var
 from rvpo.core.groups import (
-    DEFAULT_EPS, RewardBatch, _group_zscores, group_mean_std, make_batch, noise_reliability, whiten,
+    DEFAULT_EPS,
+    RewardBatch,
+    _group_zscores,
+    group_mean_std,
+    make_batch,
+    noise_reliability,
+    whiten,
 )
 from rvpo.core.output import AdvantageOutput, finite
-
 
 
 def _flag(name: str, v: Any) -> bool:

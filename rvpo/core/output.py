@@ -5,9 +5,9 @@ Shapes: ``N`` completions, ``M`` channels, ``B`` groups (see :mod:`rvpo.core.gro
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Callable, Sequence
 
 import torch
 

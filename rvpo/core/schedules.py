@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from rvpo.core.adaptive import AdaptiveK
 
@@ -143,7 +143,7 @@ class Adaptive:
         return self.rule
 
 
-Schedule = Union[Constant, Linear, Cosine, Step, Adaptive]
+Schedule = Constant | Linear | Cosine | Step | Adaptive
 SCHEDULES: dict[str, type] = {"constant": Constant, "linear": Linear, "cosine": Cosine, "step": Step,
                               "adaptive": Adaptive}
 
@@ -171,7 +171,7 @@ def schedule_to_str(s: Schedule) -> str:
     return out
 
 
-def make_schedule(spec: Union[Schedule, dict, str, int, float]) -> Schedule:
+def make_schedule(spec: Schedule | dict | str | int | float) -> Schedule:
     """Build a schedule from a number (constant), a string (see module docstring) or a dict.
 
     Raises ``ValueError`` naming the field on a bad spec.

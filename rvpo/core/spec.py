@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import difflib
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from functools import cached_property
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -88,7 +89,7 @@ class AdvantageSpec:
         """True when ``weights`` is a mapping by channel name (resolve it with :meth:`resolve_weights`)."""
         return isinstance(self.weights, dict)
 
-    def resolve_weights(self, names: Sequence[str], defaults: Mapping[str, float] | None = None) -> "AdvantageSpec":
+    def resolve_weights(self, names: Sequence[str], defaults: Mapping[str, float] | None = None) -> AdvantageSpec:
         """This spec with positional weights for channels ``names``: a name mapping is looked up
         (``defaults``, then 1, for names it leaves out); a list must have one weight per name.
         Raises ``ValueError`` (``"weights: ..."``) for an unknown name or a wrong count."""
@@ -144,7 +145,7 @@ class AdvantageSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], where: str = "", names: Mapping[str, str] | None = None) -> "AdvantageSpec":
+    def from_dict(cls, d: Mapping[str, Any], where: str = "", names: Mapping[str, str] | None = None) -> AdvantageSpec:
         """Build from a mapping; unknown keys raise ``ValueError`` with a "did you mean" hint.
 
         Errors name the field as the caller's layer spells it: ``where`` is a prefix (e.g.

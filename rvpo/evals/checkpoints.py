@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rvpo.runs import read_jsonl, write_json
 
@@ -129,8 +130,8 @@ def plot_sweep(rows: list[dict[str, Any]], metric: str, path: Path, title: str =
 
     xs = [r["step"] for r in pts]
     ys = [r[metric] for r in pts]
-    lo = [y - (r["ci95"][0] if r.get("ci95") and _num(r["ci95"][0]) else y) for y, r in zip(ys, pts)]
-    hi = [(r["ci95"][1] if r.get("ci95") and _num(r["ci95"][1]) else y) - y for y, r in zip(ys, pts)]
+    lo = [y - (r["ci95"][0] if r.get("ci95") and _num(r["ci95"][0]) else y) for y, r in zip(ys, pts, strict=True)]
+    hi = [(r["ci95"][1] if r.get("ci95") and _num(r["ci95"][1]) else y) - y for y, r in zip(ys, pts, strict=True)]
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3)
     ax.set_xlabel("training step")

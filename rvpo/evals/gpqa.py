@@ -35,9 +35,10 @@ import random
 import re
 import time
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 DEFAULT_ZIP_PASSWORD = "deserted-untie-orchid"  # public: published by the GPQA authors with the data
 LETTERS = "ABCD"
@@ -141,7 +142,7 @@ def shuffle_options(q: GPQAQuestion, permutation: Sequence[int]) -> tuple[list[s
 
 def format_prompt(q: GPQAQuestion, options: Sequence[str]) -> list[dict]:
     """The user message for one question (simple-evals' ``format_multichoice_question``)."""
-    return [{"role": "user", "content": QUERY_TEMPLATE.format(Question=q.question, **dict(zip(LETTERS, options)))}]
+    return [{"role": "user", "content": QUERY_TEMPLATE.format(Question=q.question, **dict(zip(LETTERS, options, strict=True)))}]
 
 
 def extract_answer(text: str) -> str | None:
@@ -239,12 +240,12 @@ def run_gpqa(questions: Sequence[GPQAQuestion], policy: Any, seed: int = 0,
     t0 = time.perf_counter()
     n_q = len(questions)
     examples = list(questions) * repeats
-    shuffled = [shuffle_options(q, perm) for q, perm in zip(examples, permutations(len(examples), seed))]
-    answers = policy.answer([format_prompt(q, opts) for q, (opts, _) in zip(examples, shuffled)])
+    shuffled = [shuffle_options(q, perm) for q, perm in zip(examples, permutations(len(examples), seed), strict=True)]
+    answers = policy.answer([format_prompt(q, opts) for q, (opts, _) in zip(examples, shuffled, strict=True)])
     if len(answers) != len(examples):
         raise RuntimeError(f"policy returned {len(answers)} answers for {len(examples)} prompts")
     records = []
-    for j, (q, (_, gold), ans) in enumerate(zip(examples, shuffled, answers)):
+    for j, (q, (_, gold), ans) in enumerate(zip(examples, shuffled, answers, strict=True)):
         chosen = extract(ans)
         records.append({"record_id": q.record_id, "index": j % n_q, "repeat": j // n_q, "chosen": chosen,
                         "gold": gold, "correct": chosen == gold})

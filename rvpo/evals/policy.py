@@ -14,8 +14,9 @@ One method: ``policy.answer(conversations) -> list[str]``, ``P`` conversations (
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from rvpo.runs import redact_url
 
@@ -68,7 +69,7 @@ class LocalPolicy:
         self.seed = seed
         self.precision = precision
 
-    def load(self) -> "LocalPolicy":
+    def load(self) -> LocalPolicy:
         """Load the model now (otherwise on the first :meth:`answer`); :class:`PolicyError` if it cannot be."""
         if self._model is None:
             from rvpo.models import ModelNotFoundError

@@ -124,7 +124,7 @@ def curve_stats(runs: list[RunData], key: str, smooth: int = 1
                 continue
             pts = [(rec["step"], _num(rec.get(key))) for rec in r.records]
             pts = [(s, v) for s, v in pts if math.isfinite(v)]
-            for s, v in zip([s for s, _ in pts], _trailing_mean([v for _, v in pts], smooth)):
+            for s, v in zip([s for s, _ in pts], _trailing_mean([v for _, v in pts], smooth), strict=True):
                 by_step.setdefault(s, []).append(v)
         steps = sorted(by_step)
         if steps:

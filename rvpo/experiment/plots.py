@@ -35,7 +35,7 @@ def _band(ax, stats: dict, colors: dict[str, str]) -> None:
     for label, (x, m, s, _n) in stats.items():
         c = colors[label]
         ax.plot(x, m, color=c, lw=1.6, marker="o" if len(x) < 15 else None, ms=3, label=label)
-        ax.fill_between(x, [a - b for a, b in zip(m, s)], [a + b for a, b in zip(m, s)], color=c, alpha=0.18, lw=0)
+        ax.fill_between(x, [a - b for a, b in zip(m, s, strict=True)], [a + b for a, b in zip(m, s, strict=True)], color=c, alpha=0.18, lw=0)
 
 
 def _seeds_note(runs: list[RunData], smooth: int) -> str:
@@ -73,7 +73,7 @@ def plot_panels(runs: list[RunData], prefix: str, path: Path, title: str, colors
     cols = min(4, len(keys))
     rows = math.ceil(len(keys) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.9 * rows), squeeze=False, constrained_layout=True)
-    for ax, key in zip(axes.flat, keys):
+    for ax, key in zip(axes.flat, keys, strict=False):  # a 4-column grid can have spare cells
         _band(ax, curve_stats(runs, key, smooth), colors)
         ax.set_title(key[len(prefix):], fontsize=9)
         ax.set_xlabel("step", fontsize=8)
@@ -145,7 +145,7 @@ def plot_constraint_easy(runs: list[RunData], constraint: list[str], easy: list[
         return False
     plt = _plt()
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False, constrained_layout=True)
-    for ax, (key, title) in zip(axes.flat, panels):
+    for ax, (key, title) in zip(axes.flat, panels, strict=True):
         _band(ax, curve_stats(d, key, smooth), colors)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("step", fontsize=8)

@@ -38,7 +38,7 @@ def _setup(spec: ExperimentSpec, task: Any, runs: list[RunData]) -> list[str]:
     warm = any((r.run_dir / "warmstart").is_dir() for r in runs)
     lines = ["## Setup", "",
              f"- task `{c.task}`" + (f": {task.description}" if getattr(task, "description", "") else ""),
-             f"- model `{c.model}`, {'LoRA r=%d' % c.lora.r if c.lora.enabled else 'full fine-tune'}, precision "
+             f"- model `{c.model}`, {f'LoRA r={c.lora.r}' if c.lora.enabled else 'full fine-tune'}, precision "
              f"`{c.precision}` (what each run used: the Runs table)",
              f"- {c.steps} RL steps x {c.prompts_per_step} prompts x G={c.group_size} completions, max "
              f"{c.max_completion_length} new tokens, lr {c.learning_rate:g}, KL beta {c.kl_beta:g}",
@@ -115,7 +115,7 @@ def _tests(summary: dict) -> list[str]:
 def _runs(spec: ExperimentSpec, runs: list[RunData], rows: list[dict]) -> list[str]:
     lines = ["## Runs", "", "| run | finished | steps | precision | wall s | target | summary |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
-    for r, row in zip(runs, rows):
+    for r, row in zip(runs, rows, strict=True):
         rel = r.run_dir.relative_to(spec.root)
         lines.append(f"| {r.label} seed {r.seed} | {'yes' if r.finished else '**no**'} | {row['steps']}/{r.steps} | "
                      f"{r.precision or '?'} | {_f(r.wall_s, '.0f')} | {_f(row['target_value'])} | [summary.md]({rel}/summary.md) |")

@@ -21,9 +21,10 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import yaml
 from transformers import TrainerCallback
@@ -214,7 +215,7 @@ def run_experiment(spec: ExperimentSpec, callbacks: Sequence[Any] = (), log: Cal
             out = None
             try:
                 out = train_fn(cfg, resume=run_dir, callbacks=[StepProgress(bar, base), *callbacks],
-                               log=lambda msg: say(f"[{m.label} seed {seed}] {msg}"), progress=False)
+                               log=lambda msg, m=m, seed=seed: say(f"[{m.label} seed {seed}] {msg}"), progress=False)
             finally:
                 interrupted = out is None or out.interrupted
                 write_json(run_dir / RUN_INFO, {

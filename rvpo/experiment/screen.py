@@ -9,12 +9,12 @@ screen runs again. See docs/screen.md.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from rvpo.experiment.neglect import SCREEN_FILE, read_screen
 from rvpo.experiment.spec import ExperimentSpec
 from rvpo.runs import atomic_write_text, to_json, write_json
-
 
 SAMPLE_KEYS = ("model", "task", "task_options", "data", "precision", "screen")
 """The parts of :func:`screen_key` that decide the samples; methods and channel roles only re-screen them."""
@@ -88,6 +88,6 @@ def run_screen(spec: ExperimentSpec, sample_fn: Callable[..., dict] | None = Non
     ids = [str(r.get("id", i)) for i, r in enumerate(got["rows"]) for _ in range(s["group_size"])]
     atomic_write_text(spec.root / "screen_samples.jsonl", "".join(
         to_json({"prompt_id": pid, "completion": t, "rewards": {n: None if math.isnan(v) else v
-                                                                for n, v in zip(names, r)}}, indent=None) + "\n"
-        for pid, t, r in zip(ids, got["texts"], got["rewards"])))
+                                                                for n, v in zip(names, r, strict=True)}}, indent=None) + "\n"
+        for pid, t, r in zip(ids, got["texts"], got["rewards"], strict=True)))
     return payload

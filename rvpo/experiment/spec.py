@@ -39,7 +39,14 @@ from pathlib import Path
 from typing import Any
 
 from rvpo.train.config import (
-    ALIASES, ConfigError, TrainConfig, build_config, canonical, field_names, flatten_config, read_yaml_file,
+    ALIASES,
+    ConfigError,
+    TrainConfig,
+    build_config,
+    canonical,
+    field_names,
+    flatten_config,
+    read_yaml_file,
 )
 
 TOP_KEYS = ("name", "out", "train", "methods", "seeds", "target", "last_steps", "smooth", "hold",

@@ -23,7 +23,8 @@ completion length (``logits_to_keep``), ``H`` hidden size.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 

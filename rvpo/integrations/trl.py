@@ -28,8 +28,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -142,7 +143,7 @@ class RVPOConfig(GRPOConfig):
                                        names=SPEC_FIELDS)
 
     @classmethod
-    def from_spec(cls, spec: AdvantageSpec, **kwargs: Any) -> "RVPOConfig":
+    def from_spec(cls, spec: AdvantageSpec, **kwargs: Any) -> RVPOConfig:
         """``RVPOConfig(**kwargs)`` with every advantage setting taken from ``spec``."""
         clash = sorted(set(kwargs) & set(SPEC_FIELDS.values()))
         if clash:
@@ -431,7 +432,7 @@ class _AsyncChannelReward(_ChannelReward):
 def _is_async(fn: Any) -> bool:
     import inspect
 
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+    return inspect.iscoroutinefunction(fn) or (callable(fn) and inspect.iscoroutinefunction(type(fn).__call__))
 
 
 def expand_multichannel(reward: Any) -> list[Callable[..., Any]]:

@@ -41,8 +41,9 @@ import contextlib
 import contextvars
 import logging
 import math
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -154,7 +155,7 @@ class RVPOSettings:
     allow_scalar: bool = False
 
     @classmethod
-    def from_config(cls, config: Any, estimator: str = "rvpo") -> "RVPOSettings":
+    def from_config(cls, config: Any, estimator: str = "rvpo") -> RVPOSettings:
         keys = _cfg_get(config, "rvpo_reward_keys")
         weights = _cfg_get(config, "rvpo_reward_weights")
         if keys is None:

@@ -134,5 +134,5 @@ def compute_score_rubric(
     values = [_num(v) for v in row]
     present = [v for v in values if not math.isnan(v)]
     out = {"score": sum(present) / len(present) if present else 0.0}
-    out.update(zip(reward.channel_names, values))
+    out.update(zip(reward.channel_names, values, strict=True))
     return out

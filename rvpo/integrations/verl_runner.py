@@ -28,7 +28,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import ray
 import verl.trainer
@@ -76,7 +77,7 @@ def components_from_extra_fields(extra_fields: Sequence[Any], keys: Sequence[str
         out[key] = col
     if len(out) < len(keys):  # expose what is there, for the estimator's error message
         for info in infos[:1]:
-            for k, v in info.items():
+            for k in info:
                 out.setdefault(k, [i.get(k) for i in infos])
     return out
 

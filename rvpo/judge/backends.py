@@ -393,7 +393,7 @@ class ModelBackend:
 
             past = DynamicCache()
         # rows with nothing to share still get one token here, so that no stage-1 row is all padding
-        stage1 = [enc[rows[0]][:max(lcp, 1)] for rows, lcp in zip(members, shared)]
+        stage1 = [enc[rows[0]][:max(lcp, 1)] for rows, lcp in zip(members, shared, strict=True)]
         shared = [len(t) for t in stage1]
         _, lens1 = self._forward_rows(stage1, past, head, [offset] * g)
         width1 = int(lens1.max())

@@ -13,8 +13,9 @@ list") are better checked in code.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -119,8 +120,8 @@ def auc(scores: Sequence[float | None], labels: Sequence[bool]) -> float:
     >>> auc([0.9, 0.8, 0.3, 0.8], [True, True, False, False])
     0.875
     """
-    pos = [s for s, y in zip(scores, labels) if y and s is not None]
-    neg = [s for s, y in zip(scores, labels) if not y and s is not None]
+    pos = [s for s, y in zip(scores, labels, strict=True) if y and s is not None]
+    neg = [s for s, y in zip(scores, labels, strict=True) if not y and s is not None]
     if not pos or not neg:
         return math.nan
     wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
@@ -138,9 +139,9 @@ def run_check(judge: Any, items: Sequence[CheckItem] = CHECK_ITEMS) -> dict[str,
     verdicts = judge.judge_many(reqs)
     soft = [None if v is None else v.score for v in verdicts]
     hard = [None if v is None else float(v.criteria_met) for v in verdicts]
-    judged = [(h, y) for h, y in zip(hard, labels) if h is not None]
+    judged = [(h, y) for h, y in zip(hard, labels, strict=True) if h is not None]
     rows = [{"criterion": r.criterion, "label_met": y, "criteria_met": None if v is None else v.criteria_met,
-             "p_met": None if v is None else v.p_met} for r, y, v in zip(reqs, labels, verdicts)]
+             "p_met": None if v is None else v.p_met} for r, y, v in zip(reqs, labels, verdicts, strict=True)]
 
     def mean(xs: list[float]) -> float:
         return sum(xs) / len(xs) if xs else math.nan
@@ -149,6 +150,6 @@ def run_check(judge: Any, items: Sequence[CheckItem] = CHECK_ITEMS) -> dict[str,
             "soft": sum(v is not None and v.p_met is not None for v in verdicts),
             "auc_soft": auc(soft, labels), "auc_hard": auc(hard, labels),
             "accuracy_hard": mean([float((h > 0.5) == y) for h, y in judged]),
-            "mean_p_met": {"met": mean([s for s, y in zip(soft, labels) if y and s is not None]),
-                           "unmet": mean([s for s, y in zip(soft, labels) if not y and s is not None])},
+            "mean_p_met": {"met": mean([s for s, y in zip(soft, labels, strict=True) if y and s is not None]),
+                           "unmet": mean([s for s, y in zip(soft, labels, strict=True) if not y and s is not None])},
             "rows": rows}

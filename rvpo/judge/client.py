@@ -235,7 +235,7 @@ class JudgeClient:
         cached = self.cache.get_many(keys) if self.cache else {}
         if self.cache and self.config.cache_read_v1 and len(cached) < len(set(keys)):
             legacy = {cache_key_v1(self.config.model, m, r.criterion): k
-                      for (k, m), r in zip(prepared, requests) if k not in cached}
+                      for (k, m), r in zip(prepared, requests, strict=True) if k not in cached}
             cached.update({legacy[k1]: v for k1, v in self.cache.get_many(list(legacy)).items()})
         outcomes: list[JudgeOutcome | None] = [None] * len(requests)
         todo: dict[str, list[int]] = {}
@@ -256,7 +256,7 @@ class JudgeClient:
                 jobs = [self._judge_one(http, sem, key, prepared[idx[0]][1], requests[idx[0]], idx[0])
                         for key, idx in todo.items()]
                 results = await asyncio.gather(*jobs)
-            for (key, idx), outcome in zip(todo.items(), results, strict=True):
+            for (_key, idx), outcome in zip(todo.items(), results, strict=True):
                 for i in idx:
                     outcomes[i] = outcome
         return outcomes  # type: ignore[return-value]
@@ -267,7 +267,7 @@ class JudgeClient:
             self.cache.close()
             self.cache = None
 
-    def __enter__(self) -> "JudgeClient":
+    def __enter__(self) -> JudgeClient:
         return self
 
     def __exit__(self, *exc: Any) -> None:

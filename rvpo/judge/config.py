@@ -141,7 +141,7 @@ class JudgeConfig:
             check_http_url(self.base_url, "JudgeConfig.base_url")
 
     @classmethod
-    def from_env(cls, **overrides: Any) -> "JudgeConfig":
+    def from_env(cls, **overrides: Any) -> JudgeConfig:
         """Config from the environment; keyword ``overrides`` win over it.
 
         A ``None`` override means "not given" (so CLI options can be passed through as they are):

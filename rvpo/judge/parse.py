@@ -134,7 +134,7 @@ def p_met_from_logprobs(content: list | None) -> float | None:
         return None
     pos = matches[-1].end()
     start = 0
-    for tok, entry in zip(tokens, content):
+    for tok, entry in zip(tokens, content, strict=True):  # noqa: B007 (entry: the token at pos, read after the break)
         if start <= pos < start + len(tok):
             break
         start += len(tok)

@@ -24,7 +24,8 @@ import sys
 import threading
 import time
 from collections import Counter
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from rvpo.judge.faults import MALFORMED_CONTENT, FaultInjector
 
@@ -268,7 +269,7 @@ class ServerThread:
         self._ready.set()
         self._loop.run_forever()
 
-    def start(self) -> "ServerThread":
+    def start(self) -> ServerThread:
         """Start the thread and wait until the server listens (raises if it cannot)."""
         self._thread.start()
         self._ready.wait(30)
@@ -292,7 +293,7 @@ class ServerThread:
             self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(30)
 
-    def __enter__(self) -> "ServerThread":
+    def __enter__(self) -> ServerThread:
         return self
 
     def __exit__(self, *exc: Any) -> None:

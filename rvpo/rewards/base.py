@@ -12,7 +12,8 @@ Integrations expand it into M single-channel functions that share one evaluation
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
 
 
 @runtime_checkable

@@ -30,7 +30,7 @@ def plot_curves(path: Path, results: dict[str, list[RunResult]], channel_names: 
               (easy[0], f"easy channel reward ({len(easy)} channels, identical curves)"),
               ("__mean__", "mean reward over all channels")]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.0), constrained_layout=True)
-    for ax, (name, title) in zip(axes, panels):
+    for ax, (name, title) in zip(axes, panels, strict=True):
         for i, (lab, runs) in enumerate(results.items()):
             c = torch.stack([r.channel_curves for r in runs])  # (seeds, T + 1, M)
             y = c.mean(2) if name == "__mean__" else c[:, :, channel_names.index(name)]

@@ -90,9 +90,9 @@ def format_table(summary: dict) -> str:
         steps = f"{_pm(st, '.0f')} ({st['reached']}/{st['of']})" if st["reached"] else f"never (0/{st['of']})"
         rows.append([lab, _pm(s["final_sat"]), _pm(e), _pm(s["mean_reward"]), steps])
     widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     sig = summary["significance"]
     if sig.get("p") is not None:
         lines.append(f"\n{sig['a']} vs {sig['b']}, final constraint satisfaction: Welch t = {sig['t']:.2f}, p = {sig['p']:.2g}")
@@ -115,7 +115,7 @@ def curve_rows(results: dict[str, list[RunResult]], channel_names: list[str]) ->
     for lab, runs in results.items():
         c = torch.stack([r.channel_curves for r in runs])  # (seeds, T + 1, M)
         total = c.mean(2)  # (seeds, T + 1)
-        sd = (lambda x: x.std(0) if len(runs) > 1 else torch.zeros_like(x[0]))
+        sd = (lambda x, r=runs: x.std(0) if len(r) > 1 else torch.zeros_like(x[0]))
         mean_c, std_c, mean_t, std_t = c.mean(0), sd(c), total.mean(0), sd(total)
         k = runs[0].k_curve
         for t in range(c.shape[1]):
@@ -152,8 +152,8 @@ def format_sweep_table(points: list[dict]) -> str:
     rows = [[f"{p['value']:g}", p["method"], _pm(p["final_sat"]), _pm(p["easy"]),
              f"{p['steps_to_95']['reached']}/{p['steps_to_95']['of']}"] for p in points]
     widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths)), "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)), "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     return "\n".join(lines)
 
 

@@ -14,8 +14,8 @@ rewards of the current policy (exact, not sampled), so curves are smooth and det
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -60,7 +60,7 @@ class RunResult:
         final = self.channel_curves[-1]
         out = {"method": self.method, "seed": self.seed, "final_sat": self.final_sat,
                "mean_reward": float(final.mean()), "steps_to_95": self.steps_to_target}
-        for name, v in zip(channel_names, final.tolist()):
+        for name, v in zip(channel_names, final.tolist(), strict=True):
             out[f"ch/{name}"] = v
         return out
 

@@ -40,9 +40,11 @@ import importlib.util
 import inspect
 import math
 import sys
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Mapping, Sequence
+from typing import Any
 
 TASKS: dict[str, str] = {
     "toolcall": "rvpo.tasks.toolcall.task:make_task",
@@ -153,7 +155,7 @@ class Task:
         """
         raise NotImplementedError
 
-    def session(self, run_dir: Path) -> ContextManager[Any]:
+    def session(self, run_dir: Path) -> AbstractContextManager[Any]:
         """Resources held for the whole run (e.g. a local judge server); stopped when the run ends or dies."""
         return contextlib.nullcontext()
 
@@ -267,7 +269,7 @@ def resolve_channel_weights(task: Any, names: Sequence[str], weights: Any = None
                              f"{', '.join(names)}), got {len(out)}")
     else:
         out = [float(defaults.get(n, 1.0)) for n in names]
-    return [0.0 if n in monitor else w for n, w in zip(names, out)]
+    return [0.0 if n in monitor else w for n, w in zip(names, out, strict=True)]
 
 
 def accepts_keyword(fn: Callable[..., Any], name: str) -> bool:

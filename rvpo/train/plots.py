@@ -54,7 +54,7 @@ def plot_metrics(metrics_path: str | Path, out_dir: str | Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(5, 3.2))
         ax.plot(xs, ys, marker="o", ms=3, label=f"{ch} mean")
         if sx == xs and sd:
-            ax.fill_between(xs, [y - s for y, s in zip(ys, sd)], [y + s for y, s in zip(ys, sd)], alpha=0.2,
+            ax.fill_between(xs, [y - s for y, s in zip(ys, sd, strict=True)], [y + s for y, s in zip(ys, sd, strict=True)], alpha=0.2,
                             label="+-1 std (within step)")
         ax.set(xlabel="step", ylabel=f"reward: {ch}", title=f"reward channel '{ch}'")
         ax.grid(alpha=0.3)

@@ -26,9 +26,10 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from rvpo.precision import Precision, resolve_cached
 from rvpo.runs import check_run_root, make_run_dir, read_jsonl, remove_if_unstarted, write_json, write_jsonl
@@ -260,12 +261,10 @@ def build_trainer(cfg: TrainConfig, task: Task, model: Any, tok: Any, train: Seq
     """An RVPOTrainer with our callbacks instead of transformers' progress printing (``rewards``: the task's
     reward functions when the caller already built them)."""
     from datasets import Dataset
+    from peft import PeftModel
     from transformers import PrinterCallback, ProgressCallback
 
     from rvpo.integrations.trl import RVPOTrainer
-
-    from peft import PeftModel
-
     from rvpo.train.warmstart import lora_config
 
     # a warm-started model already carries its LoRA adapter: RL keeps training that one
@@ -403,9 +402,9 @@ def train(
 def _train(cfg: TrainConfig, resume: str | Path | None, callbacks: Sequence[Any], log: Callable[[str], None],
            progress: bool, run_dir_arg: str | Path | None, fresh: list[Path]) -> TrainResult:
     from rvpo.models import load_model_and_tokenizer, resolve_model
+    from rvpo.policy import check_warm_start_source, latest_checkpoint
     from rvpo.train.callbacks import GracefulInterrupt, MetricsWriter, ProgressBar, TaskMetrics
     from rvpo.train.plots import plot_metrics
-    from rvpo.policy import check_warm_start_source, latest_checkpoint
     from rvpo.train.summary import write_summary
 
     t_start = time.perf_counter()

@@ -13,6 +13,7 @@ import ast
 import dataclasses
 import functools
 import inspect
+import itertools
 from dataclasses import fields
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
@@ -26,7 +27,7 @@ class ConfigError(ValueError):
 # ----------------------------------------------------------------------------- field docs
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def field_docs(cls: type) -> dict[str, str]:
     """``{field_name: docstring}`` from the string literal under each field in ``cls``'s source, or
     from the field's ``metadata["help"]`` (the convention of :class:`rvpo.core.AdvantageSpec`)."""
@@ -36,7 +37,7 @@ def field_docs(cls: type) -> dict[str, str]:
     tree = ast.parse(inspect.getsource(cls))
     body = tree.body[0].body
     docs: dict[str, str] = {}
-    for node, nxt in zip(body, body[1:]):
+    for node, nxt in itertools.pairwise(body):
         if (
             isinstance(node, ast.AnnAssign)
             and isinstance(node.target, ast.Name)

@@ -12,7 +12,6 @@ from rvpo.runs import atomic_write_text, read_jsonl
 from rvpo.train.config import TrainConfig, to_dict
 from rvpo.train.plots import channels
 
-
 TASK_PREFIXES = ("judge/", "rubric/", "constraints/")
 """Metric prefixes that tasks log through ``Task.step_metrics`` (listed in the summary)."""
 
@@ -66,7 +65,7 @@ def write_summary(run_dir: Path, cfg: TrainConfig, res: Any, final_logs: dict | 
     out += ["## Setup", "",
             f"- task `{cfg.task}`" + (f" ({res.task.description})" if res.task is not None else "") +
             f", data `{cfg.data or (res.task.default_data if res.task is not None else '')}`",
-            f"- model `{cfg.model}`, {'LoRA r=%d' % cfg.lora.r if cfg.lora.enabled else 'full fine-tune'}",
+            f"- model `{cfg.model}`, {f'LoRA r={cfg.lora.r}' if cfg.lora.enabled else 'full fine-tune'}",
             "- precision: " + (f"**{res.precision.name}** ({res.precision.reason})" if res.precision else cfg.precision),
             f"- estimator `{cfg.advantage.estimator}`, k schedule `{cfg.advantage.k}`, KL beta {cfg.kl_beta}",
             "- warm start: " + (f"{cfg.warmstart.steps} SFT steps x {cfg.warmstart.batch_size} gold answers"

@@ -10,8 +10,9 @@ which keeps training the same LoRA adapter.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from rvpo.train.config import TrainConfig
 

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -49,7 +50,7 @@ def ifeval_row(obj: dict, where: str = "row") -> dict:
     if len(ids) != len(kws):
         raise ValueError(f"{where}: instruction_id_list and kwargs differ in length")
     insts = []
-    for iid, kw in zip(ids, kws):
+    for iid, kw in zip(ids, kws, strict=True):
         t = BY_IFEVAL_ID.get(iid)
         kw = {k: v for k, v in (kw or {}).items() if v is not None}
         if t is not None and "prompt_to_repeat" in t.kwargs and "prompt_to_repeat" not in kw:
@@ -125,7 +126,7 @@ def summarize(records: Sequence[dict]) -> dict[str, Any]:
         ci[f"inst_{mode}"] = _cluster_ci(pairs)
     per_type: dict[str, dict[str, int]] = {}
     for r in scored:
-        for t, s, lo in zip(r["types"], r["strict"], r["loose"]):
+        for t, s, lo in zip(r["types"], r["strict"], r["loose"], strict=True):
             d = per_type.setdefault(t, {"n": 0, "strict": 0, "loose": 0})
             d["n"] += 1
             d["strict"] += s
@@ -162,7 +163,7 @@ def score_responses(rows: Sequence[dict], responses: Sequence[str]) -> dict[str,
     """Score ``responses[i]`` against ``rows[i]``; the result dict of :mod:`rvpo.tasks.base`."""
     if len(rows) != len(responses):
         raise ValueError(f"{len(rows)} rows but {len(responses)} responses")
-    records = [score_one(row, resp, f"row {i} (id {row.get('id')})") for i, (row, resp) in enumerate(zip(rows, responses))]
+    records = [score_one(row, resp, f"row {i} (id {row.get('id')})") for i, (row, resp) in enumerate(zip(rows, responses, strict=True))]
     res = summarize(records)
     res["records"] = records
     return res

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 import random
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from rvpo.tasks.constraints.instructions import TYPES
 

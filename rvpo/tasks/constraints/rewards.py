@@ -24,7 +24,8 @@ from __future__ import annotations
 import functools
 import json
 import re
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from rvpo.rewards.base import completion_text
 from rvpo.tasks.constraints.instructions import check
@@ -79,7 +80,7 @@ def make_instruction_reward(type_name: str, loose: bool = False) -> Callable[...
     def reward(prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> list[float | None]:
         rows = _column(columns, "instructions", len(completions))
         out: list[float | None] = []
-        for comp, inst in zip(completions, rows):
+        for comp, inst in zip(completions, rows, strict=True):
             hits = [json.loads(kw) for t, kw in parse_instructions(inst) if t == type_name]
             if not hits:
                 out.append(None)
@@ -96,7 +97,7 @@ def make_instruction_reward(type_name: str, loose: bool = False) -> Callable[...
 def quality_reward(prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> list[float | None]:
     """Continuous quality channel in [0, 1] (richness and topic coverage; module docstring)."""
     words = _column(columns, "topic_words", len(completions))
-    return [quality_score(completion_text(c), w) for c, w in zip(completions, words)]
+    return [quality_score(completion_text(c), w) for c, w in zip(completions, words, strict=True)]
 
 
 quality_reward.__name__ = "quality"

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from rvpo.tasks.base import Task
 from rvpo.tasks.constraints.eval import HEADLINE, ifeval_row, score_responses

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from rvpo.tasks.base import StepData, Task, rate
 from rvpo.tasks.neglect.data import TOPICS, make_rows
@@ -102,7 +103,7 @@ def score_responses(rows: Sequence[dict], responses: Sequence[str | Sequence[str
     rich = [f"rich_{t}" for t in thresholds]
     records, prompt_means = [], {k: [] for k in ("constraint", "easy_mean", "words", *rich)}
     flat: list[dict[str, float]] = []
-    for row, answers in zip(rows, per_row):
+    for row, answers in zip(rows, per_row, strict=True):
         scored = []
         for text in answers:
             s = score_text(text, max_words, thresholds)

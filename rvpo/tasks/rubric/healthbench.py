@@ -22,9 +22,10 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from rvpo.tasks.rubric.data import RubricExample
 from rvpo.tasks.rubric.scoring import RubricScores, aggregate_scores, example_tag_scores
@@ -78,7 +79,7 @@ def grade_examples(examples: Sequence[RubricExample], answers: Sequence[str], ju
     if len(examples) != len(answers):
         raise ValueError(f"{len(examples)} examples but {len(answers)} answers")
     requests, bounds = [], []
-    for ex, ans in zip(examples, answers):
+    for ex, ans in zip(examples, answers, strict=True):
         reqs = judge_requests(ex, ans)
         bounds.append((len(requests), len(requests) + len(reqs)))
         requests.extend(reqs)
@@ -103,7 +104,7 @@ def example_record(example: RubricExample, answer: str, verdicts: Sequence[Any])
         "items": [
             {"criterion": it.criterion, "points": it.points, "tags": list(it.tags), "criteria_met": m,
              "explanation": None if v is None else v.explanation}
-            for it, m, v in zip(example.items, met, verdicts)
+            for it, m, v in zip(example.items, met, verdicts, strict=True)
         ],
     }
 
@@ -130,9 +131,9 @@ def run_healthbench(examples: Sequence[RubricExample], policy: Any, judge: Any,
     verdicts = grade_examples(examples, answers, judge)
     t2 = time.perf_counter()
     graded = [(ex.items, [None if v is None else bool(v.criteria_met) for v in vs], ex.example_tags)
-              for ex, vs in zip(examples, verdicts)]
+              for ex, vs in zip(examples, verdicts, strict=True)]
     scores = aggregate_scores(graded, n_boot=n_boot, seed=seed)
-    records = [example_record(ex, a, vs) for ex, a, vs in zip(examples, answers, verdicts)]
+    records = [example_record(ex, a, vs) for ex, a, vs in zip(examples, answers, verdicts, strict=True)]
     stats = judge.stats.as_dict() if hasattr(getattr(judge, "stats", None), "as_dict") else {}
     result = HealthBenchResult(scores, records, time.perf_counter() - t0, t1 - t0, t2 - t1, stats)
     if scores.n_abstained:

@@ -21,8 +21,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from rvpo.judge.server import stop_process
 
@@ -123,7 +123,7 @@ class EmbeddedJudge:
                 self._log = None
         atexit.unregister(self.stop)
 
-    def __enter__(self) -> "EmbeddedJudge":
+    def __enter__(self) -> EmbeddedJudge:
         self.start()
         return self
 

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from rvpo.rewards.base import completion_text
 from rvpo.tasks.rubric.data import RubricDataset, RubricItem, rubric_from_column, rubric_to_json
@@ -187,7 +188,7 @@ class RubricReward:
             raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
         rubrics = self._rubrics(len(completions), columns)
         requests, where = [], []  # where[r] = (row, channel) of request r
-        for i, (prompt, completion, items) in enumerate(zip(prompts, completions, rubrics)):
+        for i, (prompt, completion, items) in enumerate(zip(prompts, completions, rubrics, strict=True)):
             conv = prompt_messages(prompt) + [{"role": "assistant", "content": completion_text(completion)}]
             for j, it in enumerate(items):
                 requests.append(JudgeRequest(conversation=conv, criterion=it.criterion, points=it.points))
@@ -202,7 +203,7 @@ class RubricReward:
         hard = [[None] * self.max_channels for _ in completions]
         probs: list[list[float | None]] = [[None] * self.max_channels for _ in completions]
         n_abstain = n_soft = 0
-        for (i, j), v in zip(where, verdicts):
+        for (i, j), v in zip(where, verdicts, strict=True):
             out[i][j] = channel_value(rubrics[i][j], verdict_input(v, self.verdict_mode, self.verdict_threshold),
                                       self.scale)
             hard[i][j] = channel_value(rubrics[i][j], None if v is None else bool(v.criteria_met), self.scale)
@@ -264,7 +265,7 @@ def rubric_tag_metrics(rubrics: Sequence[Sequence[RubricItem]], values: Sequence
     good: dict[str, int] = {}
     total: dict[str, float] = {}
     mass: dict[str, float] = {}
-    for i, (items, row) in enumerate(zip(rubrics, values)):
+    for i, (items, row) in enumerate(zip(rubrics, values, strict=True)):
         row_mass: dict[str, float] = {}
         for j, it in enumerate(items):
             tags = (*it.tags, "sign:pitfall" if it.is_pitfall else "sign:positive")

@@ -38,11 +38,12 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
 
-from rvpo.tasks.rubric.data import RubricItem
 from rvpo.stats import bootstrap_se
+from rvpo.tasks.rubric.data import RubricItem
 
 Scale = Literal["unit", "points"]
 
@@ -86,7 +87,7 @@ def example_score(items: Sequence[RubricItem], met: Sequence[bool | None]) -> fl
     """
     if len(items) != len(met):
         raise ValueError(f"{len(items)} rubric items but {len(met)} grades")
-    graded = [(it, m) for it, m in zip(items, met) if m is not None]
+    graded = [(it, m) for it, m in zip(items, met, strict=True) if m is not None]
     possible = sum(it.points for it, _ in graded if it.points > 0)
     if possible <= 0:
         return None

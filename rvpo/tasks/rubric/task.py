@@ -29,8 +29,9 @@ import json
 import logging
 import math
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from rvpo.tasks.base import Task, rate
 from rvpo.tasks.rubric.data import RubricExample, load_rubric_file, rubric_from_column, rubric_to_json
@@ -55,7 +56,7 @@ def _finite(v: Any) -> Any:
 class _TaskJudge:
     """The judge the reward calls: whatever client the task's open session holds."""
 
-    def __init__(self, task: "RubricTask"):
+    def __init__(self, task: RubricTask):
         self.task = task
 
     def judge_many(self, requests):
@@ -244,7 +245,7 @@ class RubricTask(Task):
         return dataclasses.replace(self._judge_template, base_url=base_url, cache_path=cache, api_key=key)
 
     @contextlib.contextmanager
-    def session(self, run_dir: Path) -> Iterator["RubricTask"]:
+    def session(self, run_dir: Path) -> Iterator[RubricTask]:
         """Open the judge for the run: start the embedded server if no ``judge_url``; stop it on exit, always."""
         from rvpo.judge import JudgeClient
         from rvpo.tasks.rubric.judge_session import EmbeddedJudge

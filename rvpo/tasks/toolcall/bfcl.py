@@ -35,8 +35,9 @@ that BFCL converts with its own parsers).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 Call = dict[str, Any]
 
@@ -123,7 +124,7 @@ def _dict_ok(value: Any, accepted: Sequence[Any]) -> bool:
 def _list_dict_ok(value: list, accepted: Sequence[Any]) -> bool:
     for a in accepted:
         # "" (optional) has length 0, so it accepts the empty list, as in BFCL.
-        if len(value) == len(a) and all(_dict_ok(v, [d]) for v, d in zip(value, a)):
+        if len(value) == len(a) and all(_dict_ok(v, [d]) for v, d in zip(value, a, strict=True)):
             return True
     return False
 

@@ -19,7 +19,8 @@ import json
 import random
 import sys
 import types
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from rvpo.runs import iter_json_records
 from rvpo.tasks.toolcall.bfcl import check, is_irrelevance, language

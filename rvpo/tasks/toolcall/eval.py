@@ -28,7 +28,8 @@ import json
 import math
 import os
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from rvpo.stats import bootstrap_se, wilson_ci
 from rvpo.tasks.toolcall import bfcl
@@ -78,7 +79,7 @@ def score_toolcall(examples: Sequence[dict], completions: Sequence[str]) -> dict
     if len(examples) != len(completions):
         raise ValueError(f"{len(examples)} examples but {len(completions)} completions")
     records = []
-    for ex, text in zip(examples, completions):
+    for ex, text in zip(examples, completions, strict=True):
         gt = ex["ground_truth"]
         fmt = format_score(text, gt)
         corr = float(correctness_score(text, gt))

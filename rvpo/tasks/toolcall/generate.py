@@ -11,7 +11,8 @@ import copy
 import functools
 import hashlib
 import random
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from rvpo.tasks.toolcall.rewards import render_output
 from rvpo.tasks.toolcall.schemas import TOOLS, compact_signature, system_prompt
@@ -207,7 +208,7 @@ def _tool_names(rng: random.Random, needed: list[str], pool: list[str]) -> list[
     return names
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _signature(name: str) -> str:
     return compact_signature(TOOLS[name])
 
@@ -227,7 +228,7 @@ def _one(rng: random.Random, no_call_frac: float) -> dict[str, Any]:
         user, answer = rng.choice(NO_CALL)
         names = _tool_names(rng, [], NO_CALL_TOOLS)
         return make_example(user, None, "No available tool helps with this; I answer directly.", names, response=answer)
-    intents, weights = zip(*CALL_INTENTS)
+    intents, weights = zip(*CALL_INTENTS, strict=True)
     user, calls, think = rng.choices(intents, weights=weights)[0](rng)
     names = _tool_names(rng, [c["name"] for c in calls], list(TOOLS))
     return make_example(user, calls, think, names)

@@ -16,12 +16,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from rvpo.runs import JsonRecordError, iter_json_records
-from rvpo.tasks.toolcall.rewards import parse_gold_calls, render_output
 from rvpo.tasks.toolcall.generate import builtin_splits
+from rvpo.tasks.toolcall.rewards import parse_gold_calls, render_output
 from rvpo.tasks.toolcall.schemas import bfcl_compact_signature, system_prompt
 
 Example = dict[str, Any]

@@ -24,8 +24,9 @@ import functools
 import json
 import re
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from rvpo.rewards.base import completion_text
 
@@ -344,7 +345,7 @@ def _is_accepted(value: Any, accepted: list[Any]) -> bool:
     if isinstance(value, dict):
         return _dict_accepted(value, accepted)
     if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-        return any(isinstance(a, list) and len(a) == len(value) and all(_dict_accepted(v, [d]) for v, d in zip(value, a))
+        return any(isinstance(a, list) and len(a) == len(value) and all(_dict_accepted(v, [d]) for v, d in zip(value, a, strict=True))
                    for a in accepted)
     return False
 
@@ -369,12 +370,12 @@ def canonicalize_calls(pred: list[dict[str, Any]], gold: list[dict[str, Any]],
         raise ValueError(f"'accepted' has {len(accepted)} entries but the gold has {len(gold)} calls")
     out = []
     for p in pred:
-        cands = [(a, g) for a, g in zip(accepted, gold) if a["name"] == p["name"] == g["name"]]
+        cands = [(a, g) for a, g in zip(accepted, gold, strict=True) if a["name"] == p["name"] == g["name"]]
         if not cands:
             out.append(p)
             continue
 
-        def n_ok(ag: tuple[dict[str, Any], dict[str, Any]]) -> int:
+        def n_ok(ag: tuple[dict[str, Any], dict[str, Any]], p: dict[str, Any] = p) -> int:
             return sum(1 for k, v in p["parameters"].items() if _is_accepted(v, ag[0]["parameters"].get(k, [])))
 
         acc, g = max(cands, key=n_ok)  # max keeps the first of equal counts
@@ -414,7 +415,7 @@ def make_format_reward(strict_think: bool = True, name: str = "format") -> Calla
 
     def reward(completions: Sequence[Any], ground_truth: Sequence[str] | None = None, **kwargs: Any) -> list[float]:
         _check_lengths(completions, ground_truth, name)
-        return [format_score(completion_text(c), gt, strict_think=strict_think) for c, gt in zip(completions, ground_truth)]
+        return [format_score(completion_text(c), gt, strict_think=strict_think) for c, gt in zip(completions, ground_truth, strict=True)]
 
     reward.__name__ = name
     reward.__qualname__ = name
@@ -440,7 +441,7 @@ def make_correctness_reward(no_call: str = "zero", max_reward: float = CORRECTNE
         acc = _accepted_column(kwargs.get("accepted") if use_accepted else None, len(completions), name)
         return [correctness_score(completion_text(c), gt, no_call=no_call, max_reward=max_reward,
                                   min_reward=min_reward, accepted=a)
-                for c, gt, a in zip(completions, ground_truth, acc)]
+                for c, gt, a in zip(completions, ground_truth, acc, strict=True)]
 
     reward.__name__ = name
     reward.__qualname__ = name
@@ -450,7 +451,7 @@ def make_correctness_reward(no_call: str = "zero", max_reward: float = CORRECTNE
 def format_reward(completions: Sequence[Any], ground_truth: Sequence[str] | None = None, **kwargs: Any) -> list[float]:
     """ToolRL format reward in {0, 1} per completion (see ``format_score``). TRL name: "format"."""
     _check_lengths(completions, ground_truth, "format")
-    return [format_score(completion_text(c), gt) for c, gt in zip(completions, ground_truth)]
+    return [format_score(completion_text(c), gt) for c, gt in zip(completions, ground_truth, strict=True)]
 
 
 def correctness_reward(completions: Sequence[Any], ground_truth: Sequence[str] | None = None, **kwargs: Any) -> list[float]:
@@ -462,7 +463,7 @@ def correctness_reward(completions: Sequence[Any], ground_truth: Sequence[str] |
     """
     _check_lengths(completions, ground_truth, "correctness")
     acc = _accepted_column(kwargs.get("accepted"), len(completions), "correctness")
-    return [float(correctness_score(completion_text(c), gt, accepted=a)) for c, gt, a in zip(completions, ground_truth, acc)]
+    return [float(correctness_score(completion_text(c), gt, accepted=a)) for c, gt, a in zip(completions, ground_truth, acc, strict=True)]
 
 
 format_reward.__name__ = "format"

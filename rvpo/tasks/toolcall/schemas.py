@@ -8,7 +8,8 @@ prompt with 2-3 tools stays well under 250 SmolLM2 tokens.
 from __future__ import annotations
 
 import json
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 Schema = dict[str, Any]
 

@@ -8,7 +8,8 @@ BFCL rows also BFCL's AST accuracy (``bfcl_accuracy``, Wilson 95% CI).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from rvpo.tasks.base import Task
 from rvpo.tasks.toolcall.eval import evaluate_toolcall
