@@ -216,23 +216,6 @@ def busy_port():
         yield str(sock.getsockname()[1])
 
 
-@pytest.fixture
-def sandbox(tmp_path, monkeypatch):
-    """A fresh working folder, a clean judge environment, and model loading forbidden."""
-    import rvpo.models
-
-    def no_llm(*a, **k):
-        raise AssertionError("an LLM was loaded: a bad input must be rejected before that")
-
-    monkeypatch.setattr(rvpo.models, "load_model_and_tokenizer", no_llm)
-    monkeypatch.setattr(rvpo.models, "ensure_converted", no_llm)
-    for var in ("RVPO_JUDGE_BASE_URL", "OPENAI_BASE_URL", "RVPO_JUDGE_API_KEY", "OPENAI_API_KEY"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("RVPO_JUDGE_CACHE", str(tmp_path / "cache" / "judge.sqlite"))
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def _fill(text: str, values: dict[str, str]) -> str:
     for k, v in values.items():
         text = text.replace("{" + k + "}", v)
