@@ -67,6 +67,7 @@ class MethodScreen:
             ``neglected_significant``: its push is below 0 by more than 2 SE.
         constraint_push / constraint_se: push on the constraint channels (per prompt, their mean).
         easy_push / easy_se: the same for the easy channels (default: every trained non-constraint one).
+        constraint_n / easy_n: the number of prompts behind each (those whose group scores the channels).
     """
 
     label: str
@@ -81,6 +82,26 @@ class MethodScreen:
     constraint_se: float | None = None
     easy_push: float | None = None
     easy_se: float | None = None
+    constraint_n: int | None = None
+    easy_n: int | None = None
+
+    def prompts_per_step(self, z: float = SIGNIFICANT_SE) -> int | None:
+        """Prompts a training step needs for its push on the constraint *and* on the easy channels to be
+        above 0 by ``z`` standard errors (:func:`steady_prompts` of each; the larger). None when either
+        push is not positive (no batch size makes it so) or the screen has no such channels."""
+        need = [steady_prompts(p, se, n, z) for p, se, n in ((self.constraint_push, self.constraint_se,
+                self.constraint_n), (self.easy_push, self.easy_se, self.easy_n)) if p is not None]
+        return None if not need or None in need else max(need)
+
+
+def steady_prompts(push: float | None, se: float | None, n: int | None, z: float = SIGNIFICANT_SE) -> int | None:
+    """Smallest number of prompts ``B`` with ``push > z * sd / sqrt(B)``, where ``sd = se * sqrt(n)`` is the
+    per-prompt standard deviation of the push measured on ``n`` prompts: a step of ``B`` prompts (G
+    samples each) then pushes the channel up with high probability, not only on average. None when
+    the push is not positive or a value is missing."""
+    if push is None or se is None or n is None or not (math.isfinite(push) and math.isfinite(se)) or push <= 0:
+        return None
+    return max(1, math.ceil((z * se * math.sqrt(n) / push) ** 2))
 
 
 @dataclass
@@ -126,7 +147,8 @@ class ScreenResult:
         cname = "+".join(cons) if cons else None
         head = ["method"]
         if cname:
-            head += [f"push on {cname} ± SE", "easy mean push ± SE", f"binding on {cname}"]
+            head += [f"push on {cname} ± SE", "easy mean push ± SE", f"binding on {cname}",
+                     "prompts a step for both pushes > 2 SE"]
         else:
             head += ["mean push (trained channels)"]
         head += ["k", "neglected channel"]
@@ -136,8 +158,10 @@ class ScreenResult:
         for m in self.methods:
             row = [m.label]
             if cname:
+                need = m.prompts_per_step()
                 row += [_pm(m.constraint_push, m.constraint_se), _pm(m.easy_push, m.easy_se),
-                        _f(sum(m.binding[j] for j in idx))]
+                        _f(sum(m.binding[j] for j in idx)),
+                        str(need) if need is not None else "n/a" if m.constraint_n is None else "never (a push <= 0)"]
             else:
                 row += [_f(sum(m.push[j] for j in trained) / max(1, len(trained)), "+.3f")]
             row += [_f(m.k, ".2f") if m.k is not None and math.isfinite(m.k) else "-"]
@@ -156,6 +180,10 @@ class ScreenResult:
         notes.append("Push: predicted first-order change of a channel's mean reward in one policy-gradient step "
                      "(the within-group covariance of advantage and reward); ± is the SE over prompts. "
                      "Neglected: the trained channel pushed down most.")
+        if cname:
+            notes.append("Prompts a step: how many prompts (G samples each) one training step needs for its push on "
+                         "the constraint and on the easy channels to both be above 0 by 2 SE (from the per-prompt "
+                         "spread of the push); fewer, and single steps often push a channel the wrong way.")
         return "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"
 
 
@@ -345,6 +373,7 @@ def screen(
                 mu, se = _mean_se(per_prompt[mask])
                 setattr(ms, f"{attr}_push", mu)
                 setattr(ms, f"{attr}_se", se)
+                setattr(ms, f"{attr}_n", int(mask.sum()))
         res.methods.append(ms)
         res.weights = [float(x) for x in ws]
     return res

@@ -184,3 +184,29 @@ def test_screen_weights_resolve_like_rvpo_train():
     assert channel_weights(task, names, [2.0] * len(names))[names.index("words")] == 0.0
     with pytest.raises(UserError, match="unknown channel"):
         channel_weights(task, names, {"constrant": 1})
+
+
+def test_prompts_a_step_for_a_steady_push():
+    from rvpo.screen import steady_prompts
+
+    assert steady_prompts(0.1, 0.02, 25) == 4          # per-prompt sd 0.1: 2 * 0.1 / sqrt(4) = 0.1
+    assert steady_prompts(0.1, 0.02, 25, z=1.0) == 1
+    assert steady_prompts(0.1, 0.0201, 25) == 5        # just above: one more prompt
+    assert steady_prompts(-0.1, 0.02, 25) is None and steady_prompts(0.0, 0.02, 25) is None
+    assert steady_prompts(0.1, math.nan, 25) is None and steady_prompts(None, 0.02, 25) is None
+
+    torch.manual_seed(0)
+    g, p = 8, 24
+    length = torch.rand(p * g)
+    r = torch.stack([(length < 0.6).float(), (length > 0.3).float(), (length > 0.5).float()], 1)  # a limit vs two
+    res = screen(r, g, [("gdpo", {"estimator": "gdpo"}), ("k2", {"estimator": "rvpo", "k": 2.0})],
+                 ["constraint", "e1", "e2"], constraint_channels=["constraint"])
+    for m in res.methods:
+        want = [steady_prompts(m.constraint_push, m.constraint_se, m.constraint_n),
+                steady_prompts(m.easy_push, m.easy_se, m.easy_n)]
+        assert m.constraint_n == m.easy_n == p
+        assert m.prompts_per_step() == (None if None in want else max(want))
+    assert res.method("gdpo").constraint_push < 0 and res.method("gdpo").prompts_per_step() is None
+    row = next(line for line in res.markdown().splitlines() if line.startswith("| gdpo"))
+    assert "never (a push <= 0)" in row
+    assert res.from_dict(json.loads(json.dumps(res.to_dict()))).method("k2").easy_n == p
