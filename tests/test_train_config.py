@@ -124,8 +124,11 @@ def test_round_trip_through_dict():
 def test_example_configs_load():
     files = sorted((REPO / "configs").glob("*.yaml"))
     assert files, "configs/ has no example YAML"
+    from rvpo.tasks.base import get_task
+
     for f in files:
-        build_config(f)
+        cfg = build_config(f)
+        get_task(cfg.task, cfg.task_options)  # the task accepts every task option the file sets
 
 
 def test_cli_bad_config_is_one_line_exit_2(tmp_path, capsys):
