@@ -206,22 +206,23 @@ def redact(obj: Any) -> Any:
     return obj
 
 
-def _finite(obj: Any) -> Any:
-    """Copy of ``obj`` with every non-finite float (NaN, +-inf) replaced by ``None``."""
+def json_safe(obj: Any) -> Any:
+    """Copy of ``obj`` with every non-finite float (NaN, +-inf) replaced by ``None``, recursively through
+    dicts, lists and tuples (numpy / torch scalars become floats): the project's one NaN cleaner."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
+        return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if hasattr(obj, "item") and getattr(obj, "ndim", None) == 0 and getattr(obj, "dtype", None) is not None:
-        return _finite(obj.item())  # numpy / torch scalars
+        return json_safe(obj.item())  # numpy / torch scalars
     return obj
 
 
 def to_json(obj: Any, indent: int | None = 2) -> str:
     """Strict JSON text of ``obj``: secrets redacted, NaN/inf written as ``null``, other objects as ``str``."""
-    return json.dumps(_finite(redact(obj)), indent=indent, default=str, allow_nan=False)
+    return json.dumps(json_safe(redact(obj)), indent=indent, default=str, allow_nan=False)
 
 
 def csv_text(rows: list[dict]) -> str:

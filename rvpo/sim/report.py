@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 
-from rvpo.runs import atomic_write_text, csv_text, write_json
+from rvpo.runs import atomic_write_text, csv_text, json_safe, write_json
 from rvpo.sim.run import SAT_TARGET, RunResult
 from rvpo.stats import mean_std, welch_t
-
-
-def _clean(x: Any) -> Any:
-    """JSON-safe copy: NaN / inf floats become None (JSON has no NaN)."""
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    return x
 
 
 def _ms(xs: list[float]) -> dict:
@@ -69,7 +57,7 @@ def summarise(results: dict[str, list[RunResult]], channel_names: list[str], met
         "methods": {lab: {**info.get(lab, {}), **summarise_runs(runs, channel_names)} for lab, runs in results.items()},
         "significance": significance(results),
     }
-    return _clean(out)
+    return json_safe(out)
 
 
 def _pm(d: dict, fmt: str = ".3f") -> str:
@@ -141,7 +129,7 @@ def summarise_sweep(rows: list[dict]) -> list[dict]:
     for row in rows:
         s = summarise_runs(row["runs"], row["channel_names"])
         easy = row["channel_names"][0]
-        out.append(_clean({"param": row["param"], "value": row["value"], "method": row["method"],
+        out.append(json_safe({"param": row["param"], "value": row["value"], "method": row["method"],
                            "final_sat": s["final_sat"], "easy": s["channels"][easy],
                            "mean_reward": s["mean_reward"], "steps_to_95": s["steps_to_95"]}))
     return out

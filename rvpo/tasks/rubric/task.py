@@ -33,6 +33,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from rvpo.runs import json_safe
 from rvpo.tasks.base import Task, rate
 from rvpo.tasks.rubric.data import RubricExample, load_rubric_file, rubric_from_column, rubric_to_json
 
@@ -40,17 +41,6 @@ logger = logging.getLogger(__name__)
 
 EMBEDDED_JUDGE_MODEL = "smollm2-135m-instruct"
 HELDOUT_SPEC = "heldout"
-
-
-def _finite(v: Any) -> Any:
-    """Floats that are NaN/inf become None, recursively (strict JSON)."""
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, dict):
-        return {k: _finite(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_finite(x) for x in v]
-    return v
 
 
 class _TaskJudge:
@@ -270,7 +260,7 @@ class RubricTask(Task):
         finally:
             try:
                 if self.judge is not None:
-                    self.judge_totals = _finite(self.judge.stats.as_dict())
+                    self.judge_totals = json_safe(self.judge.stats.as_dict())
                     with contextlib.suppress(OSError):
                         from rvpo.runs import write_json
 
@@ -349,7 +339,7 @@ class RubricTask(Task):
         text = ("overall: HealthBench score (points of met items, pitfalls negative, over positive points; clipped "
                 "mean, CI +-1.96 bootstrap SE); satisfied: share of judged items with the desirable outcome (Wilson "
                 "CI over items); abstained: share of items the judge could not grade (left out of the scores).")
-        t = self.judge_totals or (_finite(self.judge.stats.as_dict()) if self.judge is not None else {})
+        t = self.judge_totals or (json_safe(self.judge.stats.as_dict()) if self.judge is not None else {})
         if t:
             fails = ", ".join(f"{k} {v}" for k, v in (t.get("failures") or {}).items()) or "none"
             text += (f" Judge `{self._judge_template.model}` over the run: {t['requests']} requests, "
@@ -408,7 +398,7 @@ def healthbench_result(res: Any, judged: dict[str, Any] | None = None) -> dict[s
            "failure": res.failure, "scores": s.as_dict(), "n_items": s.n_items, "n_abstained": s.n_abstained,
            "answer_s": round(res.answer_s, 3), "judge_s": round(res.judge_s, 3),
            "judge": judged or {}, "records": res.records}
-    return _finite(json.loads(json.dumps(out, default=str, allow_nan=True)))
+    return json_safe(json.loads(json.dumps(out, default=str, allow_nan=True)))
 
 
 def make_task(**options: Any) -> RubricTask:
