@@ -315,6 +315,10 @@ def test_hold_fisher_channels_and_cached_screen_in_the_report(tmp_path):
     raw["hold"]["while_improving"] = "exact_match_rate"
     _, s4 = finish(load_spec(_write(tmp_path, raw)))
     assert s4["hold"]["methods"]["rvpo"]["seeds_kept"] == [0, 1, 3] and s4["hold"]["methods"]["gdpo"]["kept"] == 0
+    alone = s4["hold"]["metric_rule_only"]  # ... and the metric rule by itself, beside it: all 5 of rvpo's seeds
+    assert alone["methods"]["rvpo"]["kept"] == 5 and alone["rule"] == "held-out exact_match_rate after RL >= 0.5"
+    assert alone["comparisons"][0]["p"] == pytest.approx(0.0079, abs=1e-4)
+    assert "metric_rule_only" not in s2["hold"]  # only where while_improving is set
 
 
 @pytest.mark.parametrize("change, match", [

@@ -32,9 +32,9 @@ def _eval(res: dict | None, name: str) -> float:
     return _num((res or {}).get("metrics", {}).get(name))
 
 
-def kept(spec: ExperimentSpec, run: RunData) -> bool | None:
+def kept(spec: ExperimentSpec, run: RunData, improving: bool = True) -> bool | None:
     """Did ``run`` keep ``spec.hold``'s metric? None when not decidable (no value after, or no before
-    value where the rule needs one)."""
+    value where the rule needs one). ``improving=False`` ignores ``while_improving`` (the metric rule alone)."""
     if not spec.hold:
         return None
     after = _eval(run.eval_after, spec.hold["metric"])
@@ -47,7 +47,7 @@ def kept(spec: ExperimentSpec, run: RunData) -> bool | None:
         if not math.isfinite(before):
             return None
         ok = after >= before - HOLD_MARGIN
-    improving = spec.hold.get("while_improving")
+    improving = spec.hold.get("while_improving") if improving else None
     if improving:  # kept *while* the other rewards still rose: not by giving up on them
         up_after, up_before = _eval(run.eval_after, improving), _eval(run.eval_before, improving)
         if not (math.isfinite(up_after) and math.isfinite(up_before)):
@@ -61,29 +61,39 @@ def hold_summary(spec: ExperimentSpec, runs: list[RunData]) -> dict | None:
     if not spec.hold:
         return None
     labels = [m.label for m in spec.methods]
-    methods = {}
-    for lab in labels:
-        ks = [(r.seed, kept(spec, r)) for r in runs if r.finished and r.label == lab]
-        ks = [(s, k) for s, k in ks if k is not None]
-        n, c = len(ks), sum(k for _, k in ks)
-        lo, hi = wilson_ci(c, n)
-        methods[lab] = {"kept": c, "n": n, "share": c / n if n else math.nan, "ci95": [lo, hi],
-                        "seeds_kept": [s for s, k in ks if k]}
     first = labels[0]
-    comps = []
-    for lab in labels[1:]:
-        a, b = methods[lab], methods[first]
-        odds, p = fisher_exact(a["kept"], a["n"], b["kept"], b["n"])
-        comps.append({"label": lab, "vs": first, "kept_a": a["kept"], "n_a": a["n"], "kept_b": b["kept"],
-                      "n_b": b["n"], "odds_ratio": odds, "p": p,
-                      "significant": bool(math.isfinite(p) and p < 0.05)})
+
+    def count(improving: bool) -> tuple[dict, list]:
+        methods = {}
+        for lab in labels:
+            ks = [(r.seed, kept(spec, r, improving)) for r in runs if r.finished and r.label == lab]
+            ks = [(s, k) for s, k in ks if k is not None]
+            n, c = len(ks), sum(k for _, k in ks)
+            lo, hi = wilson_ci(c, n)
+            methods[lab] = {"kept": c, "n": n, "share": c / n if n else math.nan, "ci95": [lo, hi],
+                            "seeds_kept": [s for s, k in ks if k]}
+        comps = []
+        for lab in labels[1:]:
+            a, b = methods[lab], methods[first]
+            odds, p = fisher_exact(a["kept"], a["n"], b["kept"], b["n"])
+            comps.append({"label": lab, "vs": first, "kept_a": a["kept"], "n_a": a["n"], "kept_b": b["kept"],
+                          "n_b": b["n"], "odds_ratio": odds, "p": p,
+                          "significant": bool(math.isfinite(p) and p < 0.05)})
+        return methods, comps
+
+    methods, comps = count(True)
+    # with while_improving, the metric rule alone too: how often a method kept the constraint at all
+    alone = count(False) if spec.hold.get("while_improving") else None
     at = spec.hold["at_least"]
     rule = (f"held-out {spec.hold['metric']} after RL >= {at:g}" if at is not None else
             f"held-out {spec.hold['metric']} after RL >= its value before - {HOLD_MARGIN:g}")
     if spec.hold.get("while_improving"):
         rule += f", while held-out {spec.hold['while_improving']} rose above its value before"
-    return {"metric": spec.hold["metric"], "at_least": at, "rule": rule, "first": first, "methods": methods,
-            "comparisons": comps}
+    out = {"metric": spec.hold["metric"], "at_least": at, "rule": rule, "first": first, "methods": methods,
+           "comparisons": comps}
+    if alone is not None:
+        out["metric_rule_only"] = {"rule": rule.split(", while")[0], "methods": alone[0], "comparisons": alone[1]}
+    return out
 
 
 def channel_summary(spec: ExperimentSpec, runs: list[RunData]) -> dict | None:

@@ -49,6 +49,17 @@ def hold_section(summary: dict) -> list[str]:
                f"{fp} | {wp} |")
         lines.append(row + (f" {_push(scr.get(lab))} |" if scr else ""))
     lines.append("")
+    alone = h.get("metric_rule_only")
+    if alone:
+        ac = {c["label"]: c for c in alone["comparisons"]}
+        lines += [f"The metric rule alone ({alone['rule']}), whatever the other rewards did:", "",
+                  "| method | kept (seeds) | share [Wilson 95% CI] | Fisher p vs " + first + " |", "|" + " --- |" * 4]
+        for lab, m in alone["methods"].items():
+            lo, hi = m["ci95"]
+            fp = "(reference)" if lab == first else _p(ac[lab]["p"])
+            lines.append(f"| {lab} | {m['kept']}/{m['n']} | {_f(m['share'], '.2f')} [{_f(lo, '.2f')}, "
+                         f"{_f(hi, '.2f')}] | {fp} |")
+        lines.append("")
     for c in h["comparisons"]:
         if c["significant"]:
             lines.append(f"- `{c['label']}` kept it in {c['kept_a']}/{c['n_a']} seeds against {c['kept_b']}/{c['n_b']} "
