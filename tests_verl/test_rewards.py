@@ -27,6 +27,8 @@ RLLA = DATA / "toolrl" / "rlla_4k_test.parquet"
 
 @pytest.fixture(scope="module")
 def rlla_rows():
+    if not RLLA.is_file():  # a plain clone has no ../shared (CI's checkout does)
+        pytest.skip(f"needs the public data file {RLLA} (absent: a plain clone has no ../shared)")
     df = pd.read_parquet(RLLA)
     assert len(df) == 80
     return df
