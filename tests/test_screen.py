@@ -210,3 +210,28 @@ def test_prompts_a_step_for_a_steady_push():
     row = next(line for line in res.markdown().splitlines() if line.startswith("| gdpo"))
     assert "never (a push <= 0)" in row
     assert res.from_dict(json.loads(json.dumps(res.to_dict()))).method("k2").easy_n == p
+
+
+def test_cli_screens_a_lora_folder_as_the_merged_policy(tmp_path, tiny_llama_dir):
+    """`--set model=<run>/warmstart` (a LoRA adapter folder): the screen samples the adapted policy, merged."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    peft = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama_dir),
+                          LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():
+        for name, p in peft.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    adapter = tmp_path / "warmstart"
+    peft.save_pretrained(adapter)
+    AutoTokenizer.from_pretrained(tiny_llama_dir).save_pretrained(adapter)
+    outs = {}
+    for label, model in (("base", tiny_llama_dir), ("adapter", adapter)):
+        out = tmp_path / label
+        assert main(["screen", "--task", "constraints", "--set", f"model={model}", "--prompts", "2", "-G", "2",
+                     "--max-new-tokens", "6", "--methods", "gdpo", "--out", str(out)]) == 0
+        outs[label] = [json.loads(x)["completion"] for x in (out / "samples.jsonl").read_text().splitlines()]
+    assert len(outs["adapter"]) == 4 and outs["adapter"] != outs["base"]  # the adapter's weights were used

@@ -147,7 +147,13 @@ def sample_and_score(cfg: Any, prompts: int, group_size: int, max_new_tokens: in
     rows = rows[:prompts]
     fns = reward_funcs(cfg, task)
     names = [fn.__name__ for fn in fns]
-    model, tok = load_model_and_tokenizer(resolve_model(cfg.model), dtype=model_dtype(cfg, precision))
+    folder = Path(str(cfg.model)).expanduser()
+    if folder.is_dir() and not (folder / "config.json").is_file():  # a LoRA folder (a run's warmstart/) or a run
+        from rvpo.policy import load_policy
+
+        model, tok = load_policy(folder, merge=True, precision=precision.name)
+    else:
+        model, tok = load_model_and_tokenizer(resolve_model(cfg.model), dtype=model_dtype(cfg, precision))
     timings["load_s"] = round(time.perf_counter() - t, 1)
     log(f"sampling {len(rows)} prompts x G={group_size}, {max_new_tokens} tokens, temperature {temperature} "
         f"({precision.name})")
