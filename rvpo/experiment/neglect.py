@@ -32,9 +32,9 @@ def _eval(res: dict | None, name: str) -> float:
     return _num((res or {}).get("metrics", {}).get(name))
 
 
-def kept(spec: ExperimentSpec, run: RunData, improving: bool = True) -> bool | None:
+def kept(spec: ExperimentSpec, run: RunData, with_improving: bool = True) -> bool | None:
     """Did ``run`` keep ``spec.hold``'s metric? None when not decidable (no value after, or no before
-    value where the rule needs one). ``improving=False`` ignores ``while_improving`` (the metric rule alone)."""
+    value where the rule needs one). ``with_improving=False`` ignores ``while_improving`` (the metric rule alone)."""
     if not spec.hold:
         return None
     after = _eval(run.eval_after, spec.hold["metric"])
@@ -47,7 +47,7 @@ def kept(spec: ExperimentSpec, run: RunData, improving: bool = True) -> bool | N
         if not math.isfinite(before):
             return None
         ok = after >= before - HOLD_MARGIN
-    improving = spec.hold.get("while_improving") if improving else None
+    improving = spec.hold.get("while_improving") if with_improving else None
     if improving:  # kept *while* the other rewards still rose: not by giving up on them
         up_after, up_before = _eval(run.eval_after, improving), _eval(run.eval_before, improving)
         if not (math.isfinite(up_after) and math.isfinite(up_before)):
@@ -63,10 +63,10 @@ def hold_summary(spec: ExperimentSpec, runs: list[RunData]) -> dict | None:
     labels = [m.label for m in spec.methods]
     first = labels[0]
 
-    def count(improving: bool) -> tuple[dict, list]:
+    def count(with_improving: bool) -> tuple[dict, list]:
         methods = {}
         for lab in labels:
-            ks = [(r.seed, kept(spec, r, improving)) for r in runs if r.finished and r.label == lab]
+            ks = [(r.seed, kept(spec, r, with_improving)) for r in runs if r.finished and r.label == lab]
             ks = [(s, k) for s, k in ks if k is not None]
             n, c = len(ks), sum(k for _, k in ks)
             lo, hi = wilson_ci(c, n)
@@ -85,14 +85,15 @@ def hold_summary(spec: ExperimentSpec, runs: list[RunData]) -> dict | None:
     # with while_improving, the metric rule alone too: how often a method kept the constraint at all
     alone = count(False) if spec.hold.get("while_improving") else None
     at = spec.hold["at_least"]
-    rule = (f"held-out {spec.hold['metric']} after RL >= {at:g}" if at is not None else
-            f"held-out {spec.hold['metric']} after RL >= its value before - {HOLD_MARGIN:g}")
+    metric_rule = (f"held-out {spec.hold['metric']} after RL >= {at:g}" if at is not None else
+                   f"held-out {spec.hold['metric']} after RL >= its value before - {HOLD_MARGIN:g}")
+    rule = metric_rule
     if spec.hold.get("while_improving"):
         rule += f", while held-out {spec.hold['while_improving']} rose above its value before"
     out = {"metric": spec.hold["metric"], "at_least": at, "rule": rule, "first": first, "methods": methods,
            "comparisons": comps}
     if alone is not None:
-        out["metric_rule_only"] = {"rule": rule.split(", while")[0], "methods": alone[0], "comparisons": alone[1]}
+        out["metric_rule_only"] = {"rule": metric_rule, "methods": alone[0], "comparisons": alone[1]}
     return out
 
 

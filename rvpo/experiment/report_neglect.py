@@ -26,6 +26,17 @@ def _push(scr: dict | None) -> str:
     return f"{_f(scr['push'], '+.3f')} ± {_f(scr.get('se'))}"
 
 
+def _kept_rows(h: dict, first: str) -> dict[str, str]:
+    """Per method: ``| label | kept/n | share [CI] | Fisher p |`` of a hold summary's ``methods``/``comparisons``."""
+    comps = {c["label"]: c for c in h["comparisons"]}
+    rows = {}
+    for lab, m in h["methods"].items():
+        lo, hi = m["ci95"]
+        fp = "(reference)" if lab == first else _p(comps[lab]["p"])
+        rows[lab] = f"| {lab} | {m['kept']}/{m['n']} | {_f(m['share'], '.2f')} [{_f(lo, '.2f')}, {_f(hi, '.2f')}] | {fp} |"
+    return rows
+
+
 def hold_section(summary: dict) -> list[str]:
     h = summary.get("hold")
     if not h:
@@ -40,26 +51,16 @@ def hold_section(summary: dict) -> list[str]:
              f"A run kept it when {h['rule']}. Fisher's exact two-sided test of each method's count against "
              f"`{first}`'s, beside Welch's t on the metric's values.", "", head,
              "|" + " --- |" * (6 if scr else 5)]
-    comps = {c["label"]: c for c in h["comparisons"]}
-    for lab, m in h["methods"].items():
-        lo, hi = m["ci95"]
-        fp = "(reference)" if lab == first else _p(comps[lab]["p"])
+    rows = _kept_rows(h, first)
+    for lab, row in rows.items():
         wp = "" if lab == first else _p(welch.get(lab, {}).get("p"))
-        row = (f"| {lab} | {m['kept']}/{m['n']} | {_f(m['share'], '.2f')} [{_f(lo, '.2f')}, {_f(hi, '.2f')}] | "
-               f"{fp} | {wp} |")
-        lines.append(row + (f" {_push(scr.get(lab))} |" if scr else ""))
+        lines.append(f"{row} {wp} |" + (f" {_push(scr.get(lab))} |" if scr else ""))
     lines.append("")
     alone = h.get("metric_rule_only")
     if alone:
-        ac = {c["label"]: c for c in alone["comparisons"]}
         lines += [f"The metric rule alone ({alone['rule']}), whatever the other rewards did:", "",
-                  "| method | kept (seeds) | share [Wilson 95% CI] | Fisher p vs " + first + " |", "|" + " --- |" * 4]
-        for lab, m in alone["methods"].items():
-            lo, hi = m["ci95"]
-            fp = "(reference)" if lab == first else _p(ac[lab]["p"])
-            lines.append(f"| {lab} | {m['kept']}/{m['n']} | {_f(m['share'], '.2f')} [{_f(lo, '.2f')}, "
-                         f"{_f(hi, '.2f')}] | {fp} |")
-        lines.append("")
+                  "| method | kept (seeds) | share [Wilson 95% CI] | Fisher p vs " + first + " |", "|" + " --- |" * 4,
+                  *_kept_rows(alone, first).values(), ""]
     for c in h["comparisons"]:
         if c["significant"]:
             lines.append(f"- `{c['label']}` kept it in {c['kept_a']}/{c['n_a']} seeds against {c['kept_b']}/{c['n_b']} "
