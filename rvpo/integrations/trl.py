@@ -239,8 +239,8 @@ class RVPOTrainer(GRPOTrainer):
 
         spec = self.args.advantage
         raw = rewards.detach().float().cpu()  # (N, M), NaN = abstain
-        out = spec.compute(raw, group, self.state.global_step, self.state.max_steps,
-                           weights=self.reward_weights.cpu())
+        weights = self.reward_weights.detach().float().cpu()  # (M,), 0 = monitor-only channel
+        out = spec.compute(raw, group, self.state.global_step, self.state.max_steps, weights=weights)
         self.last_rvpo_output = out
         all_adv = out.advantages  # (N,)
         n_local = output["advantages"].shape[0]  # this process's N_local, as TRL sliced it
@@ -254,7 +254,6 @@ class RVPOTrainer(GRPOTrainer):
             logged.pop()
         logged.extend(all_adv.tolist())
 
-        weights = self.reward_weights.detach().float().cpu()  # (M,), 0 = monitor-only channel
         met = all_binary_met(raw, weights)
         if met is not None:
             self._metrics[mode]["rvpo/all_binary_met"].append(met)
