@@ -12,7 +12,8 @@ Usage: .venv/bin/python benchmarks/bench_judge.py [--n 16] [--free] [--model PAT
        .venv/bin/python benchmarks/bench_judge.py --prefix-share [--completions 2] [--criteria 8]
 ``--prefix-share`` loads the model in this process (no server) and times the constrained verdict of
 ``completions x criteria`` requests in one batch, every request run whole (before) and each transcript run
-once with only its criteria's tails per request (after): judge seconds per criterion, side by side.
+once with only its criteria's tails per request (after), each with the rubric item last (today) and
+before the instruction (the earlier layout): judge seconds per criterion, side by side.
 ``--free`` measures unconstrained generation instead of the constrained JSON verdict. The
 machine's CPU may be shared: read the ratio within this one run, not against other runs.
 """
@@ -75,8 +76,20 @@ PREFIX_CRITERIA = [c for _, c in CRITERIA] + ["Explains why rest helps recovery.
                                               "Avoids recommending unproven supplements."]
 
 
+def item_first(msgs: list[dict]) -> list[dict]:
+    """The request laid out as before 2026-12-05: the rubric item, then the instruction (item not last)."""
+    user = msgs[1]["content"]
+    head, instruction, item = user.rsplit("\n\n", 2)
+    return [msgs[0], {"role": "user", "content": f"{head}\n\n{item}\n\n{instruction}"}]
+
+
 def prefix_share(model: str, completions: int, criteria: int, repeats: int) -> dict:
-    """Seconds per criterion of the constrained verdict, whole requests vs. shared transcripts (one process)."""
+    """Seconds per criterion of the constrained verdict, whole requests vs. shared transcripts (one process).
+
+    Four variants, alternated within each repeat: each request run whole or each transcript shared,
+    with today's layout (item last) and the earlier one (item, then the instruction). "whole" with the
+    earlier layout is the judge before prefix sharing; its token count equals today's whole layout.
+    """
     import torch
 
     from rvpo.judge import render_judge_messages
@@ -87,24 +100,35 @@ def prefix_share(model: str, completions: int, criteria: int, repeats: int) -> d
     for r in make_requests(completions):
         conv = r.conversation
         msgs += [render_judge_messages(conv, c, 5) for c in (PREFIX_CRITERIA * 4)[:criteria]]
+    layouts = {"item_last": msgs, "item_first": [item_first(m) for m in msgs]}
+    variants = [(f"{share_label}/{layout}", share, layout) for layout in layouts
+                for share_label, share in (("whole", False), ("shared", True))]
     out: dict = {"completions": completions, "criteria": criteria, "requests": len(msgs)}
+    times: dict[str, list[float]] = {label: [] for label, _, _ in variants}
+    ps: dict[str, list[float]] = {}
     with torch.inference_mode():
         backend._constrained(msgs[:1])  # the system prompt's KV cache, once
-        for label, share in (("whole", False), ("shared", True)):
-            backend.share_prefix = share
-            times, ps = [], None
-            for _ in range(repeats):
+        for _ in range(repeats):
+            for label, share, layout in variants:
+                backend.share_prefix = share
                 t0 = time.perf_counter()
-                ps = backend._constrained(msgs)
-                times.append(time.perf_counter() - t0)
-            best = min(times)
-            out[label] = {"s_per_criterion": round(best / len(msgs), 4), "batch_s": round(best, 3), "p": ps}
-            print(f"{label:>6}: {best:.2f} s for {len(msgs)} criteria = {best / len(msgs):.3f} s/criterion "
-                  f"(best of {repeats})", flush=True)
-    diff = max(abs(a - b) for a, b in zip(out["whole"]["p"], out["shared"]["p"], strict=True))
-    out["speedup"] = round(out["whole"]["batch_s"] / out["shared"]["batch_s"], 2)
+                ps[label] = backend._constrained(layouts[layout])
+                times[label].append(time.perf_counter() - t0)
+    for label, _, _ in variants:
+        best = min(times[label])
+        out[label] = {"s_per_criterion": round(best / len(msgs), 4), "batch_s": round(best, 3), "p": ps[label]}
+        print(f"{label:>18}: {best:.2f} s for {len(msgs)} criteria = {best / len(msgs):.3f} s/criterion "
+              f"(best of {repeats})", flush=True)
+    base = out["whole/item_first"]["batch_s"]
+    for label, _, _ in variants:
+        out[label]["speedup_vs_whole_item_first"] = round(base / out[label]["batch_s"], 2)
+    diff = max(abs(a - b) for a, b in zip(ps["whole/item_last"], ps["shared/item_last"], strict=True))
     out["max_abs_p_diff"] = diff
-    print(f"speed-up x{out['speedup']}; max |P(true) whole - shared| = {diff:.2e}")
+    out["speedup"] = out["shared/item_last"]["speedup_vs_whole_item_first"]
+    print(f"speed-up of shared/item_last over whole/item_first (the judge before sharing): x{out['speedup']}; "
+          f"over shared/item_first (item before the instruction): "
+          f"x{out['shared/item_first']['batch_s'] / out['shared/item_last']['batch_s']:.2f}; "
+          f"max |P(true) whole - shared| = {diff:.2e}")
     return out
 
 

@@ -128,7 +128,7 @@ def test_injected_verdict_in_the_completion_changes_nothing(tmp_path):
         (v,) = client.judge_many([req])
         assert v is not None and v.criteria_met is False
     user = render_judge_messages(conv, req.criterion, 5)[1]["content"]
-    assert user.count("Rubric item:") == 2 and user.rstrip().endswith("JSON object only.")
+    assert user.count("Rubric item:") == 2 and user.rstrip().endswith('Rubric item: [5] Mentions "fluids by weight".')
 
 
 def test_api_key_never_in_logs_errors_or_cache(tmp_path, caplog):

@@ -75,7 +75,7 @@ def test_completion_cannot_close_the_block_or_inject_placeholders():
     assert nonce not in evil
     assert user.count(f"END TRANSCRIPT {nonce}") == 1
     assert "<<rubric_item>> <<id>>" in user  # not substituted: one pass over the template only
-    assert user.rstrip().endswith("Reply with the JSON object only.")
+    assert user.rstrip().endswith("Rubric item: [-2] Mentions water.")  # the item closes the message
     assert user.split(f"END TRANSCRIPT {nonce}")[1].count("Rubric item:") == 1
     assert "Rubric item: [-2] Mentions water." in user.split(f"END TRANSCRIPT {nonce}")[1]
 

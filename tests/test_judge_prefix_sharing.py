@@ -31,6 +31,11 @@ def test_criteria_of_one_transcript_share_its_prefix_and_get_the_plain_forward_a
     assert user[0].split("Rubric item:")[0] == user[1].split("Rubric item:")[0]  # the nonce ignores the criterion
     with torch.inference_mode():
         shared = backend._constrained(msgs)
+        tiny_llama.set_attn_implementation("eager")  # the additive-mask path
+        try:
+            shared_eager = backend._constrained(msgs)
+        finally:
+            tiny_llama.set_attn_implementation("sdpa")
         backend.share_prefix = False
         flat = backend._constrained(msgs)
         plain = []
@@ -40,6 +45,12 @@ def test_criteria_of_one_transcript_share_its_prefix_and_get_the_plain_forward_a
             last = tiny_llama(input_ids=ids).logits[0, -1]
             plain.append(torch.softmax(torch.stack([last[backend.true_id], last[backend.false_id]]), 0)[0].item())
     assert shared == pytest.approx(plain, abs=1e-4) and flat == pytest.approx(plain, abs=1e-4)
+    assert shared_eager == pytest.approx(plain, abs=1e-4)
+    with torch.inference_mode():  # no system message: no cached prefix, the tree forward starts at position 0
+        backend.share_prefix = True
+        bare = backend._constrained([m[1:] for m in msgs])
+        backend.share_prefix = False
+        assert bare == pytest.approx(backend._constrained([m[1:] for m in msgs]), abs=1e-4)
     assert len(set(round(p, 6) for p in shared)) > 1  # not a constant: the rows are really different
 
 

@@ -366,49 +366,58 @@ class ModelBackend:
     def _shared_forward(self, enc: list[list[int]], keys: list[str], cache: Any, offset: int) -> Any:
         """Shared transcripts run once: ``(b, 2)`` logits, equal to :meth:`_flat_forward`'s up to rounding.
 
-        Stage 1: one row per share group (requests with equal ``keys``), its longest common token
-        prefix (at least one token left per request). Stage 2: each request's remaining tokens after
-        its group's cached row (selected with ``batch_select_indices``); padding between the two is masked
-        out and position ids continue from each row's real length.
+        One forward, one row per share group (requests with equal ``keys``): the group's longest common
+        token prefix (at least one token left per request), then every request's remaining tokens in turn.
+        A ``(g, 1, S, P + S)`` attention mask lets the prefix attend causally to itself and each tail to the
+        prefix and causally to itself only, with position ids that restart after the prefix, so every tail
+        sees exactly what it would see alone. No KV cache is copied per criterion: the rows are the groups.
         """
         torch = self.torch
+        impl = getattr(self.model.config, "_attn_implementation", None)
+        if impl not in ("sdpa", "eager"):  # other kernels take no custom 4D mask
+            return self._flat_forward(enc, keys, cache, offset)
         order: dict[str, list[int]] = {}
         for r, k in enumerate(keys):
             order.setdefault(k, []).append(r)
-        members = list(order.values())
-        shared = []
-        for rows in members:
-            first, n = enc[rows[0]], min(len(enc[r]) for r in rows) - 1
+        rows, segs, pos = [], [], []
+        last: list[tuple[int, int]] = [(0, 0)] * len(enc)  # request -> (group row, index of its last token)
+        for gi, members in enumerate(order.values()):
+            first, n = enc[members[0]], min(len(enc[r]) for r in members) - 1
             lcp = 0
-            while lcp < n and all(enc[r][lcp] == first[lcp] for r in rows):
+            while lcp < n and all(enc[r][lcp] == first[lcp] for r in members):
                 lcp += 1
-            shared.append(lcp)
-        if max(shared) == 0:
-            return self._flat_forward(enc, keys, cache, offset)
-        g = len(members)
-        head = torch.ones(g, offset, dtype=torch.long) if cache is not None else None
+            row, seg, p = list(first[:lcp]), [0] * lcp, list(range(lcp))
+            for j, r in enumerate(members, start=1):
+                tail = enc[r][lcp:]
+                row += tail
+                seg += [j] * len(tail)
+                p += range(lcp, lcp + len(tail))
+                last[r] = (gi, len(row) - 1)
+            rows.append(row)
+            segs.append(seg)
+            pos.append(p)
+        width, g = max(len(r) for r in rows), len(rows)
+        pad = self.tok.pad_token_id or 0
+        x = torch.tensor([r + [pad] * (width - len(r)) for r in rows])  # (g, S)
+        seg = torch.tensor([s + [-1] * (width - len(s)) for s in segs])  # (g, S): 0 prefix, j tail j, -1 pad
+        position = torch.tensor([p + [0] * (width - len(p)) for p in pos]) + offset  # (g, S)
+        sq, sk = seg.unsqueeze(2), seg.unsqueeze(1)  # (g, S, 1), (g, 1, S)
+        causal = torch.ones(width, width, dtype=torch.bool).tril()  # (S, S)
+        allowed = causal & (sk >= 0) & ((sk == 0) | (sk == sq))  # (g, S, S)
+        allowed |= torch.eye(width, dtype=torch.bool) & (sq < 0)  # a padding query sees itself: no empty row
+        if cache is not None:
+            allowed = torch.cat([torch.ones(g, width, offset, dtype=torch.bool), allowed], dim=2)  # (g, S, P + S)
+        mask = allowed.unsqueeze(1)  # (g, 1, S, P + S)
+        if impl == "eager":  # additive mask
+            dtype = next(self.model.parameters()).dtype
+            mask = torch.zeros(mask.shape, dtype=dtype).masked_fill(~mask, torch.finfo(dtype).min)
         past = self._past(cache, g)
-        if past is None:
-            from transformers import DynamicCache
-
-            past = DynamicCache()
-        # rows with nothing to share still get one token here, so that no stage-1 row is all padding
-        stage1 = [enc[rows[0]][:max(lcp, 1)] for rows, lcp in zip(members, shared, strict=True)]
-        shared = [len(t) for t in stage1]
-        _, lens1 = self._forward_rows(stage1, past, head, [offset] * g)
-        width1 = int(lens1.max())
-        mask1 = (torch.arange(width1).unsqueeze(0) < lens1.unsqueeze(1)).long()  # (g, L)
-        if head is not None:
-            mask1 = torch.cat([head, mask1], dim=1)  # (g, P + L)
-        group_of = [0] * len(enc)
-        for gi, rows in enumerate(members):
-            for r in rows:
-                group_of[r] = gi
-        sel = torch.tensor(group_of)
-        past.batch_select_indices(sel)  # (g, ...) -> (b, ...): each request continues its group's row
-        tails = [enc[r][shared[group_of[r]]:] for r in range(len(enc))]
-        hidden, lengths = self._forward_rows(tails, past, mask1[sel], [offset + shared[group_of[r]] for r in range(len(enc))])
-        return self._verdict_logits(hidden, lengths)
+        kwargs = {self._cache_kw: past} if past is not None else {}
+        hidden = self.model.base_model(input_ids=x, attention_mask=mask, position_ids=position, use_cache=past is not None,
+                                       **kwargs).last_hidden_state  # (g, S, H)
+        index = torch.tensor(last)  # (b, 2)
+        picked = hidden[index[:, 0], index[:, 1]]  # (b, H)
+        return self._verdict_logits(picked.unsqueeze(1), torch.ones(len(enc), dtype=torch.long))
 
     def _generate(self, items: list[tuple[list[dict], dict]]) -> list[str]:
         """Free generation for a batch (left padding); each row trimmed to its own ``max_tokens``."""

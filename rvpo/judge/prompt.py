@@ -1,8 +1,9 @@
 """The rubric-grading prompt: one judge call per rubric item.
 
 ``GRADER_TEMPLATE`` is the system message (instructions and worked examples; the same for every
-call, so a server can reuse its prefix). The user message carries the transcript and the rubric
-item. The transcript, whose last assistant turn is the policy's completion, sits between two marker
+call, so a server can reuse its prefix). The user message carries the transcript, the instruction and,
+last, the rubric item: everything before the item is the same for every item of one transcript, so a
+local judge runs it once and only the item's few tokens per criterion. The transcript, whose last assistant turn is the policy's completion, sits between two marker
 lines carrying a nonce derived from a hash of the transcript itself: text inside the completion cannot
 contain the nonce, so it cannot close the block early, and the judge is told that everything inside
 is data, never instructions. The verdict is read only from the judge's own answer (``rvpo.judge.parse``).
@@ -67,10 +68,10 @@ BEGIN TRANSCRIPT <<id>>
 <<conversation>>
 END TRANSCRIPT <<id>>
 
-Rubric item: <<rubric_item>>
+Grade the last assistant turn of transcript <<id>> against the rubric item below. Reply with the \
+JSON object only.
 
-Grade the last assistant turn of transcript <<id>> against this rubric item. Reply with the JSON \
-object only."""
+Rubric item: <<rubric_item>>"""
 
 REASK_MESSAGE = (
     'Your reply was not a valid verdict. Reply again with exactly one JSON object of the form '
