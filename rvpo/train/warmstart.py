@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rvpo.integrations.trl_sft import compact_lm_head
 from rvpo.train.config import TrainConfig
 
 
@@ -57,7 +58,8 @@ def warm_start(cfg: TrainConfig, model: Any, tok: Any, train_rows: Sequence[dict
                          peft_config=lora_config(cfg))
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
-    trainer.train()
+    with compact_lm_head():  # off the GPU, TRL would score the prompt positions too
+        trainer.train()
     trainer.save_model(str(out_dir / "warmstart"))
     shutil.rmtree(out_dir / "sft-tmp", ignore_errors=True)  # save_strategy "no": only empty scaffolding
     return trainer.model
