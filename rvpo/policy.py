@@ -122,21 +122,6 @@ def checkpoint_problem(ckpt: str | os.PathLike) -> str | None:
     return None
 
 
-def check_warm_start_source(cfg: Any) -> None:
-    """``warmstart.from_dir``, when used, must be a saved warm start (checked before any model loads)."""
-    ws = getattr(cfg, "warmstart", None)
-    if ws is None or not ws.enabled or not ws.from_dir:
-        return
-    from rvpo.train.config import ConfigError
-
-    p = Path(ws.from_dir).expanduser()
-    if not p.is_dir():
-        raise ConfigError(f"config field 'warmstart.from_dir': no such folder {ws.from_dir!r}")
-    if not ((p / "adapter_config.json").is_file() or (p / "config.json").is_file()):
-        raise ConfigError(f"config field 'warmstart.from_dir': {ws.from_dir!r} holds no saved warm start "
-                          "(no adapter_config.json or config.json; expected a run's warmstart/ folder)")
-
-
 def policy_folder(path: str | os.PathLike) -> Path:
     """The weights folder a run directory / checkpoint / model folder stands for.
 

@@ -11,7 +11,7 @@ import torch
 
 from rvpo import compute_advantages
 from rvpo.judge import JudgeRequest, Verdict
-from rvpo.rewards.base import MultiChannelReward
+from rvpo.rewards import MultiChannelReward
 from rvpo.tasks.rubric import RubricItem, load_rubric_file, rubric_to_json
 from rvpo.tasks.rubric.reward import RubricReward, prompt_messages, to_trl_dataset, to_trl_rows
 

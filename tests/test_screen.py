@@ -172,9 +172,8 @@ def test_cli_samples_from_a_model_and_scores_with_the_task(tmp_path, tiny_llama_
 
 def test_screen_weights_resolve_like_rvpo_train():
     """A mapping by name, a list, or the task's defaults; monitor channels always 0; bad names refused."""
-    from rvpo.cli import UserError
-    from rvpo.cli.screen import channel_weights
     from rvpo.tasks.base import get_task
+    from rvpo.tasks.base import resolve_channel_weights as channel_weights
 
     task = get_task("neglect")
     names = task.channel_names()
@@ -182,7 +181,7 @@ def test_screen_weights_resolve_like_rvpo_train():
     w = channel_weights(task, names, {"constraint": 3})
     assert w[names.index("constraint")] == 3.0 and w[names.index("words")] == 0.0
     assert channel_weights(task, names, [2.0] * len(names))[names.index("words")] == 0.0
-    with pytest.raises(UserError, match="unknown channel"):
+    with pytest.raises(ValueError, match="unknown channel"):
         channel_weights(task, names, {"constrant": 1})
 
 

@@ -41,6 +41,9 @@ def register(subparsers) -> None:
     s.add_argument("--served-name", default=None, help="Model id reported by GET /v1/models (default: --model).")
     s.add_argument("--require-key-env", default=None, metavar="VAR",
                    help="Require 'Authorization: Bearer $VAR' (the key is read from this environment variable).")
+    s.add_argument("--exit-with-stdin", action="store_true",
+                   help="Exit when standard input closes: how a parent process (the rubric task's embedded judge) "
+                        "keeps this server from outliving it.")
     s.set_defaults(func=_serve)
     c = sub.add_parser("check", help="Judge 12 built-in rubric items x (an answer that meets it, one that does not) "
                                      "and report the AUC; exit 1 when the judge cannot separate them.")
@@ -152,6 +155,10 @@ def _serve(args) -> int:
             raise UserError(f"--model: {problem}")
     if args.port:
         _check_listen(args.host, args.port)  # before a model is loaded: a busy port fails in a second
+    if args.exit_with_stdin:
+        from rvpo.judge.session import exit_when_stdin_closes
+
+        exit_when_stdin_closes()  # before the model loads: a parent that dies meanwhile takes us with it
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         backend = make_backend(args.backend, model=args.model, latency_s=args.latency, max_batch=args.max_batch,

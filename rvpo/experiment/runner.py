@@ -160,7 +160,7 @@ def run_experiment(spec: ExperimentSpec, callbacks: Sequence[Any] = (), log: Cal
         log: stage messages (default: through the progress bar to stderr).
         progress: one tqdm bar over all runs' steps ("run i/N label seed S", step, k, channel means).
         train_fn: :func:`rvpo.train.run.train` (replaceable in tests).
-        screen_fn: the sampler of the ``screen:`` step (:func:`rvpo.cli.screen.sample_and_score`; tests).
+        screen_fn: the sampler of the ``screen:`` step (:func:`rvpo.experiment.sampling.sample_and_score`; tests).
     """
     from tqdm.auto import tqdm
 

@@ -13,8 +13,11 @@ from collections.abc import Callable
 from typing import Any
 
 from rvpo.experiment.neglect import SCREEN_FILE, read_screen
+from rvpo.experiment.sampling import read_samples, sample_and_score
 from rvpo.experiment.spec import ExperimentSpec
 from rvpo.runs import atomic_write_text, to_json, write_json
+from rvpo.screen import screen
+from rvpo.tasks.base import get_task
 
 SAMPLE_KEYS = ("model", "task", "task_options", "data", "precision", "screen")
 """The parts of :func:`screen_key` that decide the samples; methods and channel roles only re-screen them."""
@@ -36,9 +39,6 @@ def _stored_samples(spec: ExperimentSpec, cached: dict | None, key: dict) -> dic
     old = (cached or {}).get("key") or {}
     if not path.is_file() or any(old.get(k) != key[k] for k in SAMPLE_KEYS):
         return None
-    from rvpo.cli.screen import read_samples
-    from rvpo.tasks.base import get_task
-
     try:
         ids, names, rewards = read_samples(path, int(spec.screen["group_size"]))
     except ValueError:
@@ -55,9 +55,7 @@ def run_screen(spec: ExperimentSpec, sample_fn: Callable[..., dict] | None = Non
                log: Callable[[str], None] | None = None) -> dict | None:
     """Screen the base model unless ``screen.json`` already holds this screen; returns its payload.
 
-    ``sample_fn`` (tests): :func:`rvpo.cli.screen.sample_and_score`'s signature and result."""
-    from rvpo.screen import screen
-
+    ``sample_fn`` (tests): :func:`rvpo.experiment.sampling.sample_and_score`'s signature and result."""
     if not spec.screen:
         return None
     key = screen_key(spec)
@@ -67,8 +65,7 @@ def run_screen(spec: ExperimentSpec, sample_fn: Callable[..., dict] | None = Non
     s = spec.screen
     got = _stored_samples(spec, cached, key)
     if got is None:
-        if sample_fn is None:
-            from rvpo.cli.screen import sample_and_score as sample_fn
+        sample_fn = sample_fn or sample_and_score
         (log or (lambda _m: None))(f"screen: {s['prompts']} prompts x G={s['group_size']}, {s['max_new_tokens']} "
                                    "tokens on the base model")
         spec.root.mkdir(parents=True, exist_ok=True)

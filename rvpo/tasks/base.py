@@ -15,7 +15,7 @@ TRL passes each column in ``columns`` to the reward functions as a keyword argum
 per completion). Values must be Arrow-friendly (str, numbers, lists of them); nested structures
 go as JSON strings.
 
-Reward functions follow TRL's contract (see :mod:`rvpo.rewards.base`): ``fn(prompts,
+Reward functions follow TRL's contract (see :mod:`rvpo.rewards`): ``fn(prompts,
 completions, **columns) -> list[float | None]``, ``__name__`` the channel name, ``None`` an
 abstention (NaN in the advantage core). A task whose rows carry different channels (variable M)
 returns one function per channel name and abstains where a row lacks that channel.

@@ -402,10 +402,11 @@ def train(
 def _train(cfg: TrainConfig, resume: str | Path | None, callbacks: Sequence[Any], log: Callable[[str], None],
            progress: bool, run_dir_arg: str | Path | None, fresh: list[Path]) -> TrainResult:
     from rvpo.models import load_model_and_tokenizer, resolve_model
-    from rvpo.policy import check_warm_start_source, latest_checkpoint
+    from rvpo.policy import latest_checkpoint
     from rvpo.train.callbacks import GracefulInterrupt, MetricsWriter, ProgressBar, TaskMetrics
     from rvpo.train.plots import plot_metrics
     from rvpo.train.summary import write_summary
+    from rvpo.train.warmstart import check_warm_start_source
 
     t_start = time.perf_counter()
     timings: dict[str, float] = {}

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rvpo.integrations.trl_sft import compact_lm_head
-from rvpo.train.config import TrainConfig
+from rvpo.train.config import ConfigError, TrainConfig
 
 
 def lora_config(cfg: TrainConfig) -> Any:
@@ -75,3 +75,16 @@ def load_warm_start(cfg: TrainConfig, model: Any, path: Path) -> Any:
     from peft import PeftModel
 
     return PeftModel.from_pretrained(model, str(path), is_trainable=True)
+
+
+def check_warm_start_source(cfg: Any) -> None:
+    """``warmstart.from_dir``, when used, must be a saved warm start (checked before any model loads)."""
+    ws = getattr(cfg, "warmstart", None)
+    if ws is None or not ws.enabled or not ws.from_dir:
+        return
+    p = Path(ws.from_dir).expanduser()
+    if not p.is_dir():
+        raise ConfigError(f"config field 'warmstart.from_dir': no such folder {ws.from_dir!r}")
+    if not ((p / "adapter_config.json").is_file() or (p / "config.json").is_file()):
+        raise ConfigError(f"config field 'warmstart.from_dir': {ws.from_dir!r} holds no saved warm start "
+                          "(no adapter_config.json or config.json; expected a run's warmstart/ folder)")

@@ -27,7 +27,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from rvpo.rewards.base import completion_text
+from rvpo.rewards import completion_text
 from rvpo.tasks.constraints.instructions import check
 
 STOP_WORDS = frozenset("""

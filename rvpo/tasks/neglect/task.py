@@ -25,6 +25,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from rvpo.rewards import completion_text
 from rvpo.tasks.base import StepData, Task, rate
 from rvpo.tasks.neglect.data import TOPICS, make_rows
 
@@ -188,8 +189,6 @@ class NeglectTask(Task):
     # ------------------------------------------------------------------ rewards
 
     def reward_funcs(self) -> list[Callable[..., list[float | None]]]:
-        from rvpo.rewards.base import completion_text
-
         def channel(name: str) -> Callable[..., list[float | None]]:
             def fn(prompts: Any = None, completions: Sequence[Any] = (), **_: Any) -> list[float | None]:
                 return [score_text(completion_text(c), self.max_words, self.thresholds)[name] for c in completions]

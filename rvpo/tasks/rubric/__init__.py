@@ -1,6 +1,6 @@
 """The rubric task: rubric data (HealthBench and Rubrics-as-Rewards schemas), pure HealthBench scoring,
 the LLM-judged reward (:mod:`.reward`), the HealthBench evaluation (:mod:`.healthbench`), the embedded
-judge (:mod:`.judge_session`) and the ``rvpo train --task rubric`` task (:mod:`.task`).
+judge (:mod:`rvpo.judge.session`) and the ``rvpo train --task rubric`` task (:mod:`.task`).
 
 See ``docs/rubrics.md``. The channel sign of a rubric item is defined once, in
 :func:`rvpo.tasks.rubric.scoring.channel_value`.

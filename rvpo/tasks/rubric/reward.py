@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rvpo.rewards.base import completion_text
+from rvpo.rewards import completion_text
 from rvpo.tasks.rubric.data import RubricDataset, RubricItem, rubric_from_column, rubric_to_json
 from rvpo.tasks.rubric.scoring import Scale, channel_value
 
@@ -109,7 +109,7 @@ class RubricRewardStats:
 
 
 class RubricReward:
-    """Multi-channel reward (``rvpo.rewards.base.MultiChannelReward``) graded by an LLM judge.
+    """Multi-channel reward (``rvpo.rewards.MultiChannelReward``) graded by an LLM judge.
 
     Args:
         judge: a :class:`rvpo.judge.JudgeClient` (anything with ``judge_many(requests) -> list[Verdict | None]``).

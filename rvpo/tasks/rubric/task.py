@@ -12,7 +12,7 @@ itself, chosen by a hash of each example's id (stable across runs and seeds) and
 The judge: ``judge_url`` (any OpenAI-compatible endpoint; ``judge_model`` its served name; the key
 only from the environment variable ``judge_api_key_env``), or, when no URL is given, the embedded
 judge that :meth:`RubricTask.session` starts (``rvpo judge serve``, SmolLM2 in JSON mode, or the
-``rule`` backend; :mod:`rvpo.tasks.rubric.judge_session`). Verdicts are cached in
+``rule`` backend; :mod:`rvpo.judge.session`). Verdicts are cached in
 ``<run dir>/judge_cache.sqlite`` unless ``judge_cache`` names another file (or ``none``).
 
 Per step (:meth:`RubricTask.step_metrics`): ``rubric/*`` figures by rubric tag (values, share met,
@@ -33,6 +33,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from rvpo.rewards import expand_multichannel
 from rvpo.runs import json_safe
 from rvpo.tasks.base import Task, rate
 from rvpo.tasks.rubric.data import RubricExample, load_rubric_file, rubric_from_column, rubric_to_json
@@ -209,8 +210,6 @@ class RubricTask(Task):
         return self._reward
 
     def reward_funcs(self) -> list:
-        from rvpo.integrations.trl import expand_multichannel
-
         return expand_multichannel(self.reward)
 
     # ------------------------------------------------------------------ the judge
@@ -238,7 +237,7 @@ class RubricTask(Task):
     def session(self, run_dir: Path) -> Iterator[RubricTask]:
         """Open the judge for the run: start the embedded server if no ``judge_url``; stop it on exit, always."""
         from rvpo.judge import JudgeClient
-        from rvpo.tasks.rubric.judge_session import EmbeddedJudge
+        from rvpo.judge.session import EmbeddedJudge
 
         run_dir = Path(run_dir)
         embedded = None

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rvpo.rewards.base import completion_text
+from rvpo.rewards import completion_text
 
 __all__ = [
     "ParsedOutput",

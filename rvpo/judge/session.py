@@ -1,12 +1,12 @@
-"""The embedded judge of a rubric run: ``rvpo judge serve`` as a child process, never orphaned.
+"""A local judge as a child process that is never orphaned (the rubric task's embedded judge).
 
-:class:`EmbeddedJudge` starts ``python -m rvpo.tasks.rubric.judge_session ARGS`` (which runs
-``rvpo judge serve --port 0 ARGS``) on a free loopback port, waits until it listens and answers
+:class:`EmbeddedJudge` starts ``python -m rvpo judge serve --port 0 --exit-with-stdin ARGS`` on a free
+loopback port, waits until it listens and answers
 ``GET /v1/models``, and stops it on :meth:`EmbeddedJudge.stop` (context-manager exit, an exception,
 Ctrl-C, ``sys.exit``: all go through ``stop``; ``atexit`` is a second net). The child cannot outlive
 its parent even when the parent is killed with SIGKILL: it holds the read end of a pipe whose write
 end only the parent holds, and exits as soon as that pipe reaches end-of-file (the kernel closes it
-when the parent dies). It runs in its own session, so a terminal Ctrl-C (which ``rvpo train`` turns
+when the parent dies; :func:`exit_when_stdin_closes`, which ``--exit-with-stdin`` starts). It runs in its own session, so a terminal Ctrl-C (which ``rvpo train`` turns
 into "finish this step") does not kill the judge mid-step.
 
 The server's output goes to ``<log_path>`` (``judge_server.log`` in the run directory).
@@ -59,7 +59,7 @@ class EmbeddedJudge:
         """Start the server and return its base URL (``http://127.0.0.1:PORT/v1``) once it answers."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")
-        cmd = [sys.executable, "-m", "rvpo.tasks.rubric.judge_session", *self.serve_args]
+        cmd = [sys.executable, "-m", "rvpo", "judge", "serve", "--port", "0", "--exit-with-stdin", *self.serve_args]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True, close_fds=True)
         atexit.register(self.stop)
@@ -131,23 +131,15 @@ class EmbeddedJudge:
         self.stop()
 
 
-def _exit_when_parent_dies() -> None:
-    """Block on stdin (the parent's pipe); at end-of-file the parent is gone or stopping us: exit now."""
-    try:
-        while sys.stdin.buffer.read(4096):
+def exit_when_stdin_closes() -> None:
+    """Start a daemon thread that exits this process when standard input (the parent's pipe) reaches end-of-file."""
+
+    def watch() -> None:
+        try:
+            while sys.stdin.buffer.read(4096):
+                pass
+        except (OSError, ValueError):
             pass
-    except (OSError, ValueError):
-        pass
-    os._exit(0)
+        os._exit(0)
 
-
-def main(argv: Sequence[str]) -> int:
-    """``rvpo judge serve --port 0 ARGV`` with the parent lifeline (the child side of :class:`EmbeddedJudge`)."""
-    from rvpo.cli import main as cli_main
-
-    threading.Thread(target=_exit_when_parent_dies, name="parent-lifeline", daemon=True).start()
-    return cli_main(["judge", "serve", "--port", "0", *argv])
-
-
-if __name__ == "__main__":  # pragma: no cover - exercised through EmbeddedJudge in the tests
-    sys.exit(main(sys.argv[1:]))
+    threading.Thread(target=watch, name="parent-lifeline", daemon=True).start()
