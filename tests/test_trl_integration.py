@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 
 import pytest
@@ -81,8 +82,7 @@ def test_gdpo_matches_trl_normalize_then_sum(tmp_path, tiny_llama, smollm2_token
     trainer.model.train()
 
     # the override really replaces TRL's values: rvpo at k=2 differs and equals the core's output
-    trainer.args.rvpo_estimator = "rvpo"
-    trainer.args.rvpo_k_schedule = "2.0"  # args.advantage follows the fields
+    trainer.advantage = dataclasses.replace(trainer.advantage, estimator="rvpo", k="2.0")  # the spec the trainer holds
     ours_rvpo = trainer._generate_and_score_completions([dict(x) for x in inputs])["advantages"]
     expected = compute_advantages(_matrix(), 4, "rvpo", k=2.0, eps=1e-4, weights=WEIGHTS).advantages
     assert torch.allclose(ours_rvpo, expected, atol=1e-6)
@@ -257,17 +257,25 @@ class _ChatRubric:
         return [[len(t) % 3, t.count("e") % 4] + ([len(t) % 2] if i % 2 == 0 else []) for i, t in enumerate(texts)]
 
 
-def test_lora_step_trains_only_the_adapter(tmp_path, tiny_llama, smollm2_tokenizer):
+def test_lora_step_trains_only_the_adapter(tmp_path, tiny_llama, smollm2_tokenizer, monkeypatch):
     from peft import LoraConfig
 
+    from rvpo.core import AdvantageSpec
+
     rubric = _ChatRubric()
-    args = _args(tmp_path, max_steps=1, rvpo_k_schedule="1.0")
+    args = _args(tmp_path, max_steps=1)
+    spec = AdvantageSpec(k="1.0")  # the trainer holds it: written into args, never rebuilt
     trainer = RVPOTrainer(model=tiny_llama, reward_funcs=expand_multichannel(rubric) + [_varied], args=args,
-                          train_dataset=_dataset(4),
+                          advantage=spec, train_dataset=_dataset(4),
                           processing_class=smollm2_tokenizer,
                           peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    assert trainer.advantage is spec and args.rvpo_k_schedule == "constant:1.0"
+    built = []
+    real_post_init = AdvantageSpec.__post_init__
+    monkeypatch.setattr(AdvantageSpec, "__post_init__", lambda self: built.append(1) or real_post_init(self))
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
     trainer.train()
+    assert built == []  # no spec built (and no k parsed) during training
     after = dict(trainer.model.named_parameters())
     moved = {n for n in before if not torch.equal(before[n], after[n])}
     assert moved and all("lora_" in n for n in moved)

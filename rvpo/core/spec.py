@@ -16,7 +16,7 @@ import difflib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 import torch
@@ -59,11 +59,11 @@ class AdvantageSpec:
             raise ValueError(f"estimator: expected a name, got {self.estimator!r}")
         get_estimator(self.estimator)  # ValueError naming the estimator
         try:
-            sched = make_schedule(self.k)
+            sched = _parse_k(self.k) if isinstance(self.k, str) else make_schedule(self.k)
         except ValueError as e:  # the schedule parser names itself k_schedule: here the field is k
             raise ValueError("k" + str(e).removeprefix("k_schedule")) from None
         object.__setattr__(self, "k", schedule_to_str(sched))  # normalised, lossless
-        self.__dict__["schedule"] = sched  # primes the cached_property: the string is parsed once
+        self.__dict__["schedule"] = sched  # primes the cached_property
         if isinstance(self.weights, Mapping):
             object.__setattr__(self, "weights", _named_weights(self.weights))
         for name in ("weights", "noise_floor"):
@@ -119,7 +119,7 @@ class AdvantageSpec:
     @cached_property
     def schedule(self):
         """The k schedule object (``schedule(step, total)`` is a float or an adaptive rule)."""
-        return make_schedule(self.k)
+        return _parse_k(self.k)
 
     def params(self, step: int = 0, total: int = 1, weights: Sequence[float] | torch.Tensor | None = None) -> dict:
         """Keyword arguments of :func:`rvpo.compute_advantages` at ``step`` of ``total``
@@ -172,8 +172,15 @@ class AdvantageSpec:
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
-        """The default of every field (YAML/JSON safe)."""
-        return cls().to_dict()
+        """The default of every field (YAML/JSON safe; equal to ``AdvantageSpec().to_dict()``, built without one)."""
+        return {f.name: f.default for f in fields(cls)}
+
+
+@lru_cache(maxsize=64)
+def _parse_k(text: str) -> Any:
+    """The schedule of a ``k`` string. Schedules are frozen, so a run parses its ``k`` once, however many
+    specs (resolved weights, copies) carry it."""
+    return make_schedule(text)
 
 
 def _named_weights(w: Mapping[Any, Any]) -> dict[str, float]:

@@ -125,6 +125,7 @@ class RVPOConfig(GRPOConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self._spec: tuple[tuple, AdvantageSpec] | None = None
         self.rvpo_k_schedule = self.advantage.k  # normalised ("1.5" -> "constant:1.5")
         # check the parameters once, on a dummy batch, so a bad value fails here and not at step 1
         m = len(self.reward_weights) if self.reward_weights else 1
@@ -135,11 +136,16 @@ class RVPOConfig(GRPOConfig):
 
     @property
     def advantage(self) -> AdvantageSpec:
-        """The ``rvpo_*`` fields and ``reward_weights`` as one checked :class:`~rvpo.core.AdvantageSpec`
-        (built from the fields on each access, a few microseconds, so a changed field is always seen;
-        a ``ValueError`` names the ``RVPOConfig`` field)."""
-        return AdvantageSpec.from_dict({name: getattr(self, attr) for name, attr in SPEC_FIELDS.items()},
-                                       names=SPEC_FIELDS)
+        """The ``rvpo_*`` fields and ``reward_weights`` as one checked :class:`~rvpo.core.AdvantageSpec`.
+
+        Built once and kept while the fields keep their values (a changed field builds a new one); a
+        ``ValueError`` names the ``RVPOConfig`` field."""
+        values = {name: getattr(self, attr) for name, attr in SPEC_FIELDS.items()}
+        key = tuple((n, tuple(v) if isinstance(v, list) else v) for n, v in values.items())
+        cached = getattr(self, "_spec", None)
+        if cached is None or cached[0] != key:
+            cached = self._spec = (key, AdvantageSpec.from_dict(values, names=SPEC_FIELDS))
+        return cached[1]
 
     @classmethod
     def from_spec(cls, spec: AdvantageSpec, **kwargs: Any) -> RVPOConfig:
@@ -154,9 +160,12 @@ class RVPOConfig(GRPOConfig):
 class RVPOTrainer(GRPOTrainer):
     """``GRPOTrainer`` whose advantages come from an rvpo estimator (see the module docstring).
 
-    Takes exactly ``GRPOTrainer``'s arguments; ``args`` must be an :class:`RVPOConfig` (or None for
-    the defaults). Extra attribute: ``last_rvpo_output``, the :class:`rvpo.AdvantageOutput` of the
-    latest generation batch (global, all processes).
+    Takes ``GRPOTrainer``'s arguments; ``args`` must be an :class:`RVPOConfig` (or None for the
+    defaults). ``advantage`` (an :class:`~rvpo.core.AdvantageSpec`), when given, is the advantage
+    setting and is written into ``args``' ``rvpo_*`` fields and ``reward_weights``; else it is read
+    from them, once. The trainer holds it as :attr:`advantage` for the whole run. Extra attribute:
+    ``last_rvpo_output``, the :class:`rvpo.AdvantageOutput` of the latest generation batch (global,
+    all processes).
 
     Logged per generation batch (averaged over logging steps by TRL): ``rvpo/k``, ``rvpo/m_eff_mean``,
     ``rvpo/unscored_frac``, and per reward function ``rvpo/binding/<name>`` (mean soft-min weight),
@@ -166,12 +175,20 @@ class RVPOTrainer(GRPOTrainer):
     ``rewards/<name>/mean`` and ``/std``.
     """
 
-    def __init__(self, model: Any, reward_funcs: Any = None, args: RVPOConfig | None = None, **kwargs: Any):
+    def __init__(self, model: Any, reward_funcs: Any = None, args: RVPOConfig | None = None, *,
+                 advantage: AdvantageSpec | None = None, **kwargs: Any):
         if args is None:
             name = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "model")
             args = RVPOConfig(f"{str(name).rstrip('/').split('/')[-1]}-RVPO")
         if not isinstance(args, RVPOConfig):
             raise TypeError(f"args: RVPOTrainer needs an RVPOConfig, got {type(args).__name__}")
+        if advantage is not None:
+            if not isinstance(advantage, AdvantageSpec):
+                raise TypeError(f"advantage: expected an AdvantageSpec, got {type(advantage).__name__}")
+            values = advantage.to_dict()
+            for name, attr in SPEC_FIELDS.items():
+                setattr(args, attr, values[name])
+        self.advantage: AdvantageSpec = advantage or args.advantage  # the run's spec: k is not parsed again
         super().__init__(model, reward_funcs, args=args, **kwargs)
         self._rvpo_rewards: torch.Tensor | None = None
         self.last_rvpo_output = None
@@ -179,7 +196,7 @@ class RVPOTrainer(GRPOTrainer):
     def rvpo_k(self) -> float:
         """k for the generation batch made now: ``schedule(global_step, max_steps)`` (a float, or an
         adaptive rule that the core resolves on the batch)."""
-        return self.args.advantage.schedule(self.state.global_step, self.state.max_steps)
+        return self.advantage.schedule(self.state.global_step, self.state.max_steps)
 
     def _generate_single_turn(self, *args, **kwargs):
         # Local generation (no vLLM) decodes token by token, where every unmerged LoRA module adds a
@@ -236,7 +253,7 @@ class RVPOTrainer(GRPOTrainer):
         group = self.num_generations if mode == "train" else getattr(self, "num_generations_eval", None)
         group = group or self.num_generations
 
-        spec = self.args.advantage
+        spec = self.advantage
         raw = rewards.detach().float().cpu()  # (N, M), NaN = abstain
         weights = self.reward_weights.detach().float().cpu()  # (M,), 0 = monitor-only channel
         out = spec.compute(raw, group, self.state.global_step, self.state.max_steps, weights=weights)

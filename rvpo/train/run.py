@@ -274,7 +274,7 @@ def build_trainer(cfg: TrainConfig, task: Task, model: Any, tok: Any, train: Seq
     fns = list(rewards or reward_funcs(cfg, task))
     spec = advantage_spec(cfg, task, [fn.__name__ for fn in fns])
     trainer = RVPOTrainer(model=model, reward_funcs=fns, args=trainer_args(cfg, output_dir, precision, spec),
-                          train_dataset=dataset, processing_class=tok, peft_config=peft_config,
+                          advantage=spec, train_dataset=dataset, processing_class=tok, peft_config=peft_config,
                           callbacks=list(callbacks))
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)

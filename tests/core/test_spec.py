@@ -98,3 +98,21 @@ def test_fused_path_equals_the_plain_formula(k, weighted):
     torch.testing.assert_close(lazy, plain, rtol=0, atol=0)
     out = compute_advantages(r, 8, "rvpo", k=k, eps=1e-6, weights=w, whiten=False)
     torch.testing.assert_close(out.aggregate, plain, rtol=1e-12, atol=1e-12)
+
+
+def test_defaults_equal_a_default_spec_and_k_is_parsed_once(monkeypatch):
+    import dataclasses
+
+    import rvpo.core.spec as spec_module
+
+    assert AdvantageSpec.defaults() == AdvantageSpec().to_dict()
+    parsed = []
+    real = spec_module.make_schedule
+    monkeypatch.setattr(spec_module, "make_schedule", lambda s: parsed.append(s) or real(s))
+    spec_module._parse_k.cache_clear()
+    a = AdvantageSpec(k="cosine:0.25:3.5")
+    b = dataclasses.replace(a, weights=(1.0, 2.0))  # copies of a spec (resolved weights) carry the same k
+    c = AdvantageSpec.from_dict(b.to_dict())
+    assert parsed == ["cosine:0.25:3.5"] and a.schedule is b.schedule is c.schedule
+    AdvantageSpec(k=1.5)  # a number: no string to parse
+    assert [p for p in parsed if isinstance(p, str)] == ["cosine:0.25:3.5"]
