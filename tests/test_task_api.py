@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from rvpo import compute_advantages
 from rvpo.core import AdvantageSpec
 from rvpo.core.schedules import make_schedule
-from rvpo.tasks.base import StepData, Task, call_step_metrics, get_task, resolve_channel_weights
+from rvpo.tasks.base import TASKS, StepData, Task, call_step_metrics, get_task, resolve_channel_weights
 from rvpo.train.config import ConfigError, build_config
 from rvpo.train.run import advantage_spec, channel_weights, eval_options
 
@@ -218,3 +218,45 @@ def test_task_findings_reach_summary_md_even_without_evaluation(tmp_path):
     assert "## Findings" in text and "cannot tell these completions apart: 9 of 10" in text
     res.task = Task()
     assert "## Findings" not in write_summary(tmp_path, TrainConfig(), res).read_text()
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_every_builtin_task_declares_typed_options_with_help(name):
+    import dataclasses
+
+    from rvpo.tasks.base import describe_options, options_class
+
+    cls = options_class(name)
+    assert cls is not None and dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen
+    table = describe_options(name)
+    for f in dataclasses.fields(cls):
+        assert f.metadata.get("help"), f"{name}: option {f.name} has no help text"
+        assert f"`task_options.{f.name}`" in table
+    if dataclasses.fields(cls):  # a misspelt option names the closest one
+        first = dataclasses.fields(cls)[0].name
+        with pytest.raises(ValueError, match=f"{first[:-1]}: unknown option; did you mean '{first}'"):
+            get_task(name, {first[:-1]: 1})
+    else:
+        assert "takes no options" in table
+        with pytest.raises(ValueError, match="unknown option; options: \\(none\\)"):
+            get_task(name, {"anything": 1})
+
+
+def test_task_options_are_held_as_the_typed_object():
+    from rvpo.tasks.neglect.task import NeglectOptions
+
+    task = get_task("neglect", {"max_words": 24, "n_easy": 2})
+    assert task.options == NeglectOptions(max_words=24, n_easy=2) and task.max_words == 24
+    assert task.easy_channels == ("rich_8", "rich_10")
+    with pytest.raises(ValueError, match="task_options for task 'rubric': scale: expected 'unit' or 'points'"):
+        get_task("rubric", {"scale": "percent"})
+
+
+def test_help_config_lists_the_tasks_options(capsys):
+    from rvpo.cli import main
+
+    assert main(["train", "--help-config", "--task", "neglect"]) == 0
+    out = capsys.readouterr().out
+    assert "| `advantage.k` |" in out and "| `task_options.max_words` | `32` |" in out
+    assert main(["train", "--help-config", "--task", "nope"]) == 2
+    assert "unknown task 'nope'" in capsys.readouterr().err

@@ -25,7 +25,9 @@ def register(subparsers) -> None:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", metavar="YAML", help="config file (fields: rvpo train --help-config)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run directory from its latest checkpoint")
-    p.add_argument("--help-config", action="store_true", help="print every config field with its default and exit")
+    p.add_argument("--help-config", action="store_true",
+                   help="print every config field with its default, then the task's options (--task or the config's), "
+                        "and exit")
     g = p.add_argument_group("overrides (applied after --config; help is the field's own, see --help-config)")
     docs, choices = _field_info()
     for flags, name in FLAGS:
@@ -87,6 +89,15 @@ def run(args) -> int:
 
     if args.help_config:
         print(describe_fields())
+        from rvpo.tasks.base import describe_options
+
+        try:
+            name = args.task or build_config(args.config).task if (args.task or args.config) else "toolcall"
+            table = describe_options(name)
+            print(f"\nOptions of task {name!r} (`task_options.NAME` in a config, `--set task_options.NAME=V`):\n")
+            print(table)
+        except (ConfigError, FileNotFoundError, ValueError) as e:
+            raise UserError(str(e)) from None
         return 0
     if args.resume and args.config:
         raise UserError("--resume uses the run directory's config.yaml; pass overrides (e.g. --steps), not --config")

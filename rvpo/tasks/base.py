@@ -34,6 +34,7 @@ file path ``path/to/task.py:factory`` (imported by path; no ``PYTHONPATH`` neede
 from __future__ import annotations
 
 import contextlib
+import difflib
 import hashlib
 import importlib
 import importlib.util
@@ -42,7 +43,7 @@ import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -179,13 +180,48 @@ class Task:
         return []
 
 
-def get_task(name: str, options: Mapping[str, Any] | None = None) -> Task:
-    """The task registered as ``name``, a user's task by dotted path ``pkg.mod:factory``, or by file
-    path ``path/to/task.py:factory``.
+def option(default: Any, help: str) -> Any:
+    """A task option: a field of the task's frozen ``Options`` dataclass, with one default and its meaning
+    (listed by ``rvpo train --help-config --task NAME``)."""
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("option: give a tuple or None as a default, not a mutable container")
+    return field(default=default, metadata={"help": help})
 
-    ``options`` (``task_options`` in the config) go to the factory as keyword arguments.
-    Raises ``ValueError`` naming the task for an unknown name, a missing file or factory, or a bad option.
-    """
+
+def build_options(cls: type, values: Mapping[str, Any]) -> Any:
+    """``cls(**values)`` for a task's ``Options`` dataclass; an unknown name raises ``TypeError`` with the
+    closest option ("did you mean") and the valid ones."""
+    names = [f.name for f in fields(cls)]
+    for key in values:
+        if key not in names:
+            near = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"did you mean {near[0]!r}? " if near else ""
+            raise TypeError(f"{key}: unknown option; {hint}options: {', '.join(names) or '(none)'}")
+    return cls(**values)
+
+
+def options_class(name: str) -> type | None:
+    """The ``Options`` dataclass of task ``name`` (a registry name or ``module:factory``), or None when its
+    factory declares none. Raises ``ValueError`` for an unknown task."""
+    return getattr(_factory(name), "Options", None)
+
+
+def describe_options(name: str) -> str:
+    """A Markdown table of task ``name``'s options: name, default, meaning (``--help-config --task NAME``)."""
+    cls = options_class(name)
+    if cls is None:
+        return f"Task {name!r} declares no typed options (its factory takes them as keyword arguments)."
+    rows = ["| task option | default | meaning |", "| --- | --- | --- |"]
+    for f in fields(cls):
+        default = list(f.default) if isinstance(f.default, tuple) else f.default
+        rows.append(f"| `task_options.{f.name}` | `{default}` | {f.metadata.get('help', '')} |")
+    if len(rows) == 2:
+        return f"Task {name!r} takes no options."
+    return "\n".join(rows)
+
+
+def _factory(name: str) -> Callable[..., Any]:
+    """The factory (a Task class or a function) of a registry name, ``pkg.mod:factory`` or ``file.py:factory``."""
     target = TASKS.get(name, name)
     if ":" not in target:
         raise ValueError(f"task: unknown task {name!r}; built-in: {', '.join(sorted(TASKS))}, "
@@ -200,6 +236,18 @@ def get_task(name: str, options: Mapping[str, Any] | None = None) -> Task:
             raise ValueError(f"task: cannot import {target!r}: {e}") from None
     if not callable(factory):
         raise ValueError(f"task: {target!r} is not callable")
+    return factory
+
+
+def get_task(name: str, options: Mapping[str, Any] | None = None) -> Task:
+    """The task registered as ``name``, a user's task by dotted path ``pkg.mod:factory``, or by file
+    path ``path/to/task.py:factory``.
+
+    ``options`` (``task_options`` in the config) go to the factory as keyword arguments.
+    Raises ``ValueError`` naming the task for an unknown name, a missing file or factory, or a bad option.
+    """
+    factory = _factory(name)
+    target = TASKS.get(name, name)
     try:
         task = factory(**dict(options or {}))
     except (TypeError, ValueError) as e:  # an unknown or bad option

@@ -101,9 +101,9 @@ class TrainConfig:
     model: str = "smollm2-135m-instruct"
     """model: the embedded default's name, a local folder, or a hub id (needs a network)"""
     task: str = "toolcall"
-    """the task (prompts, reward channels, held-out eval): toolcall, constraints, or a dotted path pkg.mod:factory"""
+    """the task (prompts, reward channels, held-out eval): toolcall, constraints, rubric, neglect, a dotted path pkg.mod:factory or a file path/to/task.py:factory"""
     task_options: dict = field(default_factory=dict)
-    """keyword options for the task's factory (see the task's docs), e.g. {instructions: 3}"""
+    """the task's options, e.g. {max_words: 24} (`rvpo train --help-config --task NAME` lists them; unknown names are refused with the closest one)"""
     data: str = ""
     """training prompts (a spec the task reads: 'builtin', a file...); empty: the task's default"""
     train_examples: int = 0

@@ -17,10 +17,11 @@ from __future__ import annotations
 import importlib.util
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rvpo.tasks.base import Task
+from rvpo.tasks.base import Task, build_options, option
 from rvpo.tasks.constraints.eval import HEADLINE, ifeval_row, score_responses
 from rvpo.tasks.constraints.generate import DEFAULT_FAMILIES, FAMILIES, generate_rows
 from rvpo.tasks.constraints.instructions import LANGDETECT_HINT, NEEDS_LANGDETECT
@@ -58,6 +59,21 @@ def load_jsonl_rows(path: str | Path) -> list[dict]:
     return rows
 
 
+@dataclass(frozen=True)
+class ConstraintsOptions:
+    """``task_options`` of the constraints task (docs/constraints.md)."""
+
+    n_train: int = option(512, "generated prompts in the training split")
+    n_test: int = option(128, "generated prompts in the held-out split")
+    min_instructions: int = option(1, "fewest instructions a prompt (1 <= min <= max <= 6)")
+    max_instructions: int = option(4, "most instructions a prompt, drawn uniformly from min..max")
+    families: tuple[str, ...] | None = option(None, "instruction types the generator draws (default the 14 in "
+                                                    "docs/constraints.md; any of FAMILIES)")
+    quality: bool = option(True, "add the `quality` channel")
+    loose_reward: bool = option(False, "reward with IFEval's loose check instead of the strict one")
+    data_seed: int = option(0, "generator seed (the run's seed does not change the prompts)")
+
+
 class ConstraintsTask(Task):
     name = "constraints"
     description = "IFEval-style verifiable instructions (1-6 per prompt, one channel each) plus a quality channel"
@@ -67,9 +83,12 @@ class ConstraintsTask(Task):
     eval_metrics = HEADLINE
     target_metric = "prompt_strict"
 
-    def __init__(self, n_train: int = 512, n_test: int = 128, min_instructions: int = 1, max_instructions: int = 4,
-                 families: Sequence[str] | None = None, quality: bool = True, loose_reward: bool = False,
-                 data_seed: int = 0):
+    Options = ConstraintsOptions
+
+    def __init__(self, **options: Any):
+        o = self.options = build_options(ConstraintsOptions, options)
+        n_train, n_test, min_instructions, max_instructions = o.n_train, o.n_test, o.min_instructions, o.max_instructions
+        families, quality, loose_reward, data_seed = o.families, o.quality, o.loose_reward, o.data_seed
         fams = tuple(families or DEFAULT_FAMILIES)
         unknown = [f for f in fams if f not in FAMILIES]
         if unknown:
@@ -117,5 +136,8 @@ class ConstraintsTask(Task):
 
 
 def make_task(**options: Any) -> ConstraintsTask:
-    """The constraints task; ``options`` are :class:`ConstraintsTask`'s keyword arguments."""
+    """The constraints task; ``options``: :class:`ConstraintsOptions`."""
     return ConstraintsTask(**options)
+
+
+make_task.Options = ConstraintsOptions  # type: ignore[attr-defined]

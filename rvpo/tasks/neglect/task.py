@@ -23,10 +23,11 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from rvpo.rewards import completion_text
-from rvpo.tasks.base import StepData, Task, rate
+from rvpo.tasks.base import StepData, Task, build_options, option, rate
 from rvpo.tasks.neglect.data import TOPICS, make_rows
 
 STOP_WORDS = frozenset("""
@@ -136,6 +137,22 @@ def score_responses(rows: Sequence[dict], responses: Sequence[str | Sequence[str
     return {"n": len(rows), "completions": n_ans, "metrics": metrics, "ci95": ci, "records": records}
 
 
+@dataclass(frozen=True)
+class NeglectOptions:
+    """``task_options`` of the neglect task (docs/neglect.md)."""
+
+    max_words: int = option(32, "the word limit that the `constraint` channel checks")
+    thresholds: tuple[int, ...] | None = option(None, "one `rich_<t>` channel per value (distinct ints >= 1); "
+                                                      "default 8, 10, 12, 14")
+    n_easy: int | None = option(None, "instead of `thresholds`: the first n of 8, 10, 12, ...")
+    n_train: int | None = option(None, "training prompts (default all, 168); beyond one per topic, topics come "
+                                       "back with other templates")
+    n_test: int = option(32, "held-out topics (1-199)")
+    data_seed: int = option(0, "the topic split and templates (the rows depend on it only, not on the run's seed)")
+    word_limit_in_prompt: int | None = option(None, "the N stated in the prompt (default `max_words`; may differ "
+                                                    "from the limit checked)")
+
+
 class NeglectTask(Task):
     """The word-limit-versus-richness task (see the module docstring and docs/neglect.md)."""
 
@@ -148,9 +165,12 @@ class NeglectTask(Task):
     monitor_channels = ("words",)
     constraint_channels = ("constraint",)
 
-    def __init__(self, max_words: int = 32, thresholds: Sequence[int] | None = None, n_easy: int | None = None,
-                 n_train: int | None = None, n_test: int = 32, data_seed: int = 0,
-                 word_limit_in_prompt: int | None = None):
+    Options = NeglectOptions
+
+    def __init__(self, **options: Any):
+        o = self.options = build_options(NeglectOptions, options)
+        max_words, thresholds, n_easy = o.max_words, o.thresholds, o.n_easy
+        n_train, n_test, data_seed, word_limit_in_prompt = o.n_train, o.n_test, o.data_seed, o.word_limit_in_prompt
         self.max_words = _int_option("max_words", max_words, 1)
         if thresholds is not None and n_easy is not None:
             raise ValueError("thresholds, n_easy: give one of them (n_easy takes the first n of 8, 10, 12, ...)")
@@ -238,14 +258,11 @@ class NeglectTask(Task):
 
 
 def make_task(**options: Any) -> NeglectTask:
-    """The factory ``rvpo train --task neglect`` calls with ``task_options`` (see :class:`NeglectTask`)."""
-    import inspect
-
-    valid = [p for p in inspect.signature(NeglectTask.__init__).parameters if p != "self"]
-    unknown = sorted(set(options) - set(valid))
-    if unknown:
-        raise ValueError(f"unknown option(s) {unknown}; valid: {', '.join(valid)}")
+    """The factory ``rvpo train --task neglect`` calls with ``task_options`` (:class:`NeglectOptions`)."""
     return NeglectTask(**options)
 
 
-__all__ = ["NeglectTask", "make_task", "score_responses", "score_text", "count_words", "content_words", "TOPICS"]
+make_task.Options = NeglectOptions  # type: ignore[attr-defined]
+
+
+__all__ = ["NeglectOptions", "NeglectTask", "make_task", "score_responses", "score_text", "count_words", "content_words", "TOPICS"]

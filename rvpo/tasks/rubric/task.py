@@ -30,13 +30,17 @@ import logging
 import math
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rvpo.judge import JudgeConfig
+from rvpo.judge.config import check_http_url
 from rvpo.rewards import expand_multichannel
 from rvpo.runs import json_safe
-from rvpo.tasks.base import Task, rate
+from rvpo.tasks.base import Task, build_options, option, rate
 from rvpo.tasks.rubric.data import RubricExample, load_rubric_file, rubric_from_column, rubric_to_json
+from rvpo.tasks.rubric.reward import parse_verdict_mode
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +58,80 @@ class _TaskJudge:
         return self.task.require_judge().judge_many(requests)
 
 
+@dataclass(frozen=True)
+class RubricOptions:
+    """``task_options`` of the rubric task (docs/rubrics.md)."""
+
+    judge_url: str | None = option(None, "OpenAI-compatible endpoint root (incl. `/v1`); none: the embedded judge")
+    judge_model: str | None = option(None, "with `judge_url`: the served model name (required); without: the "
+                                     "embedded judge's model, a model folder, a `.gguf` file or "
+                                     "`smollm2-135m-instruct`")
+    judge_api_key_env: str | None = option(None, "environment variable holding the endpoint's key (checked at "
+                                           "start; the key is never logged)")
+    judge_cache: str | None = option(None, "verdict cache file (default `<run dir>/judge_cache.sqlite`); `none` "
+                                     "disables")
+    judge_concurrency: int = option(8, "judge requests in flight (and the embedded server's batch size)")
+    judge_timeout_s: float = option(120.0, "per-attempt timeout in seconds (`JudgeConfig.timeout_s`)")
+    judge_json_mode: bool | None = option(None, "ask for `response_format: json_object` (default: on for the "
+                                          "embedded judge, off for a URL)")
+    judge_max_tokens: int = option(256, "most tokens of one verdict")
+    judge_max_retries: int = option(3, "retries of a failed request (HTTP errors, timeouts)")
+    judge_max_reasks: int = option(2, "re-asks after an unreadable verdict")
+    judge_rpm: float | None = option(None, "client-side requests-per-minute limit (hosted APIs)")
+    judge_tpm: float | None = option(None, "client-side tokens-per-minute limit (hosted APIs)")
+    judge_backend: str = option("model", "embedded judge: `model` (a language model) or `rule` (a keyword judge, "
+                                "for tests)")
+    judge_server_model: str = option(EMBEDDED_JUDGE_MODEL, "the embedded judge's model (embedded name or a folder)")
+    judge_server_args: tuple[str, ...] = option((), "extra `rvpo judge serve` arguments (e.g. `[--fault-rate, "
+                                                "'0.1']`)")
+    judge_start_timeout_s: float = option(600.0, "seconds to wait for the embedded judge to listen")
+    heldout: float = option(0.2, "held-out share (or count, when >= 1) of `--data`")
+    split_seed: int = option(0, "the hash seed choosing the held-out rows")
+    max_channels: int | None = option(None, "M, the channel count (default: the largest training rubric)")
+    scale: str = option("unit", "channel values: `unit` (0/1) or `points` (0/|points|)")
+    on_error: str = option("raise", "a malformed data row: `raise` (stop with file:line) or `skip` it")
+    verdict: str = option("soft", "`soft`: the judge's probability of the desirable outcome where it gives one; "
+                          "`hard`: its yes/no; `threshold:<t>`: met iff p_met >= t")
+    judge_threshold: float | None = option(None, "per-judge decision threshold on p_met for the yes/no")
+    judge_logprobs: bool | None = option(None, "ask the judge for logprobs (default: unless `verdict: hard`; "
+                                         "`false` for a server that rejects them)")
+    judge_alarm_steps: int = option(3, "the first steps at which a dead judge is reported on the console")
+
+    def __post_init__(self) -> None:
+        """Check each value; a ``TypeError`` names the option."""
+        if self.judge_url is not None:
+            try:
+                check_http_url(self.judge_url, "judge_url")
+            except ValueError as e:
+                raise TypeError(f"{e} (expected the endpoint root including /v1)") from None
+        if self.judge_url and not self.judge_model:
+            raise TypeError("judge_model: required with judge_url (the model name the endpoint serves)")
+        try:
+            parse_verdict_mode(self.verdict)
+        except ValueError as e:
+            raise TypeError(str(e)) from None
+        if not (isinstance(self.judge_alarm_steps, int) and self.judge_alarm_steps >= 0):
+            raise TypeError(f"judge_alarm_steps: expected an integer >= 0, got {self.judge_alarm_steps!r}")
+        if self.judge_api_key_env is not None and not os.environ.get(str(self.judge_api_key_env)):
+            raise TypeError(f"judge_api_key_env: environment variable {self.judge_api_key_env} is not set")
+        if self.judge_backend not in ("model", "rule"):
+            raise TypeError(f"judge_backend: expected 'model' or 'rule' (the embedded judge), got {self.judge_backend!r}")
+        args = self.judge_server_args
+        if isinstance(args, str) or not all(isinstance(a, (str, int, float)) for a in args):
+            raise TypeError("judge_server_args: expected a list of `rvpo judge serve` arguments")
+        if not (isinstance(self.heldout, (int, float)) and self.heldout >= 0 and math.isfinite(self.heldout)):
+            raise TypeError(f"heldout: expected a fraction in [0, 1) or a count >= 1, got {self.heldout!r}")
+        if self.max_channels is not None and (not isinstance(self.max_channels, int) or self.max_channels < 1):
+            raise TypeError(f"max_channels: expected an integer >= 1, got {self.max_channels!r}")
+        if self.scale not in ("unit", "points"):
+            raise TypeError(f"scale: expected 'unit' or 'points', got {self.scale!r}")
+        if self.on_error not in ("raise", "skip"):
+            raise TypeError(f"on_error: expected 'raise' or 'skip', got {self.on_error!r}")
+        t = self.judge_start_timeout_s
+        if not (isinstance(t, (int, float)) and t > 0):
+            raise TypeError(f"judge_start_timeout_s: expected seconds > 0, got {t!r}")
+
+
 class RubricTask(Task):
     name = "rubric"
     description = "LLM-judged rubrics (HealthBench / Rubrics-as-Rewards), one reward channel per rubric item"
@@ -63,74 +141,34 @@ class RubricTask(Task):
     eval_metrics = ("overall", "satisfied", "abstained")
     target_metric = "overall"
 
-    def __init__(self, judge_url: str | None = None, judge_model: str | None = None,
-                 judge_api_key_env: str | None = None, judge_cache: str | None = None,
-                 judge_concurrency: int = 8, judge_timeout_s: float = 120.0, judge_json_mode: bool | None = None,
-                 judge_max_tokens: int = 256, judge_max_retries: int = 3, judge_max_reasks: int = 2,
-                 judge_rpm: float | None = None, judge_tpm: float | None = None,
-                 judge_backend: str = "model", judge_server_model: str = EMBEDDED_JUDGE_MODEL,
-                 judge_server_args: Sequence[str] = (), judge_start_timeout_s: float = 600.0,
-                 heldout: float = 0.2, split_seed: int = 0, max_channels: int | None = None,
-                 scale: str = "unit", on_error: str = "raise", verdict: str = "soft",
-                 judge_threshold: float | None = None, judge_logprobs: bool | None = None,
-                 judge_alarm_steps: int = 3):
-        from rvpo.judge import JudgeConfig
-        from rvpo.tasks.rubric.reward import parse_verdict_mode
+    Options = RubricOptions
 
-        if judge_url is not None:
-            from rvpo.judge.config import check_http_url
-
-            try:
-                check_http_url(judge_url, "judge_url")
-            except ValueError as e:
-                raise TypeError(f"{e} (expected the endpoint root including /v1)") from None
-        if judge_url and not judge_model:
-            raise TypeError("judge_model: required with judge_url (the model name the endpoint serves)")
-        try:
-            parse_verdict_mode(verdict)
-        except ValueError as e:
-            raise TypeError(str(e)) from None
-        if not (isinstance(judge_alarm_steps, int) and judge_alarm_steps >= 0):
-            raise TypeError(f"judge_alarm_steps: expected an integer >= 0, got {judge_alarm_steps!r}")
-        if not judge_url and judge_model and judge_backend == "model":  # no endpoint: the embedded judge's model
-            judge_server_model = check_judge_model(judge_model, "judge_model")
+    def __init__(self, **options: Any):
+        o = self.options = build_options(RubricOptions, options)
+        judge_server_model = o.judge_server_model
+        if not o.judge_url and o.judge_model and o.judge_backend == "model":  # no endpoint: the embedded judge's model
+            judge_server_model = check_judge_model(o.judge_model, "judge_model")
         elif judge_server_model != EMBEDDED_JUDGE_MODEL:
             judge_server_model = check_judge_model(judge_server_model, "judge_server_model")
-        if judge_api_key_env is not None and not os.environ.get(str(judge_api_key_env)):
-            raise TypeError(f"judge_api_key_env: environment variable {judge_api_key_env} is not set")
-        if judge_backend not in ("model", "rule"):
-            raise TypeError(f"judge_backend: expected 'model' or 'rule' (the embedded judge), got {judge_backend!r}")
-        if isinstance(judge_server_args, str) or not all(isinstance(a, (str, int, float)) for a in judge_server_args):
-            raise TypeError("judge_server_args: expected a list of `rvpo judge serve` arguments")
-        if not (isinstance(heldout, (int, float)) and heldout >= 0 and math.isfinite(heldout)):
-            raise TypeError(f"heldout: expected a fraction in [0, 1) or a count >= 1, got {heldout!r}")
-        if max_channels is not None and (not isinstance(max_channels, int) or max_channels < 1):
-            raise TypeError(f"max_channels: expected an integer >= 1, got {max_channels!r}")
-        if scale not in ("unit", "points"):
-            raise TypeError(f"scale: expected 'unit' or 'points', got {scale!r}")
-        if on_error not in ("raise", "skip"):
-            raise TypeError(f"on_error: expected 'raise' or 'skip', got {on_error!r}")
-        if not (isinstance(judge_start_timeout_s, (int, float)) and judge_start_timeout_s > 0):
-            raise TypeError(f"judge_start_timeout_s: expected seconds > 0, got {judge_start_timeout_s!r}")
-        self.judge_url, self.judge_model, self.judge_api_key_env = judge_url, judge_model, judge_api_key_env
-        self.judge_cache = judge_cache
-        self.judge_backend, self.judge_server_model = judge_backend, judge_server_model
-        self.judge_server_args = [str(a) for a in judge_server_args]
-        self.judge_start_timeout_s = float(judge_start_timeout_s)
-        self.heldout, self.split_seed = heldout, int(split_seed)
-        self.max_channels, self.scale, self.on_error = max_channels, scale, on_error
-        self.verdict = str(verdict).strip().lower()
-        self.judge_alarm_steps = judge_alarm_steps
+        self.judge_url, self.judge_model, self.judge_api_key_env = o.judge_url, o.judge_model, o.judge_api_key_env
+        self.judge_cache = o.judge_cache
+        self.judge_backend, self.judge_server_model = o.judge_backend, judge_server_model
+        self.judge_server_args = [str(a) for a in o.judge_server_args]
+        self.judge_start_timeout_s = float(o.judge_start_timeout_s)
+        self.heldout, self.split_seed = o.heldout, int(o.split_seed)
+        self.max_channels, self.scale, self.on_error = o.max_channels, o.scale, o.on_error
+        self.verdict = str(o.verdict).strip().lower()
+        self.judge_alarm_steps = o.judge_alarm_steps
         self._alarm: Any = None
-        served = judge_model or (judge_server_model if judge_backend == "model" else "rvpo-rule")
+        served = o.judge_model or (judge_server_model if o.judge_backend == "model" else "rvpo-rule")
         try:  # every client setting checked now, before a run folder exists (base_url/cache filled in later)
             self._judge_template = JudgeConfig(
-                base_url=judge_url, model=served, concurrency=judge_concurrency, timeout_s=judge_timeout_s,
-                json_mode=(judge_url is None) if judge_json_mode is None else bool(judge_json_mode),
-                max_tokens=judge_max_tokens, max_retries=judge_max_retries, max_reasks=judge_max_reasks,
-                requests_per_minute=judge_rpm, tokens_per_minute=judge_tpm, cache_path=None,
-                logprobs=(self.verdict != "hard") if judge_logprobs is None else bool(judge_logprobs),
-                threshold=judge_threshold)
+                base_url=o.judge_url, model=served, concurrency=o.judge_concurrency, timeout_s=o.judge_timeout_s,
+                json_mode=(o.judge_url is None) if o.judge_json_mode is None else bool(o.judge_json_mode),
+                max_tokens=o.judge_max_tokens, max_retries=o.judge_max_retries, max_reasks=o.judge_max_reasks,
+                requests_per_minute=o.judge_rpm, tokens_per_minute=o.judge_tpm, cache_path=None,
+                logprobs=(self.verdict != "hard") if o.judge_logprobs is None else bool(o.judge_logprobs),
+                threshold=o.judge_threshold)
         except ValueError as e:
             raise TypeError(f"judge settings: {e}") from None
         self._train_spec: str | None = None
@@ -401,5 +439,8 @@ def healthbench_result(res: Any, judged: dict[str, Any] | None = None) -> dict[s
 
 
 def make_task(**options: Any) -> RubricTask:
-    """The rubric task; ``options`` (``task_options``) are :class:`RubricTask`'s keyword arguments."""
+    """The rubric task; ``options`` (``task_options``): :class:`RubricOptions`."""
     return RubricTask(**options)
+
+
+make_task.Options = RubricOptions  # type: ignore[attr-defined]

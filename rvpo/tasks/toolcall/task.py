@@ -9,9 +9,10 @@ BFCL rows also BFCL's AST accuracy (``bfcl_accuracy``, Wilson 95% CI).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from rvpo.tasks.base import Task
+from rvpo.tasks.base import Task, build_options
 from rvpo.tasks.toolcall.eval import evaluate_toolcall
 from rvpo.tasks.toolcall.loaders import load_examples
 from rvpo.tasks.toolcall.rewards import make_correctness_reward, make_format_reward
@@ -61,5 +62,15 @@ class ToolCallTask(Task):
                 "right; for response-only gold: no call made); correctness in [-3, 3] (CI: +-1.96 bootstrap SE).")
 
 
-def make_task() -> ToolCallTask:
+@dataclass(frozen=True)
+class ToolCallOptions:
+    """The tool-call task takes no ``task_options``."""
+
+
+def make_task(**options: Any) -> ToolCallTask:
+    """The tool-call task (no options: an unknown one is named)."""
+    build_options(ToolCallOptions, options)
     return ToolCallTask()
+
+
+make_task.Options = ToolCallOptions  # type: ignore[attr-defined]
