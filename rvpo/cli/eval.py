@@ -1,14 +1,15 @@
-"""``rvpo eval <benchmark>``: each benchmark lives in ``rvpo.cli.eval_<name>`` with ``register(sub)``."""
+"""``rvpo eval <benchmark>``: each benchmark lives in ``rvpo.cli.eval_<name>`` with ``register(sub)``;
+``rvpo eval task NAME`` evaluates any task through its own ``Task.evaluate``."""
 
 from __future__ import annotations
 
 import importlib
 
-BENCHMARKS = ("toolcall", "constraints", "healthbench", "gpqa")
+BENCHMARKS = ("toolcall", "constraints", "healthbench", "gpqa", "task")
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("eval", help="evaluate a policy: tool calling, HealthBench rubrics, GPQA")
+    p = subparsers.add_parser("eval", help="evaluate a policy: tool calling, IFEval-style constraints, HealthBench rubrics, GPQA, or any task")
     sub = p.add_subparsers(dest="benchmark", metavar="BENCHMARK", parser_class=type(p))
     for name in BENCHMARKS:
         try:

@@ -1,0 +1,159 @@
+"""``rvpo eval task NAME``: any task's held-out evaluation (``Task.evaluate``), one model or a run's checkpoints.
+
+    rvpo eval task neglect                                      # the embedded model on the task's held-out split
+    rvpo eval task neglect --model runs/train-20261205-1100     # a trained run (LoRA merged into its base)
+    rvpo eval task neglect --checkpoints runs/train-20261205-1100   # base, every checkpoint and final/
+    rvpo eval task constraints --task-option families=[no_comma,title] --limit 16
+    rvpo eval task my_pkg.tasks:make_task --data held_out.jsonl   # your own task (docs/tasks.md)
+
+The numbers are the ones ``rvpo train`` puts in its before/after table for the same task, data and
+generation settings. ``rvpo eval toolcall|constraints|healthbench|gpqa`` add benchmark-specific
+scoring (BFCL's AST checker, IFEval's loose check, the HealthBench grader, GPQA's extraction).
+
+Writes a run directory (``--out``, default ``runs/``) with ``config.json``, ``results.json`` (n, every
+metric with its 95% CI) and ``examples.jsonl`` (the task's records); with ``--checkpoints``, one such
+folder per model plus ``sweep.json``, ``sweep.md`` and ``sweep.png`` of the task's target metric.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import yaml
+
+from rvpo.cli import UserError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("task", help="any task's held-out eval (Task.evaluate): a model, or a run's checkpoints",
+                              description=__doc__.split("\n\n")[0])
+    p.add_argument("task", metavar="NAME", help="a built-in task, pkg.module:factory or path/to/task.py:factory")
+    p.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a task option (YAML value; repeatable); `rvpo train --help-config --task NAME` lists them")
+    p.add_argument("--model", default=None,
+                   help="the embedded model name (default), a model folder, a run directory or a checkpoint")
+    p.add_argument("--checkpoints", default=None, metavar="RUN_DIR",
+                   help="evaluate the base model, every checkpoint and final/ of an rvpo train run directory")
+    p.add_argument("--no-base", action="store_true", help="with --checkpoints: skip the base model (step 0)")
+    p.add_argument("--data", default="", help="held-out rows (a spec the task reads); empty: the task's default")
+    p.add_argument("--limit", type=int, default=0, help="evaluate only the first N rows (0 = all)")
+    p.add_argument("--max-new-tokens", type=int, default=64, help="generation budget per prompt")
+    p.add_argument("--batch-size", type=int, default=16, help="prompts generated together")
+    p.add_argument("--temperature", type=float, default=0.0,
+                   help="0: greedy; above 0, sampled (tasks whose evaluate() takes it)")
+    p.add_argument("--samples", type=int, default=1, help="completions scored per prompt (with --temperature > 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="weights' dtype for inference (auto: chosen per device by rvpo.precision)")
+    p.add_argument("--out", default="runs", help="root folder for the eval's run directory")
+    p.add_argument("--json", action="store_true", help="print the headline numbers as JSON on stdout")
+    p.set_defaults(func=run)
+
+
+def _task_and_rows(args) -> tuple[Any, list[dict]]:
+    from rvpo.tasks.base import get_task
+    from rvpo.train.config import ConfigError, parse_set
+
+    try:
+        raw = parse_set(args.task_option)
+    except ConfigError as e:
+        raise UserError(str(e).replace("--set", "--task-option")) from None
+    try:
+        options = {k: yaml.safe_load(v) for k, v in raw.items()}
+        task = get_task(args.task, options)
+    except (ValueError, yaml.YAMLError) as e:
+        raise UserError(str(e)) from None
+    spec = args.data or task.default_eval_data
+    try:
+        rows = list(task.load(spec, "eval", seed=args.seed))
+    except (FileNotFoundError, ValueError) as e:
+        raise UserError(f"--data {spec!r}: {e}") from None
+    rows = rows[: args.limit] if args.limit else rows
+    if not rows:
+        raise UserError(f"--data {spec!r}: no rows")
+    return task, rows
+
+
+def _evaluate(args, task: Any, rows: list[dict], model_name: str | None, run_dir) -> dict:
+    """Load ``model_name`` (merged), run ``task.evaluate`` on ``rows`` and write the eval's run folder."""
+    from rvpo.models import ModelNotFoundError
+    from rvpo.policy import load_policy
+    from rvpo.runs import write_eval_outputs
+    from rvpo.tasks.base import accepts_keyword
+
+    t0 = time.perf_counter()
+    try:
+        model, tok = load_policy(model_name, precision=args.precision)
+    except (FileNotFoundError, ModelNotFoundError, ValueError) as e:
+        raise UserError(str(e)) from None
+    wanted = {"temperature": args.temperature, "samples": args.samples, "seed": args.seed}
+    kw = {k: v for k, v in wanted.items() if accepts_keyword(task.evaluate, k)}
+    if (args.temperature != 0 or args.samples != 1) and "temperature" not in kw:
+        print(f"note: task {task.name or args.task!r} evaluates greedily (its evaluate() takes no temperature)",
+              file=sys.stderr)
+    with task.session(run_dir):
+        res = task.evaluate(model, tok, rows, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, **kw)
+    head = {"task": task.name or args.task, "model": model_name or "smollm2-135m-instruct", "data": args.data,
+            "n": res.get("n", len(rows)), "metrics": res.get("metrics", {}), "ci95": res.get("ci95", {}),
+            "total_seconds": round(time.perf_counter() - t0, 2), "run_dir": str(run_dir)}
+    config = {k: v for k, v in vars(args).items() if k != "func"}
+    write_eval_outputs(run_dir, config, list(res.get("records", [])), head)
+    return head
+
+
+def run(args) -> int:
+    from rvpo.runs import check_run_root, new_run_dir, to_json
+    from rvpo.tasks.base import markdown_table
+
+    if args.limit < 0:
+        raise UserError(f"--limit: expected an int >= 0, got {args.limit}")
+    if args.max_new_tokens < 1 or args.batch_size < 1 or args.samples < 1:
+        raise UserError("--max-new-tokens, --batch-size and --samples: expected ints >= 1")
+    if args.checkpoints and args.model:
+        raise UserError("--checkpoints evaluates the run's own models: leave out --model")
+    task, rows = _task_and_rows(args)
+    check_run_root(args.out)
+    label = (task.name or args.task).replace("/", "_").replace(":", "_")
+    if args.checkpoints:
+        return _sweep(args, task, rows, label)
+    with new_run_dir(args.out, f"eval-{label}") as run_dir:
+        head = _evaluate(args, task, rows, args.model, run_dir)
+    if args.json:
+        print(to_json(head))
+    else:
+        print(markdown_table(task, [(head["model"], head)]))
+        if task.describe_eval():
+            print("\n" + task.describe_eval())
+        print(f"run dir: {run_dir}", file=sys.stderr)
+    return 0
+
+
+def _sweep(args, task: Any, rows: list[dict], label: str) -> int:
+    """``--checkpoints``: the task's eval of each model of the run; the target metric across steps."""
+    from rvpo.evals.checkpoints import run_sweep, sweep_targets
+    from rvpo.runs import new_run_dir, to_json, write_json
+
+    metric = task.target_metric or (list(task.eval_metrics) or [""])[0]
+    if not metric:
+        raise UserError(f"task {args.task!r} names no target_metric or eval_metrics: nothing to sweep")
+    try:
+        targets = sweep_targets(args.checkpoints, include_base=not args.no_base)
+    except FileNotFoundError as e:
+        raise UserError(str(e)) from None
+
+    def evaluate(target, out_dir) -> dict:
+        head = _evaluate(args, task, rows, target.model, out_dir)
+        return {"score": head["metrics"].get(metric), "ci95": head["ci95"].get(metric), "n": head["n"]}
+
+    with new_run_dir(args.out, f"{label}-sweep") as run_dir:
+        write_json(run_dir / "config.json", {k: v for k, v in vars(args).items() if k != "func"})
+        sweep = run_sweep(targets, evaluate, run_dir, metric, title=f"{label} across {args.checkpoints}",
+                          log=lambda m: print(m, file=sys.stderr, flush=True))
+    if args.json:
+        print(to_json({"run_dir": str(run_dir), "rows": sweep}))
+    else:
+        print((run_dir / "sweep.md").read_text(encoding="utf-8").rstrip())
+        print(f"run dir  {run_dir}")
+    return 0
