@@ -21,17 +21,20 @@ explicit choice); rvpo never downloads weights on its own.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import importlib.util
 import json
 import logging
 import os
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 logger = logging.getLogger(__name__)
 
@@ -134,8 +137,6 @@ def resolve_model(name_or_path: str | os.PathLike | None = None, cache_dir: str 
     if _looks_like_path(arg):
         raise ModelNotFoundError(f"model: no such folder {arg!r}")
     if "/" not in arg:  # "smollm2": a typo of an embedded name, not a hub id
-        import difflib
-
         low = arg.strip().lower()
         close = [m for m in EMBEDDED_MODELS if low and m.startswith(low)] or \
             difflib.get_close_matches(low, list(EMBEDDED_MODELS), n=1, cutoff=0.6)
@@ -148,11 +149,8 @@ def check_hub_reachable(repo_id: str, timeout_s: float = 3.0) -> None:
     """Fail in seconds, not after a minute of retries, when hub id ``repo_id`` cannot be loaded:
     it is not in the local hub cache and the machine is offline (``HF_HUB_OFFLINE``) or the hub
     (``HF_ENDPOINT``, default huggingface.co) does not answer a TCP connect within ``timeout_s``."""
-    import socket
-    from urllib.parse import urlsplit
-
     try:
-        from huggingface_hub import constants, try_to_load_from_cache
+        from huggingface_hub import constants, try_to_load_from_cache  # deferred: start-up time (hub ids only)
 
         if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
             return  # cached: from_pretrained can load it without a network
@@ -176,7 +174,7 @@ def check_hub_reachable(repo_id: str, timeout_s: float = 3.0) -> None:
 def _file_lock(path: Path) -> Iterator[None]:
     """Advisory exclusive lock (POSIX); a no-op where fcntl is unavailable (the rename stays atomic)."""
     try:
-        import fcntl
+        import fcntl  # deferred: POSIX only (absent on Windows: no lock then)
     except ImportError:  # pragma: no cover - Windows
         yield
         return
@@ -232,8 +230,8 @@ def convert_gguf(gguf_file: str | os.PathLike, out_dir: str | os.PathLike) -> No
     Writes ``model.safetensors``, ``config.json``, ``generation_config.json``, the tokenizer files
     (with ``chat_template.jinja``) and, last, the completion marker ``rvpo_model.json``.
     """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    import torch  # deferred: torch (start-up time: rvpo.models resolves names without it)
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # deferred: optional dependency (rvpo[trl])
 
     gguf_file, out_dir = Path(gguf_file), Path(out_dir)
     folder, fname = str(gguf_file.parent), gguf_file.name
@@ -273,8 +271,8 @@ def load_model_and_tokenizer(
     The tokenizer keeps its chat template, gets a pad token (eos if none) and left padding; the
     model's ``pad_token_id`` is set to match. ``dtype`` defaults to ``torch.float32``.
     """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    import torch  # deferred: torch (start-up time: rvpo.models resolves names without it)
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # deferred: optional dependency (rvpo[trl])
 
     dtype = torch.float32 if dtype is None else dtype
     ref = resolve_model(name_or_path, cache_dir)

@@ -11,9 +11,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import struct
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
+
+from rvpo import models  # models.load_model_and_tokenizer is looked up per call (tests replace it)
+from rvpo.precision import resolve_cached
 
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
 
@@ -58,9 +63,6 @@ _CHECKED: dict[tuple, str | None] = {}
 
 def _file_problem(f: Path) -> str | None:
     """Why file ``f`` of a checkpoint is unreadable, or None (structure checks, no tensors loaded)."""
-    import struct
-    import zipfile
-
     size = f.stat().st_size
     if f.suffix == ".json":
         try:
@@ -151,10 +153,7 @@ def load_policy(name_or_path: str | os.PathLike | None = None, merge: bool = Tru
     (``auto``, ``fp32``, ``bf16``; see :mod:`rvpo.precision`) sets the weights' dtype for inference;
     the choice is recorded as ``model.rvpo_precision``.
     """
-    import torch
-
-    from rvpo.models import load_model_and_tokenizer, prepare_tokenizer
-    from rvpo.precision import resolve_cached
+    import torch  # deferred: torch (start-up time: the checkpoint helpers here need none)
 
     choice = resolve_cached(precision, "cuda" if torch.cuda.is_available() else "cpu")
     dtype = choice.dtype
@@ -164,20 +163,20 @@ def load_policy(name_or_path: str | os.PathLike | None = None, merge: bool = Tru
         return model, tok
 
     if name_or_path is None or not Path(os.fspath(name_or_path)).expanduser().is_dir():
-        return done(*load_model_and_tokenizer(name_or_path, dtype=dtype))
+        return done(*models.load_model_and_tokenizer(name_or_path, dtype=dtype))
     folder = policy_folder(name_or_path)
     if not (folder / "adapter_config.json").is_file():
-        return done(*load_model_and_tokenizer(str(folder), dtype=dtype))
-    from peft import PeftModel
+        return done(*models.load_model_and_tokenizer(str(folder), dtype=dtype))
+    from peft import PeftModel  # deferred: optional dependency peft (rvpo[trl]; LoRA adapters only)
 
     base = json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"]
     if Path(base).is_dir() and not (Path(base) / "config.json").is_file():
         raise FileNotFoundError(f"model: LoRA base model folder {base!r} (from {folder}/adapter_config.json) is missing")
-    model, tok = load_model_and_tokenizer(base, dtype=dtype)
+    model, tok = models.load_model_and_tokenizer(base, dtype=dtype)
     if (folder / "tokenizer_config.json").is_file():
-        from transformers import AutoTokenizer
+        from transformers import AutoTokenizer  # deferred: optional dependency (rvpo[trl])
 
-        tok = prepare_tokenizer(AutoTokenizer.from_pretrained(str(folder)))
+        tok = models.prepare_tokenizer(AutoTokenizer.from_pretrained(str(folder)))
     model = PeftModel.from_pretrained(model, str(folder))
     if merge:
         model = model.merge_and_unload()

@@ -13,6 +13,8 @@ A run that fails before it has produced anything leaves no folder behind: create
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import math
 import os
@@ -102,7 +104,7 @@ def run_lock(run_dir: str | os.PathLike, what: str = "run directory") -> Iterato
     A second holder fails at once with :class:`RunDirError` ("in use by another process") instead of
     both writing the same run. The lock file stays (an empty marker); the lock dies with the process.
     """
-    import fcntl
+    import fcntl  # deferred: POSIX only (absent on Windows; `import rvpo.cli` imports this module)
 
     path = Path(run_dir) / ".rvpo.lock"
     try:
@@ -228,9 +230,6 @@ def to_json(obj: Any, indent: int | None = 2) -> str:
 def csv_text(rows: list[dict]) -> str:
     """CSV text of ``rows`` with the union of their keys as columns, in first-seen order (None and
     non-finite floats as empty cells)."""
-    import csv
-    import io
-
     buf = io.StringIO()
     keys: list[str] = []
     for r in rows:

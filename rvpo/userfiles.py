@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,6 @@ def check_regular_file(path: str | os.PathLike, what: str) -> Path:
 
     Checked without opening it, so a FIFO or a device never blocks (a read would wait forever).
     """
-    import stat
-
     path = Path(path)
     try:
         st = os.stat(path)

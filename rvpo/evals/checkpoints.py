@@ -22,6 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from rvpo.policy import list_checkpoints
 from rvpo.runs import read_jsonl, write_json
 
 
@@ -36,8 +39,6 @@ class SweepTarget:
 
 def base_model(run_dir: Path) -> str | None:
     """The model a run started from: ``model`` in its ``config.yaml`` (None if absent)."""
-    import yaml
-
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         return None
@@ -50,8 +51,6 @@ def sweep_targets(run_dir: str | Path, include_base: bool = True) -> list[SweepT
 
     Raises ``FileNotFoundError`` when the folder holds no checkpoint and no ``final/``.
     """
-    from rvpo.policy import list_checkpoints
-
     run = Path(run_dir).expanduser()
     if not run.is_dir():
         raise FileNotFoundError(f"--checkpoints {str(run_dir)!r}: no such run directory")
@@ -123,10 +122,10 @@ def plot_sweep(rows: list[dict[str, Any]], metric: str, path: Path, title: str =
     pts = [r for r in rows if _num(r.get(metric))]
     if not pts:
         return None
-    import matplotlib
+    import matplotlib  # deferred: matplotlib (start-up time; only plotting needs it)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: matplotlib (start-up time; only plotting needs it)
 
     xs = [r["step"] for r in pts]
     ys = [r[metric] for r in pts]

@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rvpo.runs import write_eval_outputs
+
 DEFAULT_ZIP_PASSWORD = "deserted-untie-orchid"  # public: published by the GPQA authors with the data
 LETTERS = "ABCD"
 INCORRECT_COLUMNS = tuple(f"Incorrect Answer {i}" for i in (1, 2, 3))
@@ -229,8 +231,7 @@ def run_gpqa(questions: Sequence[GPQAQuestion], policy: Any, seed: int = 0,
     Run dir: ``config.json``, ``results.json`` and ``examples.jsonl`` with records
     ``{record_id, index, repeat, chosen, gold, correct}`` only (never question, option or answer text).
     """
-    from rvpo.runs import write_eval_outputs
-    from rvpo.stats import wilson_ci
+    from rvpo.stats import wilson_ci  # deferred: scipy via rvpo.stats (start-up time: the CLI imports this module)
 
     if extractor not in EXTRACTORS:
         raise ValueError(f"extractor: expected one of {', '.join(EXTRACTORS)}, got {extractor!r}")

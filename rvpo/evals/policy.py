@@ -18,6 +18,9 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, runtime_checkable
 
+from rvpo.generation import generate
+from rvpo.models import ModelNotFoundError
+from rvpo.policy import load_policy
 from rvpo.runs import redact_url
 
 Conversation = list[dict]
@@ -72,9 +75,6 @@ class LocalPolicy:
     def load(self) -> LocalPolicy:
         """Load the model now (otherwise on the first :meth:`answer`); :class:`PolicyError` if it cannot be."""
         if self._model is None:
-            from rvpo.models import ModelNotFoundError
-            from rvpo.policy import load_policy
-
             try:
                 self._model, self._tokenizer = load_policy(self._spec, precision=self.precision)
             except (ModelNotFoundError, OSError) as e:
@@ -83,8 +83,6 @@ class LocalPolicy:
 
     def answer(self, conversations: Sequence[Conversation]) -> list[str]:
         """Generate one answer per conversation (loads the model on first use)."""
-        from rvpo.generation import generate
-
         if not conversations:
             return []
         self.load()
@@ -117,7 +115,7 @@ class OpenAIPolicy:
     def __init__(self, base_url: str, model: str, api_key_env: str = "RVPO_POLICY_API_KEY",
                  max_new_tokens: int = 512, temperature: float = 0.0, concurrency: int = 8,
                  timeout_s: float = 120.0, max_retries: int = 3, seed: int | None = None):
-        from rvpo.judge.config import check_http_url
+        from rvpo.judge.config import check_http_url  # deferred: optional dependency httpx (rvpo.judge imports it)
 
         check_http_url(base_url, "policy base_url")
         if concurrency < 1 or max_new_tokens < 1:
@@ -140,7 +138,7 @@ class OpenAIPolicy:
 
     def _get_client(self):
         if self._client is None:
-            from openai import OpenAI
+            from openai import OpenAI  # deferred: optional dependency openai (rvpo[judge])
 
             self._client = OpenAI(base_url=self.base_url, api_key=os.environ.get(self.api_key_env) or "EMPTY",
                                   timeout=self.timeout_s, max_retries=self.max_retries)

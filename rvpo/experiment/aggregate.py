@@ -49,7 +49,7 @@ def _num(v: Any) -> float:
 
 def collect(spec: ExperimentSpec) -> list[RunData]:
     """Every planned run that has a folder, in plan order (seeds outer, methods inner)."""
-    from rvpo.experiment.runner import RUN_INFO, plan, run_status
+    from rvpo.experiment.runner import RUN_INFO, plan, run_status  # deferred: import cycle (runner>screen>neglect>here)
 
     out = []
     for seed, m in plan(spec):

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from rvpo.experiment.aggregate import RunData, curve_keys, curve_stats
+from rvpo.stats import mean_std
 
 
 def _plt():
-    import matplotlib
+    import matplotlib  # deferred: matplotlib (start-up time; only plotting needs it)
 
     matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: matplotlib (start-up time; only plotting needs it)
 
     return plt
 
@@ -29,7 +31,7 @@ def _safe(name: str) -> str:
 
 
 def _band(ax, stats: dict, colors: dict[str, str]) -> None:
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MaxNLocator  # deferred: matplotlib (start-up time; only plotting needs it)
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     for label, (x, m, s, _n) in stats.items():
@@ -91,8 +93,6 @@ def plot_panels(runs: list[RunData], prefix: str, path: Path, title: str, colors
 
 def plot_target(per_method: dict[str, list[float]], target: str, path: Path, colors: dict[str, str]) -> bool:
     """The target metric per method: one dot per seed, and mean +- 1 std."""
-    from rvpo.stats import mean_std
-
     if not any(any(math.isfinite(v) for v in vs) for vs in per_method.values()):
         return False
     plt = _plt()
@@ -115,7 +115,6 @@ def plot_target(per_method: dict[str, list[float]], target: str, path: Path, col
 
 def _derived(runs: list[RunData], constraint: list[str], easy: list[str]) -> list[RunData]:
     """Copies of ``runs`` whose records hold ``constraint``, ``easy`` and ``binding`` per step (means over channels)."""
-    from dataclasses import replace
 
     def mean(rec: dict, keys: list[str]) -> float | None:
         vals = [rec.get(k) for k in keys]

@@ -6,12 +6,15 @@ import math
 from pathlib import Path
 from typing import Any
 
+from rvpo.experiment import aggregate, neglect
 from rvpo.experiment.aggregate import RunData
+from rvpo.experiment.plots import write_plots
 from rvpo.experiment.report_neglect import channels_section as _channels
 from rvpo.experiment.report_neglect import hold_section as _hold
 from rvpo.experiment.report_neglect import screen_section as _screen_only
 from rvpo.experiment.spec import ExperimentSpec
 from rvpo.runs import atomic_write_text
+from rvpo.tasks.base import get_task
 
 
 def _f(v: Any, fmt: str = ".3f") -> str:
@@ -158,10 +161,6 @@ def write_report(spec: ExperimentSpec, task: Any, runs: list[RunData], rows: lis
 
 def finish(spec: ExperimentSpec, wall_session: float = 0.0) -> tuple[Path, dict]:
     """Aggregate the run directories into the tables, plots and report; returns ``(report path, summary)``."""
-    from rvpo.experiment import aggregate, neglect
-    from rvpo.experiment.plots import write_plots
-    from rvpo.tasks.base import get_task
-
     task = get_task(spec.base.task, spec.base.task_options)
     runs = aggregate.collect(spec)
     names = aggregate.metric_names(task, runs)

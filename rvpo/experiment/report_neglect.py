@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from rvpo.stats import fisher_exact
+
 
 def _f(v: Any, fmt: str = ".3f") -> str:
     return f"{v:{fmt}}" if isinstance(v, (int, float)) and math.isfinite(v) else "n/a"
@@ -115,6 +117,4 @@ def screen_section(summary: dict) -> list[str]:
 
 def _best_p(n_a: int, n_b: int) -> float:
     """The smallest Fisher p that n_a against n_b seeds can reach (all kept against none)."""
-    from rvpo.stats import fisher_exact
-
     return fisher_exact(n_a, n_a, 0, n_b)[1] if n_a and n_b else math.nan

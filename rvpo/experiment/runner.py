@@ -18,6 +18,7 @@ command again continues. Each run's wall time (summed over sessions) is kept in 
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import time
@@ -27,12 +28,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from tqdm.auto import tqdm
 from transformers import TrainerCallback
 
+from rvpo.experiment.screen import run_screen
 from rvpo.experiment.spec import ExperimentError, ExperimentSpec, Method
 from rvpo.runs import read_jsonl, write_json, write_yaml
 from rvpo.train.callbacks import reward_channels
 from rvpo.train.config import ConfigError, TrainConfig, flatten_config, to_dict
+from rvpo.train.run import INTERRUPTED, resolve_precision, train
 
 RUN_INFO = "experiment_run.json"
 RL_ONLY = ("advantage", "steps", "group_size", "prompts_per_step", "max_completion_length", "temperature",
@@ -85,8 +89,6 @@ def last_step(run_dir: Path) -> int:
 
 def run_status(run_dir: Path, cfg: TrainConfig) -> str:
     """``"new"``, ``"done"`` or ``"resume"``; raises :class:`ExperimentError` if the folder holds another config."""
-    from rvpo.train.run import INTERRUPTED
-
     saved = run_dir / "config.yaml"
     if not saved.is_file():
         return "new"
@@ -119,8 +121,6 @@ def _copy_shared_evals(src: Path, dst: Path, same_eval: bool, same_warm: bool) -
 
 
 def _read_info(run_dir: Path) -> dict:
-    import json
-
     path = run_dir / RUN_INFO
     return json.loads(path.read_text()) if path.is_file() else {}
 
@@ -162,12 +162,8 @@ def run_experiment(spec: ExperimentSpec, callbacks: Sequence[Any] = (), log: Cal
         train_fn: :func:`rvpo.train.run.train` (replaceable in tests).
         screen_fn: the sampler of the ``screen:`` step (:func:`rvpo.experiment.sampling.sample_and_score`; tests).
     """
-    from tqdm.auto import tqdm
-
-    from rvpo.train.run import resolve_precision
-
     if train_fn is None:
-        from rvpo.train.run import train as train_fn
+        train_fn = train
     for m in spec.methods:  # a precision this machine refuses fails now, not after hours of other runs
         try:
             resolve_precision(m.cfg)
@@ -185,8 +181,6 @@ def run_experiment(spec: ExperimentSpec, callbacks: Sequence[Any] = (), log: Cal
     say = log or (lambda msg: bar.write(msg, file=sys.stderr))
     try:
         if spec.screen:  # once, on the base model, before any run (cached in screen.json)
-            from rvpo.experiment.screen import run_screen
-
             run_screen(spec, sample_fn=screen_fn, log=say)
         for i, (seed, m) in enumerate(order, 1):
             tag = f"run {i}/{len(order)} {m.label} seed {seed}"

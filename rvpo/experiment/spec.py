@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rvpo.tasks.base import get_task
 from rvpo.train.config import (
     ALIASES,
     ConfigError,
@@ -234,8 +235,6 @@ def _method(item: Any, i: int, base: TrainConfig, where: str) -> Method:
 
 
 def _target(value: Any, base: TrainConfig, where: str) -> str:
-    from rvpo.tasks.base import get_task
-
     try:
         task = get_task(base.task, base.task_options)
     except ValueError as e:
@@ -332,8 +331,6 @@ def _hold(value: Any, base: TrainConfig, where: str) -> dict | None:
 
 
 def _channels(raw: dict, base: TrainConfig, where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    from rvpo.tasks.base import get_task
-
     task = get_task(base.task, base.task_options)  # already checked by _target
     try:
         known = list(task.channel_names())

@@ -107,7 +107,7 @@ def shared_prefix_logps(model: Any, input_ids: torch.Tensor, attention_mask: tor
         ``(logps (B, C), entropy (B, C) or None)``; values at padded completion positions are
         computed like any other (the caller masks them, as TRL does).
     """
-    from trl.kernels import ChunkedLogProbFunction
+    from trl.kernels import ChunkedLogProbFunction  # deferred: optional dependency trl (rvpo[trl])
 
     C = int(logits_to_keep)
     B, T = input_ids.shape
@@ -116,7 +116,7 @@ def shared_prefix_logps(model: Any, input_ids: torch.Tensor, attention_mask: tor
         raise ValueError(f"shared_prefix_logps: need a prompt and a completion, got {T} tokens and logits_to_keep={C}")
     backbone, head = _backbone_and_head(model)
     first, inverse = unique_prompts(input_ids[:, :P], attention_mask[:, :P])
-    from transformers import DynamicCache
+    from transformers import DynamicCache  # deferred: optional dependency transformers (rvpo[trl])
 
     pre = backbone(input_ids=input_ids[first, :P], attention_mask=attention_mask[first, :P],
                    cache=DynamicCache(config=backbone.config), use_cache=True)

@@ -67,6 +67,7 @@ from rvpo.integrations.shared_prefix import (  # noqa: E402
     supports_shared_prefix,
 )
 from rvpo.rewards import completion_text, expand_multichannel  # noqa: E402  (expand_multichannel: re-exported)
+from rvpo.tasks.base import StepData  # noqa: E402
 
 __all__ = ["RVPOConfig", "RVPOTrainer", "expand_multichannel", "TRL_SUPPORTED"]
 
@@ -279,8 +280,6 @@ class RVPOTrainer(GRPOTrainer):
 
         # what a task's step_metrics may see (rvpo.tasks.base.StepData): TRL just appended this batch's
         # gathered prompts and completions (N of each, all processes) to its completions table
-        from rvpo.tasks.base import StepData
-
         n = raw.shape[0]
         texts = list(self._logs["completion"])[-n:] if len(self._logs["completion"]) >= n else None
         prompts = list(self._logs["prompt"])[-n:] if len(self._logs["prompt"]) >= n else None
@@ -321,7 +320,7 @@ def all_binary_met(rewards: torch.Tensor, weights: Any = None) -> float | None:
 
 def _is_peft(model: Any) -> bool:
     try:
-        from peft import PeftModel
+        from peft import PeftModel  # deferred: optional dependency peft (rvpo[trl])
     except ImportError:  # pragma: no cover - peft is a dependency of the trl extra
         return False
     return isinstance(model, PeftModel)
@@ -340,7 +339,7 @@ def merged_lora(model: Any):
     if not _is_peft(model):
         yield model
         return
-    from peft.tuners.lora import LoraLayer
+    from peft.tuners.lora import LoraLayer  # deferred: optional dependency peft (rvpo[trl]; LoRA models only)
 
     swapped = []
     try:

@@ -35,8 +35,8 @@ def compact_lm_head() -> Iterator[bool]:
 
     Yields whether the override is active (False on an untested TRL, where nothing changes).
     """
-    import trl
-    import trl.trainer.utils as trl_utils
+    import trl  # deferred: optional dependency trl (start-up time: rvpo.train.run imports this module)
+    import trl.trainer.utils as trl_utils  # deferred: optional dependency trl
 
     original = getattr(trl_utils, "_use_triton", None)
     if original is None or not _supported(trl.__version__):

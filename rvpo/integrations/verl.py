@@ -129,7 +129,7 @@ def _cfg_get(config: Any, key: str, default: Any = None) -> Any:
     else:
         v = getattr(config, key, default)
     if hasattr(v, "_metadata"):  # OmegaConf ListConfig / DictConfig -> plain python
-        from omegaconf import OmegaConf
+        from omegaconf import OmegaConf  # deferred: optional dependency (verl's Hydra configs only)
 
         v = OmegaConf.to_container(v, resolve=True)
     return default if v is None else v

@@ -21,6 +21,7 @@ import math
 import threading
 from typing import Any
 
+from rvpo.tasks.rubric.reward import RubricReward
 from rvpo.tasks.toolcall import rewards as toolcall
 
 TOOLCALL_KEYS = ("format_reward", "accuracy_reward")
@@ -79,7 +80,7 @@ def _default_judge(overrides: dict | None = None):
     key = tuple(sorted((k, repr(v)) for k, v in overrides.items()))
     with _JUDGE_LOCK:
         if key not in _JUDGES:
-            from rvpo.judge import JudgeClient, JudgeConfig
+            from rvpo.judge import JudgeClient, JudgeConfig  # deferred: optional dependency httpx (rvpo[judge])
 
             _JUDGES[key] = JudgeClient(JudgeConfig.from_env(**overrides))
         return _JUDGES[key]
@@ -116,8 +117,6 @@ def compute_score_rubric(
     Returns ``{"score": mean of present items (0.0 if none), "rubric_0": ..., "rubric_{M-1}": ...}``;
     items past this prompt's rubric and judge abstentions are NaN.
     """
-    from rvpo.tasks.rubric.reward import RubricReward
-
     extra_info = extra_info or {}
     m = max_channels if max_channels is not None else extra_info.get("max_channels")
     if m is None:

@@ -148,7 +148,7 @@ class _RVPOTaskRunnerImpl(TaskRunnerV1.__ray_metadata__.modified_class.__ray_act
 
     def plugin_status(self) -> dict:
         """What this actor process sees in verl's registries (used by tests and for debugging)."""
-        from verl.trainer.ppo import core_algos
+        from verl.trainer.ppo import core_algos  # deferred: optional dependency verl
 
         return {
             "pid": os.getpid(),
@@ -185,10 +185,10 @@ def check_config(config: Any) -> None:
 
 def run(config: Any) -> None:
     """verl's ``main_ppo.main`` body with :data:`RVPOTaskRunner`."""
-    from verl.trainer.main_ppo import run_ppo
-    from verl.trainer.ppo.utils import need_critic, need_reference_policy
-    from verl.utils.config import validate_config
-    from verl.utils.device import auto_set_device
+    from verl.trainer.main_ppo import run_ppo  # deferred: looked up per call (tests replace main_ppo.run_ppo)
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy  # deferred: optional dependency verl
+    from verl.utils.config import validate_config  # deferred: optional dependency verl
+    from verl.utils.device import auto_set_device  # deferred: optional dependency verl
 
     check_config(config)
     auto_set_device(config)
@@ -198,7 +198,7 @@ def run(config: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m rvpo.integrations.verl_runner [--config-path P --config-name N] key=value ...``."""
-    import hydra
+    import hydra  # deferred: optional dependency (verl's Hydra), for the command line only
 
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]

@@ -26,8 +26,15 @@ import concurrent.futures
 import copy
 import inspect
 import json
+import math
+import os
 import re
+from pathlib import Path
 from typing import Any
+
+from rvpo.models import EMBEDDED_MODELS, ModelNotFoundError, prepare_tokenizer, resolve_model
+from rvpo.policy import load_policy, policy_folder
+from rvpo.precision import resolve_cached
 
 _ID = re.compile(r"Transcript id: (\w+)")
 _ITEM = re.compile(r"^Rubric item: \[(-?[\d.]+)\] (.*)$", re.M)
@@ -71,8 +78,6 @@ def verdict_completion(p_true: float, logprobs: bool) -> str | tuple[str, list[d
     >>> verdict_completion(0.25, False)
     '{"explanation": "constrained local judge: P(true)=0.250", "criteria_met": false}'
     """
-    import math
-
     text = json.dumps({"explanation": f"constrained local judge: P(true)={p_true:.3f}", "criteria_met": p_true > 0.5})
     if not logprobs:
         return text
@@ -136,19 +141,12 @@ def judge_model_problem(model: str | None) -> str | None:
     run/checkpoint folder :func:`rvpo.policy.load_policy` reads, a ``.gguf`` file, or a hub id
     (``org/name``, loaded only with a network).
     """
-    import os
-    from pathlib import Path
-
-    from rvpo.models import EMBEDDED_MODELS
-
     if model is None or str(model).strip().lower() in EMBEDDED_MODELS:
         return None
     path = Path(os.path.expanduser(str(model)))
     if str(model).lower().endswith(".gguf"):
         return None if path.is_file() else f"no such GGUF file {str(model)!r}"
     if path.is_dir():
-        from rvpo.policy import policy_folder
-
         try:
             policy_folder(path)
         except FileNotFoundError:
@@ -159,8 +157,6 @@ def judge_model_problem(model: str | None) -> str | None:
         return f"{str(model)!r} is a file but not a .gguf model; expected a model folder or a .gguf file"
     if str(model).startswith(("/", ".", "~")) or str(model).count("/") > 1:
         return f"no such model folder or file {str(model)!r}"
-    from rvpo.models import ModelNotFoundError, resolve_model
-
     try:
         resolve_model(str(model))
     except ModelNotFoundError as e:
@@ -171,17 +167,11 @@ def judge_model_problem(model: str | None) -> str | None:
 def load_judge_model(model: str | None, precision: str = "auto") -> tuple[Any, Any]:
     """``(model, tokenizer)`` of a local judge: a ``.gguf`` file (dequantised by transformers, which needs the
     ``gguf`` package) or anything :func:`rvpo.policy.load_policy` loads. Errors name the path."""
-    import os
-    from pathlib import Path
-
     problem = judge_model_problem(model)
     if problem:
         raise FileNotFoundError(f"judge model: {problem}")
     if model is not None and str(model).lower().endswith(".gguf"):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from rvpo.models import prepare_tokenizer
-        from rvpo.precision import resolve_cached
+        from transformers import AutoModelForCausalLM, AutoTokenizer  # deferred: optional dependency (rvpo[trl])
 
         path = Path(os.path.expanduser(str(model)))
         dtype = resolve_cached(precision, "cpu").dtype
@@ -193,8 +183,6 @@ def load_judge_model(model: str | None, precision: str = "auto") -> tuple[Any, A
         prepare_tokenizer(tok)
         lm.config.pad_token_id = tok.pad_token_id
         return lm, tok
-    from rvpo.policy import load_policy
-
     return load_policy(model, precision=precision)
 
 
@@ -213,7 +201,7 @@ class ModelBackend:
     def __init__(self, model: str | None = None, max_batch: int = 8, batch_wait_s: float = 0.02,
                  model_and_tokenizer: tuple[Any, Any] | None = None, precision: str = "auto",
                  share_prefix: bool = True):
-        import torch
+        import torch  # deferred: torch (start-up time: the rule and echo backends need none)
 
         self.torch = torch
         # precision: auto | fp32 | bf16, as everywhere (rvpo.precision); bf16 where the CPU has bf16 units

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rvpo.judge.client import JudgeRequest
+
 
 @dataclass(frozen=True)
 class CheckItem:
@@ -101,8 +103,6 @@ CHECK_ITEMS: tuple[CheckItem, ...] = (
 
 def check_requests(items: Sequence[CheckItem] = CHECK_ITEMS) -> tuple[list[Any], list[bool]]:
     """``(requests, labels)``: two :class:`rvpo.judge.JudgeRequest` per item, met first; label True = met."""
-    from rvpo.judge.client import JudgeRequest
-
     reqs, labels = [], []
     for it in items:
         for answer, label in ((it.met, True), (it.unmet, False)):

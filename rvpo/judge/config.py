@@ -10,6 +10,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from rvpo.runs import redact_url
 
@@ -17,8 +18,6 @@ from rvpo.runs import redact_url
 def check_http_url(url: Any, field: str) -> str:
     """``url`` if it is ``http(s)://HOST[:PORT]/...`` with a host and a port in 1..65535; else a
     ``ValueError`` naming ``field`` (the URL redacted: no ``user:password@`` in the message)."""
-    from urllib.parse import urlsplit
-
     text = str(url)
     shown = redact_url(text)
     if not text.startswith(("http://", "https://")):

@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
+from rvpo.judge import backends
 from rvpo.judge.faults import MALFORMED_CONTENT, FaultInjector
 
 log = logging.getLogger("rvpo.judge.server")
@@ -237,8 +238,6 @@ def _completion(model: str, text: str, messages: list | None = None) -> dict[str
 def make_backend(kind: str, model: str | None = None, latency_s: float = 0.0, max_batch: int = 8,
                  precision: str = "auto"):
     """``rule`` | ``echo`` | ``model`` (``model`` = folder path or embedded name, default SmolLM2)."""
-    from rvpo.judge import backends
-
     if kind == "rule":
         return backends.RuleBackend(latency_s=latency_s)
     if kind == "echo":

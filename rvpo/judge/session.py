@@ -24,6 +24,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import httpx
+
 from rvpo.judge.server import stop_process
 
 _LISTENING = re.compile(r"listening on (http://\S+/v1)")
@@ -91,8 +93,6 @@ class EmbeddedJudge:
                               f"(log: {self.log_path}):\n{self._tail()}")
 
     def _wait_ready(self, url: str, timeout_s: float = 30.0) -> None:
-        import httpx
-
         deadline = time.monotonic() + timeout_s
         while True:
             try:

@@ -10,10 +10,10 @@ from rvpo.sim.run import SAT_TARGET, RunResult
 
 
 def _plt():
-    import matplotlib
+    import matplotlib  # deferred: matplotlib (start-up time; only plotting needs it)
 
     matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: matplotlib (start-up time; only plotting needs it)
 
     return plt
 

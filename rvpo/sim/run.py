@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from rvpo import compute_advantages
 from rvpo.core import AdvantageSpec
-from rvpo.sim.env import Method, SimConfig, SimEnv
+from rvpo.sim.env import Method, SimConfig, SimEnv, parse_method
 
 SAT_TARGET = 0.95
 
@@ -130,10 +130,6 @@ def sweep_points(cfg: SimConfig, kind: str, values: list[float]) -> list[tuple[f
     ``beta``: rvpo_explicit (beta = 0 is again the mean); ``m_easy``: the configured methods at
     each number of easy channels.
     """
-    from dataclasses import replace
-
-    from rvpo.sim.env import parse_method
-
     if kind not in SWEEPS:
         raise ValueError(f"sweep: expected one of {', '.join(SWEEPS)}, got {kind!r}")
     points = []

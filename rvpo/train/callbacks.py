@@ -17,9 +17,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
 from transformers import TrainerCallback
 
 from rvpo.runs import append_jsonl, read_jsonl
+from rvpo.tasks.base import StepData, call_step_metrics
 
 
 def reward_channels(logs: dict[str, Any]) -> dict[str, float]:
@@ -42,8 +44,6 @@ class TaskMetrics(TrainerCallback):
 
     def step_data(self) -> Any:
         """The trainer's latest :class:`StepData` (built from ``last_rvpo_output`` if it has none)."""
-        from rvpo.tasks.base import StepData
-
         data = getattr(self.trainer, "last_step_data", None)
         if data is None:
             out = getattr(self.trainer, "last_rvpo_output", None)
@@ -51,8 +51,6 @@ class TaskMetrics(TrainerCallback):
         return data
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        from rvpo.tasks.base import call_step_metrics
-
         if logs is not None and "train_runtime" not in logs:
             logs.update({k: float(v) for k, v in call_step_metrics(self.task, self.step_data()).items()})
 
@@ -65,8 +63,6 @@ class ProgressBar(TrainerCallback):
         self.file = file if file is not None else sys.stderr
 
     def on_train_begin(self, args, state, control, **kwargs):
-        from tqdm.auto import tqdm
-
         self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="train", unit="step",
                         file=self.file, dynamic_ncols=True)
 

@@ -18,17 +18,21 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.util
 import math
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, get_type_hints
 
+import torch
 import yaml
 
 from rvpo.core.estimators import compute_advantages
 from rvpo.core.spec import AdvantageSpec, locate_error
+from rvpo.runs import write_yaml
 from rvpo.train import schema
 from rvpo.train.schema import ConfigError, field_docs  # noqa: F401  (re-exported)
+from rvpo.userfiles import read_user_yaml  # also refuses folders, FIFOs, binary files, duplicate keys
 
 
 @dataclass(frozen=True)
@@ -287,8 +291,6 @@ def flatten_config(d: dict, where: str, prefix: str = "") -> dict[str, Any]:
 
 def read_yaml_file(path: str | Path, what: str = "config file", error: type[ConfigError] = ConfigError) -> Any:
     """``yaml.safe_load`` of a user's file; a missing file or bad YAML raises ``error`` naming the file."""
-    from rvpo.userfiles import read_user_yaml  # also refuses folders, FIFOs, binary files, duplicate keys
-
     return read_user_yaml(path, what, error)
 
 
@@ -387,8 +389,6 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"config field 'eval.samples': {cfg.eval.samples} samples a prompt need eval.temperature > 0 "
                           "(greedy decoding gives the same answer every time)")
     if cfg.device == "cuda":
-        import torch
-
         if not torch.cuda.is_available():
             raise ConfigError("config field 'device': 'cuda' asked for, but torch sees no CUDA device "
                               "(use auto or cpu, or install a CUDA build of torch)")
@@ -399,8 +399,6 @@ def validate(cfg: TrainConfig) -> TrainConfig:
 
 def _dry_run_estimator(cfg: TrainConfig) -> None:
     """Call the estimator once on a tiny batch, so a bad one (``math:sqrt``) fails here, not at step 1."""
-    import torch
-
     spec = cfg.advantage
     try:
         kw = spec.params(weights=[1.0, 1.0])
@@ -423,8 +421,6 @@ _REPORTERS = {"wandb": "wandb", "tensorboard": "tensorboard", "trackio": "tracki
 
 def _check_report_to(value: str) -> None:
     """Each logger named in ``report_to`` must be known and importable (else the trainer fails at step 0)."""
-    import importlib.util
-
     for name in (n.strip() for n in value.split(",") if n.strip()):
         if name in ("none", "all"):
             continue
@@ -478,6 +474,4 @@ def describe_fields() -> str:
 
 def save_config(path: str | Path, cfg: TrainConfig) -> None:
     """Write the resolved config as YAML (atomically)."""
-    from rvpo.runs import write_yaml
-
     write_yaml(path, to_dict(cfg))

@@ -37,10 +37,10 @@ def channels(records: list[dict], prefix: str = "rewards/", suffix: str = "/mean
 
 def plot_metrics(metrics_path: str | Path, out_dir: str | Path) -> list[Path]:
     """Write the plots for ``metrics_path`` into ``out_dir``; returns the files written."""
-    import matplotlib
+    import matplotlib  # deferred: matplotlib (start-up time; only plotting needs it)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: matplotlib (start-up time; only plotting needs it)
 
     metrics_path, out_dir = Path(metrics_path), Path(out_dir)
     records = read_jsonl(metrics_path) if metrics_path.is_file() else []

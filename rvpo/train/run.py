@@ -27,14 +27,22 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from rvpo.precision import Precision, resolve_cached
+import torch
+import yaml
+
+from rvpo import models  # models.load_model_and_tokenizer is looked up per call (tests replace it)
+from rvpo.policy import latest_checkpoint
+from rvpo.precision import Precision, autocast, resolve_cached
 from rvpo.runs import check_run_root, make_run_dir, read_jsonl, remove_if_unstarted, write_json, write_jsonl
 from rvpo.tasks.base import Task, accepts_keyword, get_task, resolve_channel_weights
 from rvpo.train.config import ConfigError, TrainConfig, from_dict, save_config
+from rvpo.train.plots import plot_metrics
+from rvpo.train.summary import write_summary
+from rvpo.train.warmstart import check_warm_start_source, load_warm_start, lora_config, warm_start
 
 logger = logging.getLogger(__name__)
 GREEDY_EVAL = {"temperature": 0.0, "samples": 1}
@@ -68,8 +76,6 @@ def _stderr(msg: str) -> None:
 
 def finished_step(run_dir: Path) -> int | None:
     """The step a run directory finished at (it has ``final/``), or None if it has not finished."""
-    from rvpo.policy import latest_checkpoint
-
     if not (Path(run_dir) / "final").is_dir():
         return None
     last = latest_checkpoint(run_dir)
@@ -82,8 +88,6 @@ def open_run_dir(cfg: TrainConfig, resume: str | Path | None, run_dir: Path | No
 
     Returns ``(run_dir, resume_step)``; ``resume_step`` is 0 for a fresh run.
     """
-    from rvpo.policy import latest_checkpoint
-
     if resume is None:
         if run_dir is None:
             run_dir = make_run_dir(cfg.out, "train")
@@ -110,8 +114,6 @@ def open_run_dir(cfg: TrainConfig, resume: str | Path | None, run_dir: Path | No
 
 def load_resume_config(run_dir: str | Path) -> TrainConfig:
     """The resolved config a run directory was started with (``config.yaml``)."""
-    import yaml
-
     path = Path(run_dir) / "config.yaml"
     if not Path(run_dir).is_dir():
         raise FileNotFoundError(f"--resume {str(run_dir)!r}: no such run directory")
@@ -180,8 +182,6 @@ def channel_weights(cfg: TrainConfig, task: Task, names: Sequence[str] | None = 
 
 def advantage_spec(cfg: TrainConfig, task: Task, names: Sequence[str] | None = None) -> Any:
     """``cfg.advantage`` with positional weights resolved for the task's channels (what the trainer uses)."""
-    from dataclasses import replace
-
     weights = channel_weights(cfg, task, names)
     if cfg.advantage.weights is None and all(w == 1.0 for w in weights):
         return cfg.advantage
@@ -201,8 +201,6 @@ def check_lora_targets(cfg: TrainConfig, model: Any) -> None:
 
 
 def on_cuda(cfg: TrainConfig) -> bool:
-    import torch
-
     return cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
 
 
@@ -216,15 +214,13 @@ def resolve_precision(cfg: TrainConfig) -> Precision:
 
 def model_dtype(cfg: TrainConfig, precision: Precision) -> Any:
     """bf16 weights only where they are frozen (LoRA); a full fine-tune keeps fp32 master weights."""
-    import torch
-
     return torch.bfloat16 if precision.bf16 and cfg.lora.enabled else torch.float32
 
 
 def trainer_args(cfg: TrainConfig, output_dir: Path, precision: Precision, spec: Any = None) -> Any:
     """Map the config onto :class:`rvpo.integrations.trl.RVPOConfig` (a TRL GRPOConfig); ``spec``: the
     advantage spec with the task's channel weights resolved (:func:`advantage_spec`; default ``cfg.advantage``)."""
-    from rvpo.integrations.trl import RVPOConfig
+    from rvpo.integrations.trl import RVPOConfig  # deferred: optional dependency trl (only training needs it)
 
     cuda = on_cuda(cfg)
     return RVPOConfig.from_spec(
@@ -260,12 +256,11 @@ def build_trainer(cfg: TrainConfig, task: Task, model: Any, tok: Any, train: Seq
                   callbacks: Sequence[Any], precision: Precision, rewards: Sequence[Callable] | None = None) -> Any:
     """An RVPOTrainer with our callbacks instead of transformers' progress printing (``rewards``: the task's
     reward functions when the caller already built them)."""
-    from datasets import Dataset
-    from peft import PeftModel
-    from transformers import PrinterCallback, ProgressCallback
+    from datasets import Dataset  # deferred: optional dependency (rvpo[trl])
+    from peft import PeftModel  # deferred: optional dependency (rvpo[trl])
+    from transformers import PrinterCallback, ProgressCallback  # deferred: optional dependency (rvpo[trl])
 
-    from rvpo.integrations.trl import RVPOTrainer
-    from rvpo.train.warmstart import lora_config
+    from rvpo.integrations.trl import RVPOTrainer  # deferred: optional dependency trl (only training needs it)
 
     # a warm-started model already carries its LoRA adapter: RL keeps training that one
     peft_config = None if isinstance(model, PeftModel) else lora_config(cfg)
@@ -302,8 +297,6 @@ def run_trainer(trainer: Any, resume_from: Path | None, interrupt: Any) -> bool:
 def run_eval(cfg: TrainConfig, task: Task, model: Any, tok: Any, rows: Sequence[dict], path: Path,
              precision: Precision) -> dict:
     """The task's held-out eval of ``model`` on ``rows``; written to ``path`` (records included)."""
-    from rvpo.precision import autocast
-
     with autocast(precision, model):
         res = task.evaluate(model, tok, rows, max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size,
                             **eval_options(cfg, task)[0])
@@ -328,8 +321,6 @@ def warm_start_stage(cfg: TrainConfig, task: Task, model: Any, tok: Any, train_r
     """Run (or, on resume, reload) the supervised warm start; evaluate after it if configured.
 
     Appends to ``warm_started`` when the model starts RL from a warm start."""
-    from rvpo.train.warmstart import load_warm_start, warm_start
-
     if not cfg.warmstart.enabled:
         return model, None
     if not any(row.get("gold") for row in train_rows):
@@ -401,12 +392,12 @@ def train(
 
 def _train(cfg: TrainConfig, resume: str | Path | None, callbacks: Sequence[Any], log: Callable[[str], None],
            progress: bool, run_dir_arg: str | Path | None, fresh: list[Path]) -> TrainResult:
-    from rvpo.models import load_model_and_tokenizer, resolve_model
-    from rvpo.policy import latest_checkpoint
-    from rvpo.train.callbacks import GracefulInterrupt, MetricsWriter, ProgressBar, TaskMetrics
-    from rvpo.train.plots import plot_metrics
-    from rvpo.train.summary import write_summary
-    from rvpo.train.warmstart import check_warm_start_source
+    from rvpo.train.callbacks import (  # deferred: optional dependency transformers (only training needs it)
+        GracefulInterrupt,
+        MetricsWriter,
+        ProgressBar,
+        TaskMetrics,
+    )
 
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
@@ -423,9 +414,9 @@ def _train(cfg: TrainConfig, resume: str | Path | None, callbacks: Sequence[Any]
     rewards = reward_funcs(cfg, task)  # checks advantage.weights against the task's channels; built once
     check_warm_start_source(cfg)  # an empty warmstart.from_dir fails here, before the model loads
     t = lap("data", t)
-    model_path = resolve_model(cfg.model)  # first use of the embedded model converts it (~30 s)
+    model_path = models.resolve_model(cfg.model)  # first use of the embedded model converts it (~30 s)
     t = lap("model_resolve", t)
-    model, tok = load_model_and_tokenizer(model_path, dtype=model_dtype(cfg, precision))
+    model, tok = models.load_model_and_tokenizer(model_path, dtype=model_dtype(cfg, precision))
     check_lora_targets(cfg, model)
     t = lap("model_load", t)
     run_dir, resume_step = open_run_dir(cfg, resume, None if run_dir_arg is None else Path(run_dir_arg))

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from rvpo.runs import atomic_write_text, read_jsonl
+from rvpo.tasks.base import markdown_table
 from rvpo.train.config import TrainConfig, to_dict
 from rvpo.train.plots import channels
 
@@ -54,8 +55,6 @@ def training_table(records: list[dict], window: int = 5) -> str:
 
 def write_summary(run_dir: Path, cfg: TrainConfig, res: Any, final_logs: dict | None = None) -> Path:
     """Write ``run_dir/summary.md`` from the run's files and ``res`` (a ``TrainResult``)."""
-    from rvpo.tasks.base import markdown_table
-
     run_dir = Path(run_dir)
     metrics = run_dir / "metrics.jsonl"
     records = read_jsonl(metrics) if metrics.is_file() else []

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from rvpo.integrations.trl_sft import compact_lm_head
 from rvpo.train.config import ConfigError, TrainConfig
 
@@ -22,7 +24,7 @@ def lora_config(cfg: TrainConfig) -> Any:
     """The run's peft ``LoraConfig`` (None when LoRA is disabled)."""
     if not cfg.lora.enabled:
         return None
-    from peft import LoraConfig
+    from peft import LoraConfig  # deferred: optional dependency (rvpo[trl])
 
     return LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                       target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM")
@@ -34,11 +36,10 @@ def warm_start(cfg: TrainConfig, model: Any, tok: Any, train_rows: Sequence[dict
 
     ``precision`` (:class:`rvpo.precision.Precision`): bf16 runs the SFT forward/backward under autocast.
     """
-    import datasets
-    import torch
-    from datasets import Dataset
-    from transformers import PrinterCallback, ProgressCallback
-    from trl import SFTConfig, SFTTrainer
+    import datasets  # deferred: optional dependency (rvpo[trl])
+    from datasets import Dataset  # deferred: optional dependency (rvpo[trl])
+    from transformers import PrinterCallback, ProgressCallback  # deferred: optional dependency (rvpo[trl])
+    from trl import SFTConfig, SFTTrainer  # deferred: optional dependency (rvpo[trl])
 
     datasets.disable_progress_bars()  # per-map bars for a few dozen rows are noise next to ours
     ws = cfg.warmstart
@@ -69,10 +70,10 @@ def load_warm_start(cfg: TrainConfig, model: Any, path: Path) -> Any:
     """A saved warm start (a ``warmstart/`` folder), ready to keep training."""
     path = Path(path)
     if not cfg.lora.enabled:
-        from transformers import AutoModelForCausalLM
+        from transformers import AutoModelForCausalLM  # deferred: optional dependency (rvpo[trl])
 
         return AutoModelForCausalLM.from_pretrained(str(path))
-    from peft import PeftModel
+    from peft import PeftModel  # deferred: optional dependency (rvpo[trl])
 
     return PeftModel.from_pretrained(model, str(path), is_trainable=True)
 
