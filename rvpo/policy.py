@@ -8,6 +8,7 @@ accepts any of these, a plain model folder, or the embedded model's name, and re
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -182,3 +183,49 @@ def load_policy(name_or_path: str | os.PathLike | None = None, merge: bool = Tru
         model = model.merge_and_unload()
     model.config._name_or_path = str(folder)
     return done(model, tok)
+
+
+def is_peft(model: Any) -> bool:
+    """Whether ``model`` is a peft model (False where peft is not installed)."""
+    try:
+        from peft import PeftModel  # deferred: optional dependency peft (rvpo[trl])
+    except ImportError:  # pragma: no cover - peft is a dependency of the trl extra
+        return False
+    return isinstance(model, PeftModel)
+
+
+@contextlib.contextmanager
+def merged_lora(model: Any):
+    """Within the block, every LoRA layer's base weight is ``W + scaling * B @ A`` and adapters are off.
+
+    The merged weight is a new tensor computed in fp32 and stored in ``W``'s dtype; the original
+    ``W`` tensor is swapped back untouched on exit (peft's merge/unmerge would round ``W`` twice
+    per step, which drifts a bf16 base). Memory: one extra copy of the adapted weights. A model
+    without LoRA layers is left as is. Only for inference (``torch.no_grad``): gradients would not
+    reach the adapters.
+    """
+    if not is_peft(model):
+        yield model
+        return
+    import torch  # deferred: torch (start-up time: the checkpoint helpers here need none)
+    from peft.tuners.lora import LoraLayer  # deferred: optional dependency peft (rvpo[trl]; LoRA models only)
+
+    swapped = []
+    try:
+        with torch.no_grad():
+            for module in model.modules():
+                if not isinstance(module, LoraLayer) or module.merged or not hasattr(module, "get_delta_weight"):
+                    continue
+                base = module.get_base_layer()
+                delta = sum(module.get_delta_weight(name).float() for name in module.active_adapters
+                            if name in module.lora_A)
+                if isinstance(delta, int):  # no active adapter on this layer
+                    continue
+                original = base.weight.data
+                base.weight.data = (original.float() + delta).to(original.dtype)
+                swapped.append((base, original))
+        with model.disable_adapter():
+            yield model
+    finally:
+        for base, original in swapped:
+            base.weight.data = original

@@ -53,8 +53,8 @@ def test_load_policy_honours_precision(tiny_llama_dir):
 def test_merged_lora_matches_the_adapters_and_restores_the_base_exactly(tiny_llama_dir, dtype):
     from peft import LoraConfig, get_peft_model
 
-    from rvpo.integrations.trl import merged_lora
     from rvpo.models import load_model_and_tokenizer
+    from rvpo.policy import merged_lora
 
     model, _ = load_model_and_tokenizer(tiny_llama_dir, dtype=dtype)
     model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"]))

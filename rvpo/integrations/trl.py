@@ -66,6 +66,7 @@ from rvpo.integrations.shared_prefix import (  # noqa: E402
     shared_prefix_logps,
     supports_shared_prefix,
 )
+from rvpo.policy import is_peft, merged_lora  # noqa: E402  (merged_lora: re-exported)
 from rvpo.rewards import completion_text, expand_multichannel  # noqa: E402  (expand_multichannel: re-exported)
 from rvpo.tasks.base import StepData  # noqa: E402
 
@@ -211,7 +212,7 @@ class RVPOTrainer(GRPOTrainer):
                 stack.enter_context(merged_lora(self.model))
             if self._rvpo_shared_prefix_ok():
                 stack.enter_context(shared_prefix_generation(self.accelerator.unwrap_model(self.model)))
-            if self.args.bf16 and not _is_peft(self.model):
+            if self.args.bf16 and not is_peft(self.model):
                 stack.enter_context(torch.autocast(device_type=self.accelerator.device.type, dtype=torch.bfloat16))
             return super()._generate_single_turn(*args, **kwargs)
 
@@ -316,47 +317,3 @@ def all_binary_met(rewards: torch.Tensor, weights: Any = None) -> float | None:
 
 
 # --- generation from merged LoRA weights ------------------------------------------------------
-
-
-def _is_peft(model: Any) -> bool:
-    try:
-        from peft import PeftModel  # deferred: optional dependency peft (rvpo[trl])
-    except ImportError:  # pragma: no cover - peft is a dependency of the trl extra
-        return False
-    return isinstance(model, PeftModel)
-
-
-@contextlib.contextmanager
-def merged_lora(model: Any):
-    """Within the block, every LoRA layer's base weight is ``W + scaling * B @ A`` and adapters are off.
-
-    The merged weight is a new tensor computed in fp32 and stored in ``W``'s dtype; the original
-    ``W`` tensor is swapped back untouched on exit (peft's merge/unmerge would round ``W`` twice
-    per step, which drifts a bf16 base). Memory: one extra copy of the adapted weights. A model
-    without LoRA layers is left as is. Only for inference (``torch.no_grad``): gradients would not
-    reach the adapters.
-    """
-    if not _is_peft(model):
-        yield model
-        return
-    from peft.tuners.lora import LoraLayer  # deferred: optional dependency peft (rvpo[trl]; LoRA models only)
-
-    swapped = []
-    try:
-        with torch.no_grad():
-            for module in model.modules():
-                if not isinstance(module, LoraLayer) or module.merged or not hasattr(module, "get_delta_weight"):
-                    continue
-                base = module.get_base_layer()
-                delta = sum(module.get_delta_weight(name).float() for name in module.active_adapters
-                            if name in module.lora_A)
-                if isinstance(delta, int):  # no active adapter on this layer
-                    continue
-                original = base.weight.data
-                base.weight.data = (original.float() + delta).to(original.dtype)
-                swapped.append((base, original))
-        with model.disable_adapter():
-            yield model
-    finally:
-        for base, original in swapped:
-            base.weight.data = original

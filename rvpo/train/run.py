@@ -35,7 +35,7 @@ import torch
 import yaml
 
 from rvpo import models  # models.load_model_and_tokenizer is looked up per call (tests replace it)
-from rvpo.policy import latest_checkpoint
+from rvpo.policy import latest_checkpoint, merged_lora
 from rvpo.precision import Precision, autocast, resolve_cached
 from rvpo.runs import check_run_root, make_run_dir, read_jsonl, remove_if_unstarted, write_json, write_jsonl
 from rvpo.tasks.base import Task, accepts_keyword, get_task, resolve_channel_weights
@@ -297,7 +297,7 @@ def run_trainer(trainer: Any, resume_from: Path | None, interrupt: Any) -> bool:
 def run_eval(cfg: TrainConfig, task: Task, model: Any, tok: Any, rows: Sequence[dict], path: Path,
              precision: Precision) -> dict:
     """The task's held-out eval of ``model`` on ``rows``; written to ``path`` (records included)."""
-    with autocast(precision, model):
+    with autocast(precision, model), merged_lora(model):  # LoRA merged, as `rvpo eval` loads a run
         res = task.evaluate(model, tok, rows, max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size,
                             **eval_options(cfg, task)[0])
     write_json(path, res)
