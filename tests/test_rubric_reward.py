@@ -152,7 +152,7 @@ def test_verl_rubric_reward_uses_the_judge_client_cache_and_abstention(tmp_path,
     and a failed verdict as NaN (never 0)."""
     import math
 
-    import rvpo.integrations.verl_rewards as vr
+    import rvpo.tasks.rubric.verl_score as vr
     from judge_server_fixture import judge_server
 
     rubric = [{"criterion": 'Mentions "fluids".', "points": 5}, {"criterion": 'Mentions "antibiotics".', "points": 3}]
