@@ -260,3 +260,17 @@ def test_help_config_lists_the_tasks_options(capsys):
     assert "| `advantage.k` |" in out and "| `task_options.max_words` | `32` |" in out
     assert main(["train", "--help-config", "--task", "nope"]) == 2
     assert "unknown task 'nope'" in capsys.readouterr().err
+
+
+def test_the_summary_lists_the_metrics_each_task_declares():
+    from rvpo.tasks.base import metric_prefixes
+    from rvpo.tasks.rubric.task import RubricTask
+    from rvpo.train.summary import training_table
+
+    assert metric_prefixes(get_task("neglect")) == ("neglect/",)  # the default: "<name>/"
+    assert RubricTask.metric_prefixes == ("rubric/", "judge/") and RubricTask.progress_metrics == ("rubric/satisfied",)
+    records = [{"step": s, "rewards/constraint/mean": 0.5, "neglect/words_mean": 30.0 + s, "other/x": 1.0}
+               for s in (1, 2)]
+    table = training_table(records, prefixes=("neglect/",))
+    assert "`neglect/words_mean`: +31.000 / +31.500" in table and "other/x" not in table
+    assert "neglect/words_mean" not in training_table(records)

@@ -112,6 +112,10 @@ class Task:
             config's ``advantage.weights`` (a list, or a mapping by name) overrides it.
         constraint_channels: the hard constraint(s) that reports and ``rvpo screen`` watch.
         easy_channels: the channels that compete with the constraints (e.g. correlate with length).
+        metric_prefixes: prefixes of the metrics :meth:`step_metrics` logs, listed in ``summary.md``
+            (empty: ``"<name>/"``).
+        progress_metrics: logged metrics the progress bar shows in place of the channel means when a
+            task has more than six channels (e.g. a rubric's share of items met).
 
     Per-step metrics: :meth:`step_metrics` is called after each logged step. A task that declares a
     keyword ``data`` (``def step_metrics(self, advantages=None, *, data=None)``) also receives a
@@ -134,6 +138,8 @@ class Task:
     channel_weights: Mapping[str, float] = {}
     constraint_channels: tuple[str, ...] = ()
     easy_channels: tuple[str, ...] = ()
+    metric_prefixes: tuple[str, ...] = ()
+    progress_metrics: tuple[str, ...] = ()
 
     def load(self, spec: str, split: str, seed: int = 0) -> list[dict]:
         """Rows for ``spec`` (``split`` is ``"train"`` or ``"eval"``; ``seed`` may drive generation)."""
@@ -327,6 +333,13 @@ def accepts_keyword(fn: Callable[..., Any], name: str) -> bool:
     except (TypeError, ValueError):
         return False
     return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def metric_prefixes(task: Any) -> tuple[str, ...]:
+    """The prefixes of ``task``'s own logged metrics: its ``metric_prefixes``, else ``"<name>/"``."""
+    declared = tuple(getattr(task, "metric_prefixes", ()) or ())
+    name = getattr(task, "name", "")
+    return declared or ((f"{name}/",) if name else ())
 
 
 def call_step_metrics(task: Any, data: StepData | None) -> dict[str, float]:

@@ -58,9 +58,10 @@ class TaskMetrics(TrainerCallback):
 class ProgressBar(TrainerCallback):
     """tqdm bar over optimizer steps; postfix shows k and per-channel reward means of the last step."""
 
-    def __init__(self, file: Any = None):
+    def __init__(self, file: Any = None, task_metrics: tuple[str, ...] = ()):
         self.bar = None
         self.file = file if file is not None else sys.stderr
+        self.shown = ("rvpo/all_binary_met", *task_metrics)  # in place of the channels when there are many
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="train", unit="step",
@@ -79,7 +80,7 @@ class ProgressBar(TrainerCallback):
         chans = {k: v for k, v in reward_channels(logs).items() if isinstance(v, (int, float)) and math.isfinite(v)}
         if len(chans) > 6:  # many channels (a rubric's items, instruction types): the task's own summary
             chans = {"reward": logs["reward"]} if isinstance(logs.get("reward"), (int, float)) else {}
-            chans.update({k.split("/", 1)[1]: v for k, v in logs.items() if k in ("rvpo/all_binary_met", "rubric/satisfied")
+            chans.update({k.split("/", 1)[1]: v for k, v in logs.items() if k in self.shown
                           and isinstance(v, (int, float))})
         for name, v in chans.items():
             post[name] = f"{v:+.2f}"

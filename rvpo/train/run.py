@@ -449,7 +449,8 @@ def _train(cfg: TrainConfig, resume: str | Path | None, callbacks: Sequence[Any]
         metrics = MetricsWriter(run_dir / "metrics.jsonl")
         interrupt = GracefulInterrupt(log=log)
         task_metrics = TaskMetrics(task)
-        cbs = [task_metrics, metrics, interrupt] + ([ProgressBar()] if progress else []) + list(callbacks)
+        bar = [ProgressBar(task_metrics=tuple(getattr(task, "progress_metrics", ()) or ()))] if progress else []
+        cbs = [task_metrics, metrics, interrupt] + bar + list(callbacks)
         trainer = build_trainer(cfg, task, model, tok, train_rows, run_dir / "checkpoints", cbs, precision, rewards)
         task_metrics.trainer = trainer
         last = latest_checkpoint(run_dir) if resume else None

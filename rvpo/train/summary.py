@@ -9,12 +9,9 @@ from typing import Any
 import yaml
 
 from rvpo.runs import atomic_write_text, read_jsonl
-from rvpo.tasks.base import markdown_table
+from rvpo.tasks.base import markdown_table, metric_prefixes
 from rvpo.train.config import TrainConfig, to_dict
 from rvpo.train.plots import channels
-
-TASK_PREFIXES = ("judge/", "rubric/", "constraints/")
-"""Metric prefixes that tasks log through ``Task.step_metrics`` (listed in the summary)."""
 
 
 def _fmt(v: Any) -> str:
@@ -28,7 +25,7 @@ def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs) if xs else math.nan
 
 
-def training_table(records: list[dict], window: int = 5) -> str:
+def training_table(records: list[dict], window: int = 5, prefixes: tuple[str, ...] = ()) -> str:
     """Per-channel reward: first step, mean of the first and last ``window`` steps, last step."""
     if not records:
         return "(no training steps logged)"
@@ -43,7 +40,7 @@ def training_table(records: list[dict], window: int = 5) -> str:
     if any(isinstance(v, (int, float)) for v in met):
         lines.append(f"| all binary channels met (share of completions) | {_fmt(met[0])} | {_fmt(_mean(met[:w]))} | "
                      f"{_fmt(_mean(met[-w:]))} | {_fmt(met[-1])} |")
-    extra = sorted({k for r in records for k in r if k.startswith(TASK_PREFIXES)})
+    extra = sorted({k for r in records for k in r if prefixes and k.startswith(prefixes)})  # the task's own figures
     if extra:
         lines += ["", "Task figures (first step / mean of the last steps):", ""]
         lines += [f"- `{k}`: {_fmt(records[0].get(k))} / {_fmt(_mean([r.get(k) for r in records[-w:]]))}" for k in extra]
@@ -78,7 +75,7 @@ def write_summary(run_dir: Path, cfg: TrainConfig, res: Any, final_logs: dict | 
     out += ["## Wall time (this session)", "", "| stage | seconds |", "| --- | --- |"]
     out += [f"| {k} | {v:.1f} |" for k, v in res.timings.items()]
     out += ["", "## Training (per-channel reward means over the G completions of each step)", "",
-            training_table(records), ""]
+            training_table(records, prefixes=metric_prefixes(res.task) if res.task is not None else ()), ""]
     if final_logs:
         keep = {k: final_logs[k] for k in ("train_runtime", "train_loss", "train_steps_per_second") if k in final_logs}
         if keep:

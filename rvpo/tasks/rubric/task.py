@@ -140,6 +140,8 @@ class RubricTask(Task):
     columns = ("rubric",)
     eval_metrics = ("overall", "satisfied", "abstained")
     target_metric = "overall"
+    metric_prefixes = ("rubric/", "judge/")
+    progress_metrics = ("rubric/satisfied",)
 
     Options = RubricOptions
 
