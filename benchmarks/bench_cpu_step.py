@@ -188,8 +188,8 @@ def one_run(cfg, precision_name: str, shared_prefix: bool, model_path: str, tmp:
     from dataclasses import replace
 
     import rvpo.train.run as run
-    from rvpo.models import load_model_and_tokenizer
-    from rvpo.precision import resolve
+    from rvpo.model.loading import load_model_and_tokenizer
+    from rvpo.model.precision import resolve
 
     cfg = replace(cfg, precision=precision_name)
     precision = resolve(precision_name, "cpu")
@@ -240,8 +240,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import warnings
 
-    from rvpo.models import load_model_and_tokenizer, resolve_model
-    from rvpo.precision import cpu_bf16_units
+    from rvpo.model.loading import load_model_and_tokenizer, resolve_model
+    from rvpo.model.precision import cpu_bf16_units
     from rvpo.train.config import build_config, parse_set
 
     warnings.filterwarnings("ignore")

@@ -85,7 +85,7 @@ def main(argv=None) -> int:
 
     import rvpo.integrations.trl as rvpo_trl
     from rvpo.integrations.trl import RVPOConfig, RVPOTrainer
-    from rvpo.models import load_model_and_tokenizer
+    from rvpo.model.loading import load_model_and_tokenizer
 
     t0 = time.perf_counter()
     model, tok = load_model_and_tokenizer(a.model)

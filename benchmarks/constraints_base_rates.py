@@ -21,8 +21,8 @@ import time
 
 import torch
 
-from rvpo.generation import generate
-from rvpo.policy import load_policy
+from rvpo.model.generation import generate
+from rvpo.model.policy import load_policy
 from rvpo.runs import to_json
 from rvpo.tasks.constraints import make_task, score_responses
 

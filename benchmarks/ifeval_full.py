@@ -40,7 +40,7 @@ DEFAULT_IFEVAL = ROOT.parent / "shared" / "data" / "ifeval" / "input_data.jsonl"
 
 def generate_sorted(model, tok, prompts: list, max_new_tokens: int, batch_size: int) -> list[str]:
     """Greedy responses in the original order, generated in length-sorted batches (with progress on stderr)."""
-    from rvpo.generation import generate
+    from rvpo.model.generation import generate
 
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i][0]["content"]))
     out: list[str] = [""] * len(prompts)
@@ -71,7 +71,7 @@ def main() -> int:
     if not Path(args.ifeval).is_file():
         print(f"SKIPPED: {args.ifeval}: no such file (the IFEval prompts)")
         return 0
-    from rvpo.policy import load_policy
+    from rvpo.model.policy import load_policy
     from rvpo.tasks.constraints import load_jsonl_rows, score_responses
     from rvpo.tasks.constraints.instructions import detect_language
 

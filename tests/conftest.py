@@ -17,7 +17,7 @@ import pytest
 @pytest.fixture(scope="session")
 def smollm2_conversion(tmp_path_factory):
     """``(folder, cache_dir, seconds)``: SmolLM2-135M-Instruct converted from its GGUF into a fresh cache."""
-    from rvpo.models import resolve_model
+    from rvpo.model.loading import resolve_model
 
     cache = tmp_path_factory.mktemp("rvpo_models")
     t0 = time.perf_counter()
@@ -36,7 +36,7 @@ def smollm2_tokenizer(smollm2_dir):
     """SmolLM2's tokenizer (pad token set, left padding). Callers must not mutate it."""
     from transformers import AutoTokenizer
 
-    from rvpo.models import prepare_tokenizer
+    from rvpo.model.loading import prepare_tokenizer
 
     return prepare_tokenizer(AutoTokenizer.from_pretrained(smollm2_dir))
 
@@ -99,13 +99,13 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def sandbox(tmp_path, monkeypatch):
     """(tests/test_bad_inputs*.py) A fresh working folder, a clean judge environment, and model loading forbidden."""
-    import rvpo.models
+    import rvpo.model.loading
 
     def no_llm(*a, **k):
         raise AssertionError("an LLM was loaded: a bad input must be rejected before that")
 
-    monkeypatch.setattr(rvpo.models, "load_model_and_tokenizer", no_llm)
-    monkeypatch.setattr(rvpo.models, "ensure_converted", no_llm)
+    monkeypatch.setattr(rvpo.model.loading, "load_model_and_tokenizer", no_llm)
+    monkeypatch.setattr(rvpo.model.loading, "ensure_converted", no_llm)
     for var in ("RVPO_JUDGE_BASE_URL", "OPENAI_BASE_URL", "RVPO_JUDGE_API_KEY", "OPENAI_API_KEY"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("RVPO_JUDGE_CACHE", str(tmp_path / "cache" / "judge.sqlite"))

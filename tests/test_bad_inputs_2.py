@@ -143,7 +143,7 @@ def test_corrupt_checkpoint_falls_back_to_the_intact_one_naming_the_file(tmp_pat
     import torch
     from safetensors.torch import save_file
 
-    from rvpo.policy import checkpoint_problem, latest_checkpoint
+    from rvpo.model.policy import checkpoint_problem, latest_checkpoint
 
     for step in (1, 2, 3):
         c = tmp_path / "checkpoints" / f"checkpoint-{step}"
@@ -191,7 +191,7 @@ def test_garbage_in_metrics_is_reported_not_dropped_silently(tmp_path):
 def test_hub_id_fails_fast_offline_and_unreachable(monkeypatch):
     import huggingface_hub.constants
 
-    from rvpo.models import ModelNotFoundError, check_hub_reachable
+    from rvpo.model.loading import ModelNotFoundError, check_hub_reachable
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(ModelNotFoundError, match="HF_HUB_OFFLINE is set"):

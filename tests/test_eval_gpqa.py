@@ -221,7 +221,7 @@ def test_cli_wrong_password_is_a_user_error(tmp_path, capsys):
 
 
 def test_local_policy_with_a_loaded_model(tiny_model):
-    from rvpo.models import load_model_and_tokenizer
+    from rvpo.model.loading import load_model_and_tokenizer
 
     model, tok = load_model_and_tokenizer(tiny_model)
     pol = LocalPolicy(model, tokenizer=tok, max_new_tokens=3, batch_size=2)

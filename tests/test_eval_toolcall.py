@@ -49,7 +49,7 @@ def test_score_rejects_length_mismatch():
 
 def test_evaluate_uses_greedy_generation(monkeypatch):
     """The loaded-model path: prompts go to generate() greedily, in order; golds score perfectly."""
-    import rvpo.generation as gen
+    import rvpo.model.generation as gen
 
     examples = generate_examples(6, seed=1)
     seen = {}
@@ -73,7 +73,7 @@ def test_load_policy_merges_a_lora_adapter(tmp_path, tiny_llama_dir):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from rvpo.policy import load_policy, policy_folder
+    from rvpo.model.policy import load_policy, policy_folder
 
     base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
     peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))

@@ -14,8 +14,8 @@ from pathlib import Path
 import rvpo
 
 LAYERS: list[set[str]] = [
-    {"core", "stats", "runs", "rewards", "precision", "userfiles"},  # pure math and plain files
-    {"models", "policy", "generation", "judge"},  # loading, generating, judging with models
+    {"core", "stats", "runs", "rewards", "userfiles"},  # pure math and plain files
+    {"model", "judge"},  # loading, generating with and judging with models
     {"evals"},  # benchmark scoring shared by tasks
     {"tasks"},  # each task: data, rewards, evaluation
     {"integrations", "screen", "sim"},  # TRL / verl adapters, the offline screen and simulator

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import rvpo.models as models
-from rvpo.generation import generate, render_prompts
-from rvpo.models import DEFAULT_MODEL, ModelNotFoundError, load_model_and_tokenizer, resolve_model
+import rvpo.model.loading as models
+from rvpo.model.generation import generate, render_prompts
+from rvpo.model.loading import DEFAULT_MODEL, ModelNotFoundError, load_model_and_tokenizer, resolve_model
 
 
 def test_embedded_default_converts_once_then_reuses(smollm2_conversion, monkeypatch):

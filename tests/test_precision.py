@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rvpo.precision import MIN_SPEEDUP, Precision, autocast, resolve
+from rvpo.model.precision import MIN_SPEEDUP, Precision, autocast, resolve
 
 
 def _never():
@@ -40,7 +40,7 @@ def test_autocast_is_a_no_op_for_fp32_and_bf16_for_bf16():
 
 
 def test_load_policy_honours_precision(tiny_llama_dir):
-    from rvpo.policy import load_policy
+    from rvpo.model.policy import load_policy
 
     m16, _ = load_policy(tiny_llama_dir, precision="bf16")
     m32, _ = load_policy(tiny_llama_dir, precision="fp32")
@@ -53,8 +53,8 @@ def test_load_policy_honours_precision(tiny_llama_dir):
 def test_merged_lora_matches_the_adapters_and_restores_the_base_exactly(tiny_llama_dir, dtype):
     from peft import LoraConfig, get_peft_model
 
-    from rvpo.models import load_model_and_tokenizer
-    from rvpo.policy import merged_lora
+    from rvpo.model.loading import load_model_and_tokenizer
+    from rvpo.model.policy import merged_lora
 
     model, _ = load_model_and_tokenizer(tiny_llama_dir, dtype=dtype)
     model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"]))

@@ -147,7 +147,7 @@ def test_cli_bad_config_is_one_line_exit_2(tmp_path, capsys):
 
 def test_trainer_args_mapping(tmp_path):
     from rvpo.core import Constant, make_schedule
-    from rvpo.precision import Precision
+    from rvpo.model.precision import Precision
     from rvpo.train.run import trainer_args
 
     cfg = build_config(string_overrides={"group_size": "3", "prompts_per_step": "2", "estimator": "gdpo",

@@ -42,7 +42,7 @@ def check_policy_args(args) -> None:
     if args.seed < 0:
         raise UserError(f"--seed must be >= 0, got {args.seed}")
     if args.model is not None and not args.policy_base_url:
-        from rvpo.models import EMBEDDED_MODELS, ModelNotFoundError, resolve_model
+        from rvpo.model.loading import EMBEDDED_MODELS, ModelNotFoundError, resolve_model
 
         if args.model.strip().lower() not in EMBEDDED_MODELS:  # a folder or hub id: cheap to check now
             try:

@@ -187,9 +187,9 @@ def _require_langdetect(rows: list[dict]) -> None:
 
 
 def _generate(args, rows: list[dict]) -> tuple[list[str], str]:
-    from rvpo.generation import generate
-    from rvpo.models import ModelNotFoundError
-    from rvpo.policy import load_policy
+    from rvpo.model.generation import generate
+    from rvpo.model.loading import ModelNotFoundError
+    from rvpo.model.policy import load_policy
 
     try:
         model, tok = load_policy(args.model, precision=args.precision)

@@ -46,7 +46,7 @@ def register(subparsers) -> None:
     p.add_argument("--samples", type=int, default=1, help="completions scored per prompt (with --temperature > 0)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
-                   help="weights' dtype for inference (auto: chosen per device by rvpo.precision)")
+                   help="weights' dtype for inference (auto: chosen per device by rvpo.model.precision)")
     p.add_argument("--out", default="runs", help="root folder for the eval's run directory")
     p.add_argument("--json", action="store_true", help="print the headline numbers as JSON on stdout")
     p.set_defaults(func=run)
@@ -78,8 +78,8 @@ def _task_and_rows(args) -> tuple[Any, list[dict]]:
 
 def _evaluate(args, task: Any, rows: list[dict], model_name: str | None, run_dir) -> dict:
     """Load ``model_name`` (merged), run ``task.evaluate`` on ``rows`` and write the eval's run folder."""
-    from rvpo.models import ModelNotFoundError
-    from rvpo.policy import load_policy
+    from rvpo.model.loading import ModelNotFoundError
+    from rvpo.model.policy import load_policy
     from rvpo.runs import write_eval_outputs
     from rvpo.tasks.base import accepts_keyword
 

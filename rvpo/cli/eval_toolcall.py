@@ -36,7 +36,7 @@ def register(subparsers) -> None:
     p.add_argument("--max-new-tokens", type=int, default=64, help="generation budget per prompt")
     p.add_argument("--batch-size", type=int, default=8, help="prompts generated together")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
-                   help="weights' dtype for inference (auto: chosen per device by rvpo.precision)")
+                   help="weights' dtype for inference (auto: chosen per device by rvpo.model.precision)")
     p.add_argument("--out", default="runs", help="root folder for the eval's run directory")
     p.add_argument("--json", action="store_true", help="print the headline numbers as JSON on stdout")
     p.set_defaults(func=run)
@@ -59,8 +59,8 @@ def run(args) -> int:
         examples = examples[: args.limit]
     if not examples:
         raise UserError(f"--data {args.data!r}: no examples")
-    from rvpo.models import ModelNotFoundError
-    from rvpo.policy import load_policy
+    from rvpo.model.loading import ModelNotFoundError
+    from rvpo.model.policy import load_policy
 
     check_run_root(args.out)
     t0 = time.perf_counter()

@@ -91,7 +91,7 @@ def run(args) -> int:
             quiet()
         from rvpo.experiment.report import finish
         from rvpo.experiment.runner import run_experiment
-        from rvpo.models import ModelNotFoundError
+        from rvpo.model.loading import ModelNotFoundError
 
         t0 = time.perf_counter()
         res = None

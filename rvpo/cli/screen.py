@@ -98,7 +98,7 @@ def run(args) -> int:
         samples = None
     else:
         from rvpo.cli.train import quiet
-        from rvpo.models import ModelNotFoundError
+        from rvpo.model.loading import ModelNotFoundError
         from rvpo.train.config import ConfigError, build_config, parse_set
 
         try:

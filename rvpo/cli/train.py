@@ -117,7 +117,7 @@ def run(args) -> int:
         quiet()
     import contextlib
 
-    from rvpo.models import ModelNotFoundError
+    from rvpo.model.loading import ModelNotFoundError
     from rvpo.runs import CorruptFileError, RunDirError, run_lock
     from rvpo.train.run import train
 

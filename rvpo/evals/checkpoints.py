@@ -10,7 +10,7 @@ run directory with one benchmark, and writes, in its own run directory::
     <label>/        each model's own eval run directory (config.json, results.json, examples.jsonl)
 
 ``final/`` is skipped when a checkpoint of the same step exists (the same weights). LoRA
-checkpoints are loaded onto their base model and merged (:func:`rvpo.policy.load_policy`).
+checkpoints are loaded onto their base model and merged (:func:`rvpo.model.policy.load_policy`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from rvpo.policy import list_checkpoints
+from rvpo.model.policy import list_checkpoints
 from rvpo.runs import read_jsonl, write_json
 
 

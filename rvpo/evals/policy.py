@@ -4,7 +4,7 @@ One method: ``policy.answer(conversations) -> list[str]``, ``P`` conversations (
 ``{"role", "content"}`` messages) in, ``P`` answer strings out, in order.
 
 - :class:`LocalPolicy`: a model ``rvpo`` can load (a local folder, the embedded SmolLM2 default, a
-  hub id if the user has a network), run with :func:`rvpo.generation.generate` (greedy by default).
+  hub id if the user has a network), run with :func:`rvpo.model.generation.generate` (greedy by default).
 - :class:`OpenAIPolicy`: any OpenAI-compatible Chat Completions endpoint (vLLM, llama.cpp server,
   ``rvpo judge serve``, a hosted API) through the ``openai`` SDK. The API key is read from an
   environment variable (never an argument that could land in a shell history or a log); a local
@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, runtime_checkable
 
-from rvpo.generation import generate
-from rvpo.models import ModelNotFoundError
-from rvpo.policy import load_policy
+from rvpo.model.generation import generate
+from rvpo.model.loading import ModelNotFoundError
+from rvpo.model.policy import load_policy
 from rvpo.runs import redact_url
 
 Conversation = list[dict]
@@ -47,12 +47,12 @@ class LocalPolicy:
     """A local causal LM: greedy (``temperature=0``) or sampled answers, ``batch_size`` prompts per call.
 
     Args:
-        model_or_path: anything :func:`rvpo.policy.load_policy` accepts (``None``: the embedded default;
+        model_or_path: anything :func:`rvpo.model.policy.load_policy` accepts (``None``: the embedded default;
             a model folder, a run directory, a checkpoint; LoRA adapters are merged), or an already
             loaded model (then pass ``tokenizer``).
-        precision: ``auto``, ``fp32`` or ``bf16`` for a model loaded here (:mod:`rvpo.precision`).
+        precision: ``auto``, ``fp32`` or ``bf16`` for a model loaded here (:mod:`rvpo.model.precision`).
         tokenizer: the tokenizer when ``model_or_path`` is a model object.
-        max_new_tokens, batch_size, temperature, seed: passed to :func:`rvpo.generation.generate`.
+        max_new_tokens, batch_size, temperature, seed: passed to :func:`rvpo.model.generation.generate`.
     The model is loaded on the first :meth:`answer` call.
     """
 

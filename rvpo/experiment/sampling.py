@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rvpo.generation import generate
-from rvpo.models import load_model_and_tokenizer, resolve_model
-from rvpo.policy import load_policy
+from rvpo.model.generation import generate
+from rvpo.model.loading import load_model_and_tokenizer, resolve_model
+from rvpo.model.policy import load_policy
 from rvpo.runs import iter_json_records
 from rvpo.tasks.base import resolve_channel_weights
 from rvpo.train.run import load_data, load_task, model_dtype, resolve_precision, reward_funcs

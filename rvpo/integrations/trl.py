@@ -66,7 +66,7 @@ from rvpo.integrations.shared_prefix import (  # noqa: E402
     shared_prefix_logps,
     supports_shared_prefix,
 )
-from rvpo.policy import is_peft, merged_lora  # noqa: E402  (merged_lora: re-exported)
+from rvpo.model.policy import is_peft, merged_lora  # noqa: E402  (merged_lora: re-exported)
 from rvpo.rewards import completion_text, expand_multichannel  # noqa: E402  (expand_multichannel: re-exported)
 from rvpo.tasks.base import StepData  # noqa: E402
 

@@ -32,9 +32,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from rvpo.models import EMBEDDED_MODELS, ModelNotFoundError, prepare_tokenizer, resolve_model
-from rvpo.policy import load_policy, policy_folder
-from rvpo.precision import resolve_cached
+from rvpo.model.loading import EMBEDDED_MODELS, ModelNotFoundError, prepare_tokenizer, resolve_model
+from rvpo.model.policy import load_policy, policy_folder
+from rvpo.model.precision import resolve_cached
 
 _ID = re.compile(r"Transcript id: (\w+)")
 _ITEM = re.compile(r"^Rubric item: \[(-?[\d.]+)\] (.*)$", re.M)
@@ -138,7 +138,7 @@ def judge_model_problem(model: str | None) -> str | None:
     """Why ``model`` cannot be a local judge model (a sentence naming the path), or ``None`` if it can.
 
     Accepted: the embedded name (``smollm2-135m-instruct``), a model folder (``config.json``), a
-    run/checkpoint folder :func:`rvpo.policy.load_policy` reads, a ``.gguf`` file, or a hub id
+    run/checkpoint folder :func:`rvpo.model.policy.load_policy` reads, a ``.gguf`` file, or a hub id
     (``org/name``, loaded only with a network).
     """
     if model is None or str(model).strip().lower() in EMBEDDED_MODELS:
@@ -166,7 +166,7 @@ def judge_model_problem(model: str | None) -> str | None:
 
 def load_judge_model(model: str | None, precision: str = "auto") -> tuple[Any, Any]:
     """``(model, tokenizer)`` of a local judge: a ``.gguf`` file (dequantised by transformers, which needs the
-    ``gguf`` package) or anything :func:`rvpo.policy.load_policy` loads. Errors name the path."""
+    ``gguf`` package) or anything :func:`rvpo.model.policy.load_policy` loads. Errors name the path."""
     problem = judge_model_problem(model)
     if problem:
         raise FileNotFoundError(f"judge model: {problem}")
@@ -204,7 +204,7 @@ class ModelBackend:
         import torch  # deferred: torch (start-up time: the rule and echo backends need none)
 
         self.torch = torch
-        # precision: auto | fp32 | bf16, as everywhere (rvpo.precision); bf16 where the CPU has bf16 units
+        # precision: auto | fp32 | bf16, as everywhere (rvpo.model.precision); bf16 where the CPU has bf16 units
         self.model, self.tok = model_and_tokenizer or load_judge_model(model, precision=precision)
         self.model.eval()
         self.max_batch, self.batch_wait_s = max_batch, batch_wait_s

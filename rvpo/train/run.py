@@ -34,9 +34,9 @@ from typing import Any
 import torch
 import yaml
 
-from rvpo import models  # models.load_model_and_tokenizer is looked up per call (tests replace it)
-from rvpo.policy import latest_checkpoint, merged_lora
-from rvpo.precision import Precision, autocast, resolve_cached
+from rvpo.model import loading as models  # models.load_model_and_tokenizer is looked up per call (tests replace it)
+from rvpo.model.policy import latest_checkpoint, merged_lora
+from rvpo.model.precision import Precision, autocast, resolve_cached
 from rvpo.runs import check_run_root, make_run_dir, read_jsonl, remove_if_unstarted, write_json, write_jsonl
 from rvpo.tasks.base import Task, accepts_keyword, get_task, resolve_channel_weights
 from rvpo.train.config import ConfigError, TrainConfig, from_dict, save_config
@@ -205,7 +205,7 @@ def on_cuda(cfg: TrainConfig) -> bool:
 
 
 def resolve_precision(cfg: TrainConfig) -> Precision:
-    """The run's precision (``cfg.precision`` resolved for its device; see :mod:`rvpo.precision`)."""
+    """The run's precision (``cfg.precision`` resolved for its device; see :mod:`rvpo.model.precision`)."""
     try:
         return resolve_cached(cfg.precision, "cuda" if on_cuda(cfg) else "cpu")
     except ValueError as e:

@@ -34,7 +34,7 @@ def warm_start(cfg: TrainConfig, model: Any, tok: Any, train_rows: Sequence[dict
                precision: Any = None) -> Any:
     """SFT ``model`` on gold answers (rows' ``gold``); return the trained model (a peft model when LoRA is on).
 
-    ``precision`` (:class:`rvpo.precision.Precision`): bf16 runs the SFT forward/backward under autocast.
+    ``precision`` (:class:`rvpo.model.precision.Precision`): bf16 runs the SFT forward/backward under autocast.
     """
     import datasets  # deferred: optional dependency (rvpo[trl])
     from datasets import Dataset  # deferred: optional dependency (rvpo[trl])

@@ -123,7 +123,7 @@ class ConstraintsTask(Task):
 
     def evaluate(self, model: Any, tokenizer: Any, rows: Sequence[dict], *, max_new_tokens: int,
                  batch_size: int) -> dict[str, Any]:
-        from rvpo.generation import generate
+        from rvpo.model.generation import generate
 
         responses = generate(model, tokenizer, [r["prompt"] for r in rows], max_new_tokens=max_new_tokens,
                              temperature=0.0, batch_size=batch_size)

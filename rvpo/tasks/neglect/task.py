@@ -239,7 +239,7 @@ class NeglectTask(Task):
     def evaluate(self, model: Any, tokenizer: Any, rows: Sequence[dict], *, max_new_tokens: int, batch_size: int,
                  temperature: float = 0.0, samples: int = 1, seed: int = 0) -> dict[str, Any]:
         """Answer every row (greedy, or ``samples`` draws at ``temperature``) and score every answer."""
-        from rvpo.generation import generate
+        from rvpo.model.generation import generate
 
         samples = _int_option("samples", samples, 1)
         if samples > 1 and not temperature > 0:

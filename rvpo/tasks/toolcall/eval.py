@@ -139,7 +139,7 @@ def evaluate_toolcall(
 
     Args:
         model_or_path: a loaded causal LM (then pass ``tokenizer``), or anything
-            :func:`rvpo.policy.load_policy` accepts: the embedded model's name, a model
+            :func:`rvpo.model.policy.load_policy` accepts: the embedded model's name, a model
             folder, a run directory, or a checkpoint (LoRA adapters are merged into the base).
         examples: ``P`` rows with ``prompt`` (chat messages) and ``ground_truth``.
         max_new_tokens: generation budget per prompt.
@@ -149,10 +149,10 @@ def evaluate_toolcall(
     Returns:
         the scores dict plus ``"seconds"`` (generation and scoring wall time) and ``"model"``.
     """
-    from rvpo.generation import generate
+    from rvpo.model.generation import generate
 
     if isinstance(model_or_path, (str, os.PathLike)):
-        from rvpo.policy import load_policy
+        from rvpo.model.policy import load_policy
 
         name = os.fspath(model_or_path)
         model, tokenizer = load_policy(name) if precision is None else load_policy(name, precision=precision)

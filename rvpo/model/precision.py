@@ -40,7 +40,7 @@ class Precision:
 
     @property
     def dtype(self) -> Any:
-        import torch  # deferred: torch (start-up time: light modules such as rvpo.policy import this one)
+        import torch  # deferred: torch (start-up time: light modules such as rvpo.model.policy import this one)
 
         return torch.bfloat16 if self.name == "bf16" else torch.float32
 
@@ -54,7 +54,7 @@ class Precision:
 
 def cpu_bf16_units() -> tuple[bool, str]:
     """``(has_native_bf16_matmul, which)`` from torch's own CPU capability report."""
-    import torch  # deferred: torch (start-up time: light modules such as rvpo.policy import this one)
+    import torch  # deferred: torch (start-up time: light modules such as rvpo.model.policy import this one)
 
     found = [name for name, probe in (("avx512_bf16", "_is_avx512_bf16_supported"), ("amx_tile", "_is_amx_tile_supported"))
              if getattr(torch.cpu, probe, lambda: False)()]
@@ -63,7 +63,7 @@ def cpu_bf16_units() -> tuple[bool, str]:
 
 def matmul_speedup(n: int = 384, reps: int = 6) -> float:
     """fp32 time / bf16 time of an ``n x n`` matmul on this CPU (best of ``reps``; about 0.05 s)."""
-    import torch  # deferred: torch (start-up time: light modules such as rvpo.policy import this one)
+    import torch  # deferred: torch (start-up time: light modules such as rvpo.model.policy import this one)
 
     def best(dtype: Any) -> float:
         a = torch.randn(n, n).to(dtype)
@@ -88,7 +88,7 @@ def resolve(precision: str = "auto", device: str = "cpu", *,
     if precision not in PRECISIONS:
         raise ValueError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
     if device == "cuda":
-        import torch  # deferred: torch (start-up time: light modules such as rvpo.policy import this one)
+        import torch  # deferred: torch (start-up time: light modules such as rvpo.model.policy import this one)
 
         ok = torch.cuda.is_bf16_supported()
         if precision == "bf16" and not ok:
@@ -124,7 +124,7 @@ def autocast(precision: Precision | None, model: Any = None) -> Any:
     Used around inference (generation, evals): fp32 weights (a full fine-tune) and fp32 LoRA
     adapters on a bf16 base then run their matmuls in bf16 as well.
     """
-    import torch  # deferred: torch (start-up time: light modules such as rvpo.policy import this one)
+    import torch  # deferred: torch (start-up time: light modules such as rvpo.model.policy import this one)
 
     if precision is None or not precision.bf16:
         return contextlib.nullcontext()

@@ -18,8 +18,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from rvpo import models  # models.load_model_and_tokenizer is looked up per call (tests replace it)
-from rvpo.precision import resolve_cached
+from rvpo.model import loading as models  # models.load_model_and_tokenizer is looked up per call (tests replace it)
+from rvpo.model.precision import resolve_cached
 
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
 
@@ -151,7 +151,7 @@ def load_policy(name_or_path: str | os.PathLike | None = None, merge: bool = Tru
 
     LoRA adapters (``adapter_config.json``) are applied to the base model recorded in the adapter
     config (``base_model_name_or_path``) and, with ``merge=True``, merged into it. ``precision``
-    (``auto``, ``fp32``, ``bf16``; see :mod:`rvpo.precision`) sets the weights' dtype for inference;
+    (``auto``, ``fp32``, ``bf16``; see :mod:`rvpo.model.precision`) sets the weights' dtype for inference;
     the choice is recorded as ``model.rvpo_precision``.
     """
     import torch  # deferred: torch (start-up time: the checkpoint helpers here need none)

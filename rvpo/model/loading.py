@@ -230,7 +230,7 @@ def convert_gguf(gguf_file: str | os.PathLike, out_dir: str | os.PathLike) -> No
     Writes ``model.safetensors``, ``config.json``, ``generation_config.json``, the tokenizer files
     (with ``chat_template.jinja``) and, last, the completion marker ``rvpo_model.json``.
     """
-    import torch  # deferred: torch (start-up time: rvpo.models resolves names without it)
+    import torch  # deferred: torch (start-up time: rvpo.model.loading resolves names without it)
     from transformers import AutoModelForCausalLM, AutoTokenizer  # deferred: optional dependency (rvpo[trl])
 
     gguf_file, out_dir = Path(gguf_file), Path(out_dir)
@@ -271,7 +271,7 @@ def load_model_and_tokenizer(
     The tokenizer keeps its chat template, gets a pad token (eos if none) and left padding; the
     model's ``pad_token_id`` is set to match. ``dtype`` defaults to ``torch.float32``.
     """
-    import torch  # deferred: torch (start-up time: rvpo.models resolves names without it)
+    import torch  # deferred: torch (start-up time: rvpo.model.loading resolves names without it)
     from transformers import AutoModelForCausalLM, AutoTokenizer  # deferred: optional dependency (rvpo[trl])
 
     dtype = torch.float32 if dtype is None else dtype
