@@ -49,7 +49,7 @@ def test_score_rejects_length_mismatch():
 
 def test_evaluate_uses_greedy_generation(monkeypatch):
     """The loaded-model path: prompts go to generate() greedily, in order; golds score perfectly."""
-    import rvpo.model.generation as gen
+    import rvpo.tasks.toolcall.eval as toolcall_eval
 
     examples = generate_examples(6, seed=1)
     seen = {}
@@ -59,7 +59,7 @@ def test_evaluate_uses_greedy_generation(monkeypatch):
         by_user = {ex["prompt"][-1]["content"]: ex["ground_truth"] for ex in examples}
         return [by_user[p[-1]["content"]] for p in prompts]
 
-    monkeypatch.setattr(gen, "generate", fake_generate)
+    monkeypatch.setattr(toolcall_eval, "generate", fake_generate)
     r = evaluate_toolcall(object(), examples, max_new_tokens=5, batch_size=3, tokenizer=object())
     assert seen == {"n": 6, "t": 0.0, "m": 5, "b": 3}
     assert r["format_rate"] == 1.0 and r["exact_match_rate"] == 1.0

@@ -365,7 +365,7 @@ class Rate:
 
 def rate(hits: int, n: int) -> Rate:
     """``hits / n`` with the Wilson 95% CI (NaN-free: n = 0 gives 0 in [0, 1])."""
-    from rvpo.stats import wilson_ci
+    from rvpo.stats import wilson_ci  # deferred: scipy via rvpo.stats (start-up time: the CLI imports this module)
 
     if n <= 0:
         return Rate(0.0, 0.0, 1.0)

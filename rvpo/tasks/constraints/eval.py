@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from rvpo.stats import bootstrap_se
 from rvpo.tasks.base import rate
 from rvpo.tasks.constraints.instructions import BY_IFEVAL_ID, TYPES, check
 from rvpo.tasks.constraints.rewards import quality_score
@@ -112,8 +113,6 @@ def _cluster_ci(per_prompt: list[tuple[int, int]], n_boot: int = 1000, seed: int
 
 def summarize(records: Sequence[dict]) -> dict[str, Any]:
     """Metrics and CIs from :func:`score_one` records (see the module docstring)."""
-    from rvpo.stats import bootstrap_se
-
     scored = [r for r in records if r["types"] or r["unsupported"]]
     metrics: dict[str, Any] = {}
     ci: dict[str, list[float]] = {}

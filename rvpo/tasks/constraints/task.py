@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rvpo.model.generation import generate
+from rvpo.runs import iter_json_records
 from rvpo.tasks.base import Task, build_options, option
 from rvpo.tasks.constraints.eval import HEADLINE, ifeval_row, score_responses
 from rvpo.tasks.constraints.generate import DEFAULT_FAMILIES, FAMILIES, generate_rows
@@ -39,7 +41,6 @@ def load_jsonl_rows(path: str | Path) -> list[dict]:
     p = Path(path).expanduser()
     if not p.is_file():
         raise FileNotFoundError(f"{p}: no such file")
-    from rvpo.runs import iter_json_records
 
     rows = []
     for rec in iter_json_records(p):
@@ -123,8 +124,6 @@ class ConstraintsTask(Task):
 
     def evaluate(self, model: Any, tokenizer: Any, rows: Sequence[dict], *, max_new_tokens: int,
                  batch_size: int) -> dict[str, Any]:
-        from rvpo.model.generation import generate
-
         responses = generate(model, tokenizer, [r["prompt"] for r in rows], max_new_tokens=max_new_tokens,
                              temperature=0.0, batch_size=batch_size)
         return score_responses(rows, responses)

@@ -26,7 +26,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rvpo.model.generation import generate
 from rvpo.rewards import completion_text
+from rvpo.stats import mean_ci
 from rvpo.tasks.base import StepData, Task, build_options, option, rate
 from rvpo.tasks.neglect.data import TOPICS, make_rows
 
@@ -78,8 +80,6 @@ def _int_option(name: str, v: Any, lo: int) -> int:
 
 def _mean_ci(values: Sequence[float], lo: float | None = None, hi: float | None = None) -> list[float | None]:
     """Student-t 95% CI of a mean (None for fewer than two values), clipped to ``[lo, hi]``."""
-    from rvpo.stats import mean_ci
-
     a, b = mean_ci(values)
     if not (math.isfinite(a) and math.isfinite(b)):
         return [None, None]
@@ -239,8 +239,6 @@ class NeglectTask(Task):
     def evaluate(self, model: Any, tokenizer: Any, rows: Sequence[dict], *, max_new_tokens: int, batch_size: int,
                  temperature: float = 0.0, samples: int = 1, seed: int = 0) -> dict[str, Any]:
         """Answer every row (greedy, or ``samples`` draws at ``temperature``) and score every answer."""
-        from rvpo.model.generation import generate
-
         samples = _int_option("samples", samples, 1)
         if samples > 1 and not temperature > 0:
             raise ValueError(f"samples: {samples} answers a prompt need temperature > 0")

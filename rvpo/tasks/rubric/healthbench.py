@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rvpo.judge import JudgeRequest
+from rvpo.runs import write_eval_outputs
 from rvpo.tasks.rubric.data import RubricExample
 from rvpo.tasks.rubric.scoring import RubricScores, aggregate_scores, example_tag_scores
 
@@ -67,8 +69,6 @@ class HealthBenchResult:
 
 def judge_requests(example: RubricExample, answer: str) -> list[Any]:
     """One :class:`rvpo.judge.JudgeRequest` per rubric item: the conversation plus ``answer`` as last turn."""
-    from rvpo.judge import JudgeRequest
-
     conv = list(example.conversation) + [{"role": "assistant", "content": answer}]
     return [JudgeRequest(conversation=conv, criterion=it.criterion, points=it.points) for it in example.items]
 
@@ -121,8 +121,6 @@ def run_healthbench(examples: Sequence[RubricExample], policy: Any, judge: Any,
         config: settings to save as ``config.json`` (secret-looking keys are redacted on write).
         n_boot, seed: bootstrap samples and seed for the standard errors.
     """
-    from rvpo.runs import write_eval_outputs
-
     t0 = time.perf_counter()
     answers = policy.answer([ex.conversation for ex in examples])
     if len(answers) != len(examples):

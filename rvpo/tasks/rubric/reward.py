@@ -182,7 +182,7 @@ class RubricReward:
 
     def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> list[list[float | None]]:
         """Judge every (completion, item) pair in one concurrent batch; return ``(N, M)`` values."""
-        from rvpo.judge import JudgeRequest
+        from rvpo.judge import JudgeRequest  # deferred: optional httpx (rvpo[judge]); verl's ToolRL scorer runs without
 
         if len(prompts) != len(completions):
             raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")

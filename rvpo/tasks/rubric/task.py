@@ -34,13 +34,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rvpo.judge import JudgeConfig
+from rvpo.evals.policy import LocalPolicy
+from rvpo.judge import JudgeClient, JudgeConfig
+from rvpo.judge.backends import judge_model_problem
 from rvpo.judge.config import check_http_url
+from rvpo.judge.session import EmbeddedJudge
 from rvpo.rewards import expand_multichannel
-from rvpo.runs import json_safe
+from rvpo.runs import json_safe, write_json
 from rvpo.tasks.base import Task, build_options, option, rate
+from rvpo.tasks.rubric.alarm import SpreadAlarm
 from rvpo.tasks.rubric.data import RubricExample, load_rubric_file, rubric_from_column, rubric_to_json
-from rvpo.tasks.rubric.reward import parse_verdict_mode
+from rvpo.tasks.rubric.healthbench import run_healthbench
+from rvpo.tasks.rubric.reward import RubricReward, parse_verdict_mode
 
 logger = logging.getLogger(__name__)
 
@@ -240,8 +245,6 @@ class RubricTask(Task):
     @property
     def reward(self) -> Any:
         """The task's :class:`~rvpo.tasks.rubric.reward.RubricReward`; one per task, its last batch feeds step_metrics."""
-        from rvpo.tasks.rubric.reward import RubricReward
-
         if self._m is None:
             raise RuntimeError("rubric task: load the training data first (the channel count is its largest rubric)")
         if self._reward is None:
@@ -276,9 +279,6 @@ class RubricTask(Task):
     @contextlib.contextmanager
     def session(self, run_dir: Path) -> Iterator[RubricTask]:
         """Open the judge for the run: start the embedded server if no ``judge_url``; stop it on exit, always."""
-        from rvpo.judge import JudgeClient
-        from rvpo.judge.session import EmbeddedJudge
-
         run_dir = Path(run_dir)
         embedded = None
         try:
@@ -301,8 +301,6 @@ class RubricTask(Task):
                 if self.judge is not None:
                     self.judge_totals = json_safe(self.judge.stats.as_dict())
                     with contextlib.suppress(OSError):
-                        from rvpo.runs import write_json
-
                         write_json(run_dir / "judge_stats.json",
                                    {"judge": self.judge.config.as_dict(), "totals": self.judge_totals,
                                     "embedded": embedded is not None})
@@ -339,8 +337,6 @@ class RubricTask(Task):
 
     def _spread(self, r: Any, data: Any) -> dict[str, float]:
         """The dead-judge alarm's figures (:class:`rvpo.tasks.rubric.alarm.SpreadAlarm`) for the last batch."""
-        from rvpo.tasks.rubric.alarm import SpreadAlarm
-
         g = int(getattr(data, "group_size", 0) or 0) if data is not None else 0
         if g < 1 or len(r.last_values) % g:
             return {}
@@ -362,9 +358,6 @@ class RubricTask(Task):
     def evaluate(self, model: Any, tokenizer: Any, rows: Sequence[dict], *, max_new_tokens: int,
                  batch_size: int) -> dict[str, Any]:
         """Greedy answers, every item judged (same judge), HealthBench scores; see the module docstring."""
-        from rvpo.evals.policy import LocalPolicy
-        from rvpo.tasks.rubric.healthbench import run_healthbench
-
         judge = self.require_judge()
         examples = [self.to_example(r) for r in rows]
         policy = LocalPolicy(model, tokenizer=tokenizer, max_new_tokens=max_new_tokens, batch_size=batch_size)
@@ -393,8 +386,6 @@ class RubricTask(Task):
 def check_judge_model(model: str, field: str) -> str:
     """``model`` if it is the embedded judge's name, a model folder or a ``.gguf`` file; else ``TypeError``
     naming ``field`` and the path (checked before any run folder exists)."""
-    from rvpo.judge.backends import judge_model_problem
-
     problem = judge_model_problem(model)
     if problem:
         raise TypeError(f"{field}: {problem}")

@@ -31,6 +31,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from rvpo.model.generation import generate
+from rvpo.model.policy import load_policy
 from rvpo.stats import bootstrap_se, wilson_ci
 from rvpo.tasks.toolcall import bfcl
 from rvpo.tasks.toolcall.rewards import CORRECTNESS_MAX, ParsedOutput, correctness_score, format_score, parse_output
@@ -149,11 +151,7 @@ def evaluate_toolcall(
     Returns:
         the scores dict plus ``"seconds"`` (generation and scoring wall time) and ``"model"``.
     """
-    from rvpo.model.generation import generate
-
     if isinstance(model_or_path, (str, os.PathLike)):
-        from rvpo.model.policy import load_policy
-
         name = os.fspath(model_or_path)
         model, tokenizer = load_policy(name) if precision is None else load_policy(name, precision=precision)
     else:
