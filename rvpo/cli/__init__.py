@@ -5,6 +5,11 @@ which adds its parser and sets ``func(args) -> int``. Errors in user input (a ba
 config field or file) print one line, ``rvpo <cmd>: error: ...``, and exit with status 2: raise
 :class:`UserError`; a :class:`rvpo.runs.RunDirError` (``--out`` is a file, not writable) is treated
 the same way.
+
+Imports: every subcommand's parser is built at start-up, so a subcommand module imports at its top
+only what its parser needs; its handler (``func``) imports the rest, the libraries that take seconds to
+load (transformers, trl, peft, datasets, matplotlib, scipy, httpx) and the rvpo modules that pull them
+in. This is the one package where imports inside functions are the rule, for start-up time.
 """
 
 from __future__ import annotations
