@@ -265,11 +265,14 @@ def test_lora_step_trains_only_the_adapter(tmp_path, tiny_llama, smollm2_tokeniz
     rubric = _ChatRubric()
     args = _args(tmp_path, max_steps=1)
     spec = AdvantageSpec(k="1.0")  # the trainer holds it: written into args, never rebuilt
+    with pytest.raises(ValueError, match="advantage.weights: given by channel name"):
+        RVPOTrainer(model=tiny_llama, reward_funcs=[_varied], args=args, advantage=AdvantageSpec(weights={"x": 2.0}))
     trainer = RVPOTrainer(model=tiny_llama, reward_funcs=expand_multichannel(rubric) + [_varied], args=args,
                           advantage=spec, train_dataset=_dataset(4),
                           processing_class=smollm2_tokenizer,
                           peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
     assert trainer.advantage is spec and args.rvpo_k_schedule == "constant:1.0"
+
     built = []
     real_post_init = AdvantageSpec.__post_init__
     monkeypatch.setattr(AdvantageSpec, "__post_init__", lambda self: built.append(1) or real_post_init(self))

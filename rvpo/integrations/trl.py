@@ -70,7 +70,7 @@ from rvpo.model.policy import is_peft, merged_lora  # noqa: E402  (merged_lora: 
 from rvpo.rewards import completion_text, expand_multichannel  # noqa: E402  (expand_multichannel: re-exported)
 from rvpo.tasks.base import StepData  # noqa: E402
 
-__all__ = ["RVPOConfig", "RVPOTrainer", "expand_multichannel", "TRL_SUPPORTED"]
+__all__ = ["RVPOConfig", "RVPOTrainer", "expand_multichannel", "merged_lora", "TRL_SUPPORTED"]
 
 
 SPEC_FIELDS = {"estimator": "rvpo_estimator", "k": "rvpo_k_schedule", "beta": "rvpo_beta", "eps": "rvpo_eps",
@@ -187,6 +187,9 @@ class RVPOTrainer(GRPOTrainer):
         if advantage is not None:
             if not isinstance(advantage, AdvantageSpec):
                 raise TypeError(f"advantage: expected an AdvantageSpec, got {type(advantage).__name__}")
+            if advantage.named_weights:
+                raise ValueError(f"advantage.weights: given by channel name ({advantage.weights}); resolve them "
+                                 "against the reward functions first (AdvantageSpec.resolve_weights)")
             values = advantage.to_dict()
             for name, attr in SPEC_FIELDS.items():
                 setattr(args, attr, values[name])
@@ -314,6 +317,3 @@ def all_binary_met(rewards: torch.Tensor, weights: Any = None) -> float | None:
         return None
     ok = ((rewards[:, binary] == 1) | ~present).all(dim=1)
     return float(ok[scored].float().mean())
-
-
-# --- generation from merged LoRA weights ------------------------------------------------------
