@@ -59,9 +59,11 @@ def imports() -> list[tuple[str, str, int]]:
 
 
 def test_every_room_has_a_layer():
-    for p in ROOT.iterdir():
-        if (p.is_dir() and (p / "__init__.py").is_file()) or (p.suffix == ".py"):
-            layer(p.stem if p.is_file() else p.name)
+    rooms = {p.stem if p.is_file() else p.name for p in ROOT.iterdir()
+             if (p.is_dir() and (p / "__init__.py").is_file()) or p.suffix == ".py"}
+    assert all(layer(r) >= 0 for r in rooms)  # layer() raises for a room no layer names
+    named = set().union(*LAYERS)
+    assert rooms == named, f"LAYERS names rooms that do not exist: {sorted(named - rooms)}"
 
 
 def test_no_import_runs_up_the_layers():

@@ -63,7 +63,7 @@ def sweep_targets_or_error(args) -> list:
     """The sweep's models (:func:`rvpo.evals.checkpoints.sweep_targets`); :class:`UserError` for a bad folder."""
     from rvpo.evals.checkpoints import sweep_targets
 
-    if args.policy_base_url or args.model:
+    if getattr(args, "policy_base_url", None) or args.model:  # rvpo eval task has no --policy-base-url
         raise UserError("--checkpoints evaluates the run's own models: leave out --model and --policy-base-url")
     try:
         return sweep_targets(args.checkpoints, include_base=not args.no_base)

@@ -104,6 +104,7 @@ def _evaluate(args, task: Any, rows: list[dict], model_name: str | None, run_dir
 
 
 def run(args) -> int:
+    from rvpo.cli.eval_healthbench import sweep_targets_or_error
     from rvpo.runs import check_run_root, new_run_dir, to_json
     from rvpo.tasks.base import markdown_table
 
@@ -111,13 +112,12 @@ def run(args) -> int:
         raise UserError(f"--limit: expected an int >= 0, got {args.limit}")
     if args.max_new_tokens < 1 or args.batch_size < 1 or args.samples < 1:
         raise UserError("--max-new-tokens, --batch-size and --samples: expected ints >= 1")
-    if args.checkpoints and args.model:
-        raise UserError("--checkpoints evaluates the run's own models: leave out --model")
+    targets = sweep_targets_or_error(args) if args.checkpoints else None  # also refuses --model with it
     task, rows = _task_and_rows(args)
     check_run_root(args.out)
     label = (task.name or args.task).replace("/", "_").replace(":", "_")
-    if args.checkpoints:
-        return _sweep(args, task, rows, label)
+    if targets is not None:
+        return _sweep(args, task, rows, label, targets)
     with new_run_dir(args.out, f"eval-{label}") as run_dir:
         head = _evaluate(args, task, rows, args.model, run_dir)
     if args.json:
@@ -130,30 +130,18 @@ def run(args) -> int:
     return 0
 
 
-def _sweep(args, task: Any, rows: list[dict], label: str) -> int:
+def _sweep(args, task: Any, rows: list[dict], label: str, targets: list) -> int:
     """``--checkpoints``: the task's eval of each model of the run; the target metric across steps."""
-    from rvpo.evals.checkpoints import run_sweep, sweep_targets
-    from rvpo.runs import new_run_dir, to_json, write_json
+    from rvpo.cli.eval_healthbench import report_sweep
 
     metric = task.target_metric or (list(task.eval_metrics) or [""])[0]
     if not metric:
         raise UserError(f"task {args.task!r} names no target_metric or eval_metrics: nothing to sweep")
-    try:
-        targets = sweep_targets(args.checkpoints, include_base=not args.no_base)
-    except FileNotFoundError as e:
-        raise UserError(str(e)) from None
 
     def evaluate(target, out_dir) -> dict:
         head = _evaluate(args, task, rows, target.model, out_dir)
         return {"score": head["metrics"].get(metric), "ci95": head["ci95"].get(metric), "n": head["n"]}
 
-    with new_run_dir(args.out, f"{label}-sweep") as run_dir:
-        write_json(run_dir / "config.json", {k: v for k, v in vars(args).items() if k != "func"})
-        sweep = run_sweep(targets, evaluate, run_dir, metric, title=f"{label} across {args.checkpoints}",
-                          log=lambda m: print(m, file=sys.stderr, flush=True))
-    if args.json:
-        print(to_json({"run_dir": str(run_dir), "rows": sweep}))
-    else:
-        print((run_dir / "sweep.md").read_text(encoding="utf-8").rstrip())
-        print(f"run dir  {run_dir}")
-    return 0
+    config = {"task": args.task, "task_options": args.task_option, "limit": args.limit,
+              "max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "samples": args.samples}
+    return report_sweep(args, label, config, targets, evaluate, metric, label)
