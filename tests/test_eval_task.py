@@ -40,7 +40,7 @@ def test_eval_task_sweeps_a_runs_checkpoints(tmp_path, tiny_llama_dir, capsys):
 
 def test_eval_task_bad_input_is_one_line(tmp_path, tiny_llama_dir, capsys):
     assert main(["eval", "task", "neglect", "--task-option", "max_word=3", "--out", str(tmp_path)]) == 2
-    assert "max_word: unknown option; did you mean 'max_words'?" in capsys.readouterr().err
+    assert "unknown option 'max_word' (did you mean 'max_words'?)" in capsys.readouterr().err
     assert main(["eval", "task", "nope", "--out", str(tmp_path)]) == 2
     assert "unknown task 'nope'" in capsys.readouterr().err
     assert main(["eval", "task", "neglect", "--model", tiny_llama_dir, "--checkpoints", str(tmp_path),

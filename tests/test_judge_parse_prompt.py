@@ -115,7 +115,7 @@ def test_config_from_env_overrides_and_hides_the_key(monkeypatch):
     assert JudgeConfig.from_env().resolved_cache_path is None
     monkeypatch.setenv("RVPO_JUDGE_CACHE", "~/j.sqlite")
     assert JudgeConfig.from_env().resolved_cache_path == os.path.expanduser("~/j.sqlite")
-    with pytest.raises(TypeError, match="no field"):
+    with pytest.raises(TypeError, match=r"JudgeConfig: unknown field 'modle' \(did you mean 'model'\?\)"):
         JudgeConfig.from_env(modle="m")
 
 

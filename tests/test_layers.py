@@ -14,7 +14,7 @@ from pathlib import Path
 import rvpo
 
 LAYERS: list[set[str]] = [
-    {"core", "stats", "runs", "rewards", "userfiles"},  # pure math and plain files
+    {"core", "stats", "runs", "rewards", "userfiles", "settings"},  # pure math, plain files, the settings layer
     {"model", "judge"},  # loading, generating with and judging with models
     {"evals"},  # benchmark scoring shared by tasks
     {"tasks"},  # each task: data, rewards, evaluation

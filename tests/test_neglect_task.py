@@ -61,7 +61,8 @@ def test_data_is_deterministic_with_disjoint_splits():
     ({"n_train": 10_000}, "n_train: at most 672 prompts"),
     ({"data_seed": -1}, "data_seed: expected an int >= 0"),
     ({"word_limit_in_prompt": "x"}, "word_limit_in_prompt: expected an int"),
-    ({"max_word": 3}, r"max_word: unknown option; did you mean 'max_words'\? options: max_words, thresholds"),
+    ({"max_word": 3}, r"unknown option 'max_word' \(did you mean 'max_words'\?\)"),
+    ({"bogus": 3}, r"unknown option 'bogus'; known options: max_words, thresholds, n_easy"),
 ])
 def test_option_errors(options, match):
     with pytest.raises(ValueError, match=r"task_options for task 'neglect': (.*: )?" + match):

@@ -234,11 +234,11 @@ def test_every_builtin_task_declares_typed_options_with_help(name):
         assert f"`task_options.{f.name}`" in table
     if dataclasses.fields(cls):  # a misspelt option names the closest one
         first = dataclasses.fields(cls)[0].name
-        with pytest.raises(ValueError, match=f"{first[:-1]}: unknown option; did you mean '{first}'"):
+        with pytest.raises(ValueError, match=rf"unknown option '{first[:-1]}' \(did you mean '{first}'\?\)"):
             get_task(name, {first[:-1]: 1})
     else:
         assert "takes no options" in table
-        with pytest.raises(ValueError, match="unknown option; options: \\(none\\)"):
+        with pytest.raises(ValueError, match="unknown option 'anything'; known options: \\(none\\)"):
             get_task(name, {"anything": 1})
 
 
@@ -257,7 +257,7 @@ def test_help_config_lists_the_tasks_options(capsys):
 
     assert main(["train", "--help-config", "--task", "neglect"]) == 0
     out = capsys.readouterr().out
-    assert "| `advantage.k` |" in out and "| `task_options.max_words` | `32` |" in out
+    assert "| `advantage.k` |" in out and "| `task_options.max_words` | an int | `32` |" in out
     assert main(["train", "--help-config", "--task", "nope"]) == 2
     assert "unknown task 'nope'" in capsys.readouterr().err
 

@@ -149,10 +149,10 @@ def _check_resume_config(run_dir: str) -> None:
 
 def _check_same_run(run_dir: str, base, cfg) -> None:
     """``--resume`` with an override of a field that defines the run (``--task``, ``--model`` ...) is an error."""
-    from rvpo.train.config import _get
+    from rvpo.settings import dotted_get
 
     for name in SAME_RUN_FIELDS:
-        old, new = _get(base, name), _get(cfg, name)
+        old, new = dotted_get(base, name), dotted_get(cfg, name)
         if old != new:
             raise UserError(f"--resume {run_dir}: config field {name!r} is {new!r} here but the run was started "
                             f"with {old!r}; a resumed run keeps its {name} (start a new run instead)")

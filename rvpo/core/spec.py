@@ -12,7 +12,6 @@ keyword arguments of :func:`rvpo.compute_advantages`) or run it with :meth:`Adva
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -23,6 +22,7 @@ import torch
 
 from rvpo.core.estimators import DEFAULT_EPS, AdvantageParams, compute_advantages, get_estimator
 from rvpo.core.schedules import make_schedule, schedule_to_str
+from rvpo.settings import check_keys
 
 
 def _help(text: str) -> dict:
@@ -146,20 +146,16 @@ class AdvantageSpec:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "", names: Mapping[str, str] | None = None) -> AdvantageSpec:
-        """Build from a mapping; unknown keys raise ``ValueError`` with a "did you mean" hint.
+        """Build from a mapping; an unknown key raises ``ValueError`` with the closest setting
+        (:func:`rvpo.settings.unknown_key_error`: ``unknown advantage setting 'unbaised' (did you mean
+        'unbiased'?)``).
 
         Errors name the field as the caller's layer spells it: ``where`` is a prefix (e.g.
         ``"algorithm."``) and ``names`` maps a spec field to that layer's own name (e.g.
         ``{"k": "rvpo_k_schedule"}``); the keys of ``d`` are always spec field names."""
-        names = dict(names or {})
         valid = [f.name for f in fields(cls)]
-        for key in d:
-            if key not in valid:
-                shown = [names.get(n, n) for n in valid]
-                near = difflib.get_close_matches(str(key), valid, n=1)
-                hint = (f"; did you mean {where}{names.get(near[0], near[0])}?" if near
-                        else f"; valid: {', '.join(shown)}")
-                raise ValueError(f"{where}{names.get(key, key)}: unknown advantage setting{hint}")
+        spell = {n: f"{where}{(names or {}).get(n, n)}" for n in [*valid, *map(str, d)]}
+        check_keys("advantage setting", d, valid, spell=spell, error=ValueError)
         try:
             return cls(**dict(d))
         except ValueError as e:

@@ -31,32 +31,25 @@ unknown keys suggest the closest one.
 
 from __future__ import annotations
 
-import difflib
-import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from rvpo.settings import ConfigError, check_keys, check_rules, integer, load_settings, number, unknown_key_error
 from rvpo.tasks.base import get_task
 from rvpo.train.config import (
-    ALIASES,
-    ConfigError,
     TrainConfig,
     build_config,
     canonical,
     field_names,
     flatten_config,
     read_yaml_file,
+    unknown_field,
 )
 
 TOP_KEYS = ("name", "out", "train", "methods", "seeds", "target", "last_steps", "smooth", "hold",
             "constraint_channels", "easy_channels", "screen")
-HOLD_KEYS = ("metric", "at_least", "while_improving")
-SCREEN_KEYS = ("prompts", "group_size", "max_new_tokens", "temperature", "seed", "batch_size")
-SCREEN_DEFAULTS = {"prompts": 32, "group_size": 8, "max_new_tokens": None, "temperature": 0.7, "seed": 0,
-                   "batch_size": 64}
-"""``screen:`` fields; ``max_new_tokens`` defaults to the train config's ``max_completion_length``."""
 HOLD_MARGIN = 0.1
 """Without ``hold.at_least``, a run kept the metric when after >= before - HOLD_MARGIN."""
 METHOD_FIXED = ("seed", "out", "task", "task_options", "data", "train_examples", "eval.enabled", "eval.data",
@@ -68,6 +61,53 @@ _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 class ExperimentError(ConfigError):
     """A bad experiment YAML, or run folders that do not match it; the message names file and field."""
+
+
+@dataclass(frozen=True)
+class HoldSettings:
+    """``hold:``: whether each run "kept the constraint" (per method: the share of seeds)."""
+
+    metric: str | None = None
+    """the held-out metric that must hold (required)"""
+    at_least: float | None = None
+    """kept when the metric after RL >= this; None: when after >= before - HOLD_MARGIN"""
+    while_improving: str | None = None
+    """a held-out metric that must also rise (e.g. easy_mean), else the run did not keep it"""
+
+
+@dataclass(frozen=True)
+class ScreenSettings:
+    """``screen:``: ``rvpo screen`` once on the base model before the runs."""
+
+    prompts: int = 32
+    """training prompts sampled"""
+    group_size: int = 8
+    """completions per prompt (G)"""
+    max_new_tokens: int | None = None
+    """generation budget per completion; None: the train config's max_completion_length"""
+    temperature: float = 0.7
+    """sampling temperature"""
+    seed: int = 0
+    """sampling seed"""
+    batch_size: int = 64
+    """prompts generated together"""
+
+
+SCREEN_RULES = {"prompts": integer(1), "group_size": integer(2), "max_new_tokens": integer(1), "seed": integer(0),
+                "batch_size": integer(1), "temperature": number(0, above=True)}
+"""Range rules of :class:`ScreenSettings` (after ``max_new_tokens`` is resolved)."""
+
+
+def _section(cls: type, value: dict, where: str, name: str) -> Any:
+    """``cls`` from the mapping under key ``name`` (:func:`rvpo.settings.load_settings`); errors are
+    :class:`ExperimentError` naming ``field 'name.key'``."""
+    try:
+        return load_settings(cls, value, where=f"{where}{name}: ", label=lambda k: f"{where}field '{name}.{k}'",
+                             error=ExperimentError)
+    except ExperimentError:
+        raise
+    except ConfigError as e:
+        raise ExperimentError(str(e)) from None
 
 
 @dataclass(frozen=True)
@@ -99,7 +139,7 @@ class ExperimentSpec:
     constraint_channels: tuple[str, ...] = ()
     easy_channels: tuple[str, ...] = ()
     screen: dict | None = None
-    """resolved ``screen:`` settings (:data:`SCREEN_KEYS`) or None"""
+    """resolved ``screen:`` settings (the fields of :class:`ScreenSettings`) or None"""
 
     @property
     def root(self) -> Path:
@@ -127,12 +167,6 @@ class ExperimentSpec:
                 "hold": self.hold, "constraint_channels": list(self.constraint_channels),
                 "easy_channels": list(self.easy_channels), "screen": self.screen,
                 "methods": [{"label": m.label, **m.overrides} for m in self.methods]}
-
-
-def _unknown(key: str, known: tuple[str, ...] | list[str], where: str) -> ExperimentError:
-    close = difflib.get_close_matches(key, list(known) + list(ALIASES), n=1, cutoff=0.6)  # k_schedule, estimator...
-    hint = f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(known)}"
-    return ExperimentError(f"{where}unknown field {key!r}{hint}")
 
 
 MAX_SEEDS = 1000
@@ -185,7 +219,7 @@ def _flat(mapping: dict, where: str) -> dict[str, Any]:
     known = field_names()
     for key in flat:
         if key not in known and key.split(".")[0] != "task_options":
-            raise _unknown(key, known, where)
+            raise unknown_field(key, where, ExperimentError)
     return flat
 
 
@@ -254,9 +288,7 @@ def _target(value: Any, base: TrainConfig, where: str) -> str:
                               "false; enable the eval or use a training metric, e.g. train:rewards/<channel>/mean")
     names = tuple(task.eval_metrics)
     if names and value not in names and "/" not in value:  # "type/no_comma"-style sub-metrics are not listed
-        close = difflib.get_close_matches(value, list(names), n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]!r}?" if close else f"task {task.name!r} reports: {', '.join(names)}"
-        raise ExperimentError(f"{where}field 'target': unknown metric {value!r} ({hint})")
+        raise unknown_key_error("metric", value, names, where=f"{where}field 'target': ", error=ExperimentError)
     return value
 
 
@@ -266,9 +298,7 @@ def parse_spec(raw: Any, path: Path | None = None, out: str | None = None, seeds
     where = f"{path}: " if path else ""
     if not isinstance(raw, dict):
         raise ExperimentError(f"{where}expected a mapping with train, methods, seeds (and optionally name, target, out)")
-    for key in raw:
-        if key not in TOP_KEYS:
-            raise _unknown(str(key), TOP_KEYS, where)
+    check_keys("field", raw, TOP_KEYS, where=where, error=ExperimentError)
     name = raw.get("name", path.stem if path else "experiment")
     if not isinstance(name, str) or not _LABEL.match(name):
         raise ExperimentError(f"{where}field 'name': expected a folder name (letters, digits, ._+-), got {name!r}")
@@ -300,34 +330,20 @@ def parse_spec(raw: Any, path: Path | None = None, out: str | None = None, seeds
                           easy_channels=easy, screen=scr)
 
 
-def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _hold(value: Any, base: TrainConfig, where: str) -> dict | None:
     if value is None:
         return None
     if not isinstance(value, dict):
         raise ExperimentError(f"{where}field 'hold': expected a mapping {{metric: NAME, at_least: X}}, got {value!r}")
-    for key in value:
-        if key not in HOLD_KEYS:
-            raise _unknown(str(key), HOLD_KEYS, f"{where}hold: ")
-    metric = value.get("metric")
-    if not isinstance(metric, str) or not metric.strip() or metric.startswith(TRAIN_PREFIX):
-        raise ExperimentError(f"{where}field 'hold.metric': expected a held-out metric name, got {metric!r}")
+    hold = _section(HoldSettings, value, where, "hold")
+    for key in ("metric", "while_improving"):
+        name = getattr(hold, key)
+        if (name is not None or key == "metric") and (not name or not name.strip() or name.startswith(TRAIN_PREFIX)):
+            raise ExperimentError(f"{where}field 'hold.{key}': expected a held-out metric name, got {name!r}")
     if not base.eval.enabled:
-        raise ExperimentError(f"{where}field 'hold.metric': {metric!r} is a held-out metric but train.eval.enabled "
-                              "is false")
-    at_least = value.get("at_least")
-    if at_least is not None and not _number(at_least):
-        raise ExperimentError(f"{where}field 'hold.at_least': expected a number, got {at_least!r}")
-    improving = value.get("while_improving")
-    if improving is not None and (not isinstance(improving, str) or not improving.strip()
-                                  or improving.startswith(TRAIN_PREFIX)):
-        raise ExperimentError(f"{where}field 'hold.while_improving': expected a held-out metric name, got "
-                              f"{improving!r}")
-    return {"metric": metric, "at_least": None if at_least is None else float(at_least),
-            "while_improving": improving}
+        raise ExperimentError(f"{where}field 'hold.metric': {hold.metric!r} is a held-out metric but "
+                              "train.eval.enabled is false")
+    return asdict(hold)
 
 
 def _channels(raw: dict, base: TrainConfig, where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -363,17 +379,14 @@ def _screen(value: Any, base: TrainConfig, where: str) -> dict | None:
     if not isinstance(value, dict):
         raise ExperimentError(f"{where}field 'screen': expected a mapping such as {{prompts: 32, group_size: 8}}, "
                               f"got {value!r}")
-    for key in value:
-        if key not in SCREEN_KEYS:
-            raise _unknown(str(key), SCREEN_KEYS, f"{where}screen: ")
-    out = {**SCREEN_DEFAULTS, "max_new_tokens": base.max_completion_length, **value}
-    for key, lo in (("prompts", 1), ("group_size", 2), ("max_new_tokens", 1), ("seed", 0), ("batch_size", 1)):
-        v = out[key]
-        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-            raise ExperimentError(f"{where}field 'screen.{key}': expected an int >= {lo}, got {v!r}")
-    if not _number(out["temperature"]) or out["temperature"] <= 0:
-        raise ExperimentError(f"{where}field 'screen.temperature': expected a number > 0, got {out['temperature']!r}")
-    return out
+    screen = _section(ScreenSettings, value, where, "screen")
+    if screen.max_new_tokens is None:
+        screen = replace(screen, max_new_tokens=base.max_completion_length)
+    try:
+        check_rules(screen, SCREEN_RULES, label=lambda k: f"{where}field 'screen.{k}'")
+    except ConfigError as e:
+        raise ExperimentError(str(e)) from None
+    return asdict(screen)
 
 
 def load_spec(path: str | Path, **overrides: Any) -> ExperimentSpec:

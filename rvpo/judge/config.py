@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from rvpo.runs import redact_url
+from rvpo.settings import Rule, check_rules, integer, load_settings, number, optional
 
 
 def check_http_url(url: Any, field: str) -> str:
@@ -110,30 +111,7 @@ class JudgeConfig:
     they were made with the same temperature, max_tokens, JSON mode (and no top_p / seed)."""
 
     def __post_init__(self):
-        if self.concurrency < 1:
-            raise ValueError(f"JudgeConfig.concurrency must be >= 1, got {self.concurrency}")
-        if not self.timeout_s > 0:
-            raise ValueError(f"JudgeConfig.timeout_s must be > 0, got {self.timeout_s}")
-        for name in ("max_retries", "max_reasks", "max_tokens"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"JudgeConfig.{name} must be >= 0, got {getattr(self, name)}")
-        if self.max_tokens < 1:
-            raise ValueError(f"JudgeConfig.max_tokens must be >= 1, got {self.max_tokens}")
-        if self.backoff_s < 0 or self.backoff_max_s < 0 or self.retry_after_max_s < 0:
-            raise ValueError("JudgeConfig.backoff_s, backoff_max_s and retry_after_max_s must be >= 0")
-        if not (isinstance(self.temperature, (int, float)) and 0 <= self.temperature <= 2):
-            raise ValueError(f"JudgeConfig.temperature must be a number in [0, 2], got {self.temperature!r}")
-        if self.top_p is not None and not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
-            raise ValueError(f"JudgeConfig.top_p must be in (0, 1] or None, got {self.top_p!r}")
-        for name in ("requests_per_minute", "tokens_per_minute"):
-            v = getattr(self, name)
-            if v is not None and not (isinstance(v, (int, float)) and v > 0 and v < float("inf")):
-                raise ValueError(f"JudgeConfig.{name} must be a finite number > 0 or None, got {v!r}")
-        if not (isinstance(self.top_logprobs, int) and 0 <= self.top_logprobs <= 20):
-            raise ValueError(f"JudgeConfig.top_logprobs must be an integer in 0..20, got {self.top_logprobs!r}")
-        if self.threshold is not None and not (isinstance(self.threshold, (int, float))
-                                               and 0 <= self.threshold <= 1):
-            raise ValueError(f"JudgeConfig.threshold must be a number in [0, 1] or None, got {self.threshold!r}")
+        check_rules(self, _RULES, label=lambda name: f"JudgeConfig.{name}")
         if not self.model:
             raise ValueError("JudgeConfig.model must be a non-empty model name (env RVPO_JUDGE_MODEL)")
         if self.base_url is not None:
@@ -141,7 +119,8 @@ class JudgeConfig:
 
     @classmethod
     def from_env(cls, **overrides: Any) -> JudgeConfig:
-        """Config from the environment; keyword ``overrides`` win over it.
+        """Config from the environment; keyword ``overrides`` win over it (values are coerced to the
+        field types; an unknown name raises ``TypeError`` with the closest field).
 
         A ``None`` override means "not given" (so CLI options can be passed through as they are):
         disable the cache with ``cache_path=""`` (or ``RVPO_JUDGE_CACHE=none``), not with ``None``.
@@ -149,9 +128,6 @@ class JudgeConfig:
         >>> JudgeConfig.from_env(model="m", base_url="http://127.0.0.1:8000/v1").model
         'm'
         """
-        unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise TypeError(f"JudgeConfig has no field(s) {sorted(unknown)}")
         values: dict[str, Any] = {}
         for name, env in (("base_url", ENV_BASE_URL), ("model", ENV_MODEL), ("api_key", ENV_API_KEY),
                           ("cache_path", ENV_CACHE_PATH)):
@@ -166,7 +142,8 @@ class JudgeConfig:
                 except ValueError:
                     raise ValueError(f"environment variable {var}={raw!r}: expected a number") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        return load_settings(cls, values, where="JudgeConfig: ", label=lambda name: f"JudgeConfig.{name}",
+                             error=TypeError)
 
     @property
     def resolved_cache_path(self) -> str | None:
@@ -195,3 +172,13 @@ class JudgeConfig:
         return f"JudgeConfig({inner})"
 
     __str__ = __repr__
+
+
+_RULES: dict[str, Rule] = {
+    "concurrency": integer(1), "timeout_s": number(0, above=True), "max_retries": integer(0),
+    "max_reasks": integer(0), "max_tokens": integer(1), "backoff_s": number(0), "backoff_max_s": number(0),
+    "retry_after_max_s": number(0), "temperature": number(0, 2), "top_p": optional(number(0, 1, above=True)),
+    "requests_per_minute": optional(number(0, above=True)), "tokens_per_minute": optional(number(0, above=True)),
+    "top_logprobs": integer(0, 20), "threshold": optional(number(0, 1)),
+}
+"""Range rules of the :class:`JudgeConfig` fields (:func:`rvpo.settings.check_rules`)."""

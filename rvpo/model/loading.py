@@ -21,7 +21,6 @@ explicit choice); rvpo never downloads weights on its own.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import importlib.util
 import json
 import logging
@@ -35,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from rvpo.settings import closest
 
 logger = logging.getLogger(__name__)
 
@@ -138,10 +139,9 @@ def resolve_model(name_or_path: str | os.PathLike | None = None, cache_dir: str 
         raise ModelNotFoundError(f"model: no such folder {arg!r}")
     if "/" not in arg:  # "smollm2": a typo of an embedded name, not a hub id
         low = arg.strip().lower()
-        close = [m for m in EMBEDDED_MODELS if low and m.startswith(low)] or \
-            difflib.get_close_matches(low, list(EMBEDDED_MODELS), n=1, cutoff=0.6)
-        if close:
-            raise ModelNotFoundError(f"model: no model {arg!r} (did you mean {close[0]!r}?)")
+        near = next((m for m in EMBEDDED_MODELS if low and m.startswith(low)), None) or closest(low, EMBEDDED_MODELS)
+        if near:
+            raise ModelNotFoundError(f"model: no model {arg!r} (did you mean {near!r}?)")
     return arg  # a hub id: loading it needs a network
 
 

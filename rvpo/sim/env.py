@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from rvpo.core import DEFAULT_EPS, Adaptive, Constant, Cosine, Linear, make_schedule, schedule_to_str
+from rvpo.settings import Rule, check_rules, integer, number
 
 STYLES = ("greedy", "balanced", "plain", "sloppy")
 _KEEPS = torch.tensor([False, True, True, False])  # styles that aim to keep the constraint
@@ -147,26 +148,11 @@ class SimConfig:
     """method specs (see parse_method)"""
 
     def validate(self) -> None:
-        """Raise ``ValueError("<field>: ...")`` for the first bad value."""
-        ints = {"m_easy": 1, "noisy": 0, "prompts": 1, "batch_prompts": 1, "group_size": 2, "steps": 1, "seeds": 1}
-        for name, lo in ints.items():
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise ValueError(f"{name}: expected an integer >= {lo}, got {v!r}")
+        """Raise ``ValueError("<field>: ...")`` for the first bad value (:data:`SIM_RULES`, then the
+        rules across fields)."""
+        check_rules(self, SIM_RULES, label=str)
         if self.batch_prompts > self.prompts:
             raise ValueError(f"batch_prompts: must be <= prompts ({self.prompts}), got {self.batch_prompts}")
-        for name in ("easy_gap", "noise", "lr", "eps"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise ValueError(f"{name}: expected a finite number >= 0, got {v!r}")
-        if self.lr <= 0:
-            raise ValueError(f"lr: must be > 0, got {self.lr}")
-        for name in ("p_sat", "p_violate_sat", "init_sat", "noisy_random"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
-                raise ValueError(f"{name}: expected a probability in [0, 1], got {v!r}")
-        if not 0.0 < self.init_sat < 1.0:
-            raise ValueError("init_sat: must be strictly between 0 and 1 (a softmax cannot start at 0 or 1)")
         if not self.methods:
             raise ValueError("methods: need at least one method")
         labels = [parse_method(spec).label for spec in self.methods]
@@ -179,6 +165,16 @@ class SimConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+SIM_RULES: dict[str, Rule] = {
+    **{name: integer(lo) for name, lo in (("m_easy", 1), ("noisy", 0), ("prompts", 1), ("batch_prompts", 1),
+                                          ("group_size", 2), ("steps", 1), ("seeds", 1))},
+    "easy_gap": number(0), "noise": number(0), "lr": number(0, above=True), "eps": number(0),
+    **{name: number(0, 1) for name in ("p_sat", "p_violate_sat", "noisy_random")},
+    "init_sat": number(0, 1, above=True, below=True),  # a softmax cannot start at 0 or 1
+}
+"""Range rules of the :class:`SimConfig` fields (:func:`rvpo.settings.check_rules`)."""
 
 
 class SimEnv:

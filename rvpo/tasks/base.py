@@ -34,7 +34,6 @@ file path ``path/to/task.py:factory`` (imported by path; no ``PYTHONPATH`` neede
 from __future__ import annotations
 
 import contextlib
-import difflib
 import hashlib
 import importlib
 import importlib.util
@@ -43,9 +42,11 @@ import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from rvpo.settings import format_help, load_settings
 
 TASKS: dict[str, str] = {
     "toolcall": "rvpo.tasks.toolcall.task:make_task",
@@ -195,15 +196,11 @@ def option(default: Any, help: str) -> Any:
 
 
 def build_options(cls: type, values: Mapping[str, Any]) -> Any:
-    """``cls(**values)`` for a task's ``Options`` dataclass; an unknown name raises ``TypeError`` with the
-    closest option ("did you mean") and the valid ones."""
-    names = [f.name for f in fields(cls)]
-    for key in values:
-        if key not in names:
-            near = difflib.get_close_matches(str(key), names, n=1)
-            hint = f"did you mean {near[0]!r}? " if near else ""
-            raise TypeError(f"{key}: unknown option; {hint}options: {', '.join(names) or '(none)'}")
-    return cls(**values)
+    """A task's ``Options`` dataclass from ``task_options`` (:func:`rvpo.settings.load_settings`): an
+    unknown name raises :class:`rvpo.settings.ConfigError` ``unknown option 'max_word' (did you mean
+    'max_words'?)``, a value of the wrong type one that names the option (``max_words: expected an int,
+    got 'x'``); lists become tuples; then the class's own checks run."""
+    return load_settings(cls, values, kind="option", label=str)
 
 
 def options_class(name: str) -> type | None:
@@ -213,17 +210,12 @@ def options_class(name: str) -> type | None:
 
 
 def describe_options(name: str) -> str:
-    """A Markdown table of task ``name``'s options: name, default, meaning (``--help-config --task NAME``)."""
+    """A Markdown table of task ``name``'s options: ``task_options.NAME``, type, default, meaning
+    (``--help-config --task NAME``; :func:`rvpo.settings.format_help`)."""
     cls = options_class(name)
     if cls is None:
         return f"Task {name!r} declares no typed options (its factory takes them as keyword arguments)."
-    rows = ["| task option | default | meaning |", "| --- | --- | --- |"]
-    for f in fields(cls):
-        default = list(f.default) if isinstance(f.default, tuple) else f.default
-        rows.append(f"| `task_options.{f.name}` | `{default}` | {f.metadata.get('help', '')} |")
-    if len(rows) == 2:
-        return f"Task {name!r} takes no options."
-    return "\n".join(rows)
+    return format_help(cls, "task_options.") or f"Task {name!r} takes no options."
 
 
 def _factory(name: str) -> Callable[..., Any]:

@@ -17,9 +17,7 @@ learn?"). For real comparisons use ``rvpo experiment`` (docs/experiment.md).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import importlib.util
-import math
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, get_type_hints
@@ -30,8 +28,18 @@ import yaml
 from rvpo.core.estimators import compute_advantages
 from rvpo.core.spec import AdvantageSpec, locate_error
 from rvpo.runs import write_yaml
-from rvpo.train import schema
-from rvpo.train.schema import ConfigError, field_docs  # noqa: F401  (re-exported)
+from rvpo.settings import (
+    ConfigError,
+    Rule,
+    check_rules,
+    coerce,
+    dotted_get,
+    format_help,
+    integer,
+    number,
+    unknown_key_error,
+)
+from rvpo.settings import iter_fields as _iter_fields
 from rvpo.userfiles import read_user_yaml  # also refuses folders, FIFOs, binary files, duplicate keys
 
 
@@ -165,8 +173,9 @@ class TrainConfig:
 
 
 def iter_fields(cls: type = TrainConfig, prefix: str = ""):
-    """Yield ``(dotted_name, type, default, doc)`` for every leaf field of the config tree."""
-    return schema.iter_fields(cls, prefix)
+    """Yield ``(dotted_name, type, default, doc)`` for every leaf field of the config tree
+    (:func:`rvpo.settings.iter_fields`, by default of :class:`TrainConfig`)."""
+    return _iter_fields(cls, prefix)
 
 
 def field_names() -> list[str]:
@@ -188,30 +197,37 @@ def canonical(key: str) -> str:
 
 
 def _coerce(name: str, tp: Any, value: Any, from_string: bool) -> Any:
-    return schema.coerce(name, tp, value, from_string, RULES[name][0] if name in RULES else None)
+    return coerce(name, tp, value, from_string, RULES[name][0] if name in RULES else None)
 
 
 # ----------------------------------------------------------------------------- building
 
 
-def _unknown(key: str, known: list[str], where: str) -> ConfigError:
-    close = difflib.get_close_matches(key, known + list(ALIASES), n=1, cutoff=0.6)
-    hint = f" (did you mean {close[0]!r}?)" if close else f"; known fields: {', '.join(known)}"
-    return ConfigError(f"{where}unknown field {key!r}{hint}")
+def unknown_field(key: str, where: str = "", error: type[ConfigError] = ConfigError) -> ConfigError:
+    """The error for ``key``, which is no dotted field (:func:`rvpo.settings.unknown_key_error`:
+    ``{where}unknown field 'grup_size' (did you mean 'group_size'?)``; aliases count as near names)."""
+    return unknown_key_error("field", key, field_names(), where=where, also=list(ALIASES), error=error)
+
+
+def _check_fields(keys: list[str], where: str) -> None:
+    known = field_names()
+    bad = next((key for key in keys if key not in known), None)
+    if bad is not None:
+        raise unknown_field(bad, where)
 
 
 def _set_path(cfg: Any, parts: list[str], value: Any, full: str, from_string: bool) -> Any:
     hints = get_type_hints(type(cfg))
     name = parts[0]
     if name not in hints:
-        raise _unknown(full, field_names(), "")
+        raise unknown_field(full)
     if len(parts) > 1:
         sub = getattr(cfg, name)
         if isinstance(sub, dict) and len(parts) == 2:  # task_options.KEY=VALUE
             value = yaml.safe_load(value) if from_string and isinstance(value, str) else value
             return replace(cfg, **{name: {**sub, parts[1]: value}})
         if not dataclasses.is_dataclass(sub):
-            raise _unknown(full, field_names(), "")
+            raise unknown_field(full)
         return replace(cfg, **{name: _set_path(sub, parts[1:], value, full, from_string)})
     if dataclasses.is_dataclass(hints[name]):
         raise ConfigError(f"config field {full!r}: is a section; set its fields, e.g. {full}.{fields(hints[name])[0].name}")
@@ -239,7 +255,7 @@ def _advantage(spec: AdvantageSpec, overrides: dict[str, Any], from_string: bool
     for key, value in overrides.items():
         name = key.removeprefix("advantage.")
         if name not in hints:
-            raise _unknown(key, field_names(), "")
+            raise unknown_field(key)
         if name == "k" and not isinstance(value, str):
             values[name] = value  # a number or a schedule mapping: AdvantageSpec checks and normalises it
         elif name == "weights" and _named(value, from_string) is not None:
@@ -304,10 +320,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}expected a mapping of config fields at the top level")
     flat = flatten_config(raw, where)
-    known = field_names()
-    for key in flat:
-        if key not in known:
-            raise _unknown(key, known, where)
+    _check_fields(list(flat), where)
     return flat
 
 
@@ -331,41 +344,36 @@ def build_config(
     return cfg
 
 
-_finite = math.isfinite
-RULES: dict[str, tuple[str, Any]] = {
-    "steps": ("an int >= 1", lambda v: v >= 1),
-    "seed": ("an int >= 0", lambda v: v >= 0),
-    "group_size": ("an int >= 2", lambda v: v >= 2),
-    "prompts_per_step": ("an int >= 1", lambda v: v >= 1),
-    "max_completion_length": ("an int >= 1", lambda v: v >= 1),
-    "train_examples": ("an int >= 0", lambda v: v >= 0),
-    "save_steps": ("an int >= 1", lambda v: v >= 1),
-    "save_total_limit": ("an int >= 0", lambda v: v >= 0),
-    "temperature": ("a finite number > 0", lambda v: _finite(v) and v > 0),
-    "learning_rate": ("a finite number > 0", lambda v: _finite(v) and v > 0),
-    "kl_beta": ("a finite number >= 0", lambda v: _finite(v) and v >= 0),
-    "lora.r": ("an int >= 1", lambda v: v >= 1),
-    "lora.alpha": ("an int >= 1", lambda v: v >= 1),
-    "lora.dropout": ("a number in [0, 1)", lambda v: 0.0 <= v < 1.0),
+_POSITIVE, _NON_NEGATIVE = number(0, above=True), number(0)
+RULES: dict[str, Rule] = {
+    "steps": integer(1),
+    "seed": integer(0),
+    "group_size": integer(2),
+    "prompts_per_step": integer(1),
+    "max_completion_length": integer(1),
+    "train_examples": integer(0),
+    "save_steps": integer(1),
+    "save_total_limit": integer(0),
+    "temperature": _POSITIVE,
+    "learning_rate": _POSITIVE,
+    "kl_beta": _NON_NEGATIVE,
+    "lora.r": integer(1),
+    "lora.alpha": integer(1),
+    "lora.dropout": number(0, 1, below=True),
     "lora.target_modules": ("a non-empty list of module names", lambda v: len(v) >= 1),
-    "warmstart.steps": ("an int >= 1", lambda v: v >= 1),
-    "warmstart.batch_size": ("an int >= 1", lambda v: v >= 1),
-    "warmstart.learning_rate": ("a finite number > 0", lambda v: _finite(v) and v > 0),
-    "eval.examples": ("an int >= 0", lambda v: v >= 0),
-    "eval.max_new_tokens": ("an int >= 1", lambda v: v >= 1),
-    "eval.batch_size": ("an int >= 1", lambda v: v >= 1),
-    "eval.temperature": ("a finite number >= 0", lambda v: _finite(v) and v >= 0),
-    "eval.samples": ("an int >= 1", lambda v: v >= 1),
-    "eval.seed": ("an int >= 0", lambda v: v >= 0),
+    "warmstart.steps": integer(1),
+    "warmstart.batch_size": integer(1),
+    "warmstart.learning_rate": _POSITIVE,
+    "eval.examples": integer(0),
+    "eval.max_new_tokens": integer(1),
+    "eval.batch_size": integer(1),
+    "eval.temperature": _NON_NEGATIVE,
+    "eval.samples": integer(1),
+    "eval.seed": integer(0),
 }
-"""Range rules per field: ``name -> (what is expected, predicate)``; types are checked first.
-The ``advantage.*`` fields are checked by :class:`AdvantageSpec` itself."""
-
-
-def _get(cfg: Any, name: str) -> Any:
-    for part in name.split("."):
-        cfg = getattr(cfg, part)
-    return cfg
+"""Range rules per field (:func:`rvpo.settings.check_rules`); types are checked first (the rule's
+words also name the type in a type error). The ``advantage.*`` fields are checked by
+:class:`AdvantageSpec` itself."""
 
 
 def _need(ok: bool, name: str, what: str, value: Any) -> None:
@@ -378,10 +386,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     for name, tp, _default, _doc in iter_fields():
         if name == "advantage.weights" and cfg.advantage.named_weights:
             continue  # by channel name: AdvantageSpec checked the numbers; the names need the task
-        _coerce(name, tp, _get(cfg, name), from_string=False)  # type check
-    for name, (what, ok) in RULES.items():
-        value = _get(cfg, name)
-        _need(ok(value), name, what, list(value) if isinstance(value, tuple) else value)
+        _coerce(name, tp, dotted_get(cfg, name), from_string=False)  # type check
+    check_rules(cfg, RULES)
     _need(bool(cfg.model.strip()), "model", "a model name or folder", cfg.model)
     _need(bool(cfg.out.strip()), "out", "a folder", cfg.out)
     _check_report_to(cfg.report_to)
@@ -425,9 +431,7 @@ def _check_report_to(value: str) -> None:
         if name in ("none", "all"):
             continue
         if name not in _REPORTERS:
-            close = difflib.get_close_matches(name, list(_REPORTERS), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else f"; known: none, all, {', '.join(_REPORTERS)}"
-            raise ConfigError(f"config field 'report_to': unknown logger {name!r}{hint}")
+            raise unknown_key_error("logger", name, ["none", "all", *_REPORTERS], where="config field 'report_to': ")
         module = _REPORTERS[name]
         found = importlib.util.find_spec(module) is not None or (
             name == "tensorboard" and importlib.util.find_spec("tensorboardX") is not None)
@@ -456,20 +460,14 @@ def to_dict(cfg: TrainConfig) -> dict[str, Any]:
 def from_dict(d: dict[str, Any], where: str = "") -> TrainConfig:
     """Build and validate a config from a nested dict (e.g. a run directory's config.yaml)."""
     flat = flatten_config(d, where)
-    known = field_names()
-    for key in flat:
-        if key not in known:
-            raise _unknown(key, known, where)
+    _check_fields(list(flat), where)
     return validate(apply_overrides(TrainConfig(), flat))
 
 
 def describe_fields() -> str:
-    """A Markdown table of all fields: name, type, default, meaning (docs and ``--help-config``)."""
-    rows = ["| field | type | default | meaning |", "| --- | --- | --- | --- |"]
-    for name, tp, default, doc in iter_fields():
-        d = list(default) if isinstance(default, tuple) else default
-        rows.append(f"| `{name}` | {schema.describe_type(tp)} | `{d}` | {doc} |")
-    return "\n".join(rows)
+    """A Markdown table of all fields: name, type, default, meaning (docs and ``--help-config``;
+    :func:`rvpo.settings.format_help`)."""
+    return format_help(TrainConfig)
 
 
 def save_config(path: str | Path, cfg: TrainConfig) -> None:

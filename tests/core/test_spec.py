@@ -58,7 +58,7 @@ def test_defaults_help_round_trip_and_validation():
     assert isinstance(s2.params(3, 10)["k"], AdaptiveK)
     assert AdvantageSpec(k=2).params()["k"] == 2.0
     assert AdvantageSpec(k="linear:0.5:2.0").params(9, 10)["k"] == 2.0
-    with pytest.raises(ValueError, match="unbaised: unknown advantage setting; did you mean unbiased"):
+    with pytest.raises(ValueError, match=r"unknown advantage setting 'unbaised' \(did you mean 'unbiased'\?\)"):
         AdvantageSpec.from_dict({"unbaised": True})
     with pytest.raises(ValueError, match="algorithm.k: cannot parse"):
         AdvantageSpec.from_dict({"k": "wobbly:1"}, where="algorithm.")

@@ -41,6 +41,7 @@ from rvpo.judge.config import check_http_url
 from rvpo.judge.session import EmbeddedJudge
 from rvpo.rewards import expand_multichannel
 from rvpo.runs import json_safe, write_json
+from rvpo.settings import borrow, borrowed_values, check_rules, integer, number, optional
 from rvpo.tasks.base import Task, build_options, option, rate
 from rvpo.tasks.rubric.alarm import SpreadAlarm
 from rvpo.tasks.rubric.data import RubricExample, load_rubric_file, rubric_from_column, rubric_to_json
@@ -65,7 +66,12 @@ class _TaskJudge:
 
 @dataclass(frozen=True)
 class RubricOptions:
-    """``task_options`` of the rubric task (docs/rubrics.md)."""
+    """``task_options`` of the rubric task (docs/rubrics.md).
+
+    The ``judge_*`` options that are :class:`rvpo.judge.JudgeConfig` fields are borrowed from it
+    (:func:`rvpo.settings.borrow`: its doc and default; only ``judge_timeout_s`` differs, with its
+    reason); the others mean something of the task's own (``None``: the embedded judge, the run
+    folder's cache, a mode chosen by the verdict)."""
 
     judge_url: str | None = option(None, "OpenAI-compatible endpoint root (incl. `/v1`); none: the embedded judge")
     judge_model: str | None = option(None, "with `judge_url`: the served model name (required); without: the "
@@ -75,19 +81,19 @@ class RubricOptions:
                                            "start; the key is never logged)")
     judge_cache: str | None = option(None, "verdict cache file (default `<run dir>/judge_cache.sqlite`); `none` "
                                      "disables")
-    judge_concurrency: int = option(8, "judge requests in flight (and the embedded server's batch size)")
-    judge_timeout_s: float = option(120.0, "per-attempt timeout in seconds (`JudgeConfig.timeout_s`)")
+    judge_concurrency: int = borrow(JudgeConfig, "concurrency", note="Also the embedded server's batch size.")
+    judge_timeout_s: float = borrow(JudgeConfig, "timeout_s", 120.0, why="the embedded judge is slow on a CPU")
     judge_json_mode: bool | None = option(None, "ask for `response_format: json_object` (default: on for the "
                                           "embedded judge, off for a URL)")
-    judge_max_tokens: int = option(256, "most tokens of one verdict")
-    judge_max_retries: int = option(3, "retries of a failed request (HTTP errors, timeouts)")
-    judge_max_reasks: int = option(2, "re-asks after an unreadable verdict")
-    judge_rpm: float | None = option(None, "client-side requests-per-minute limit (hosted APIs)")
-    judge_tpm: float | None = option(None, "client-side tokens-per-minute limit (hosted APIs)")
+    judge_max_tokens: int = borrow(JudgeConfig, "max_tokens")
+    judge_max_retries: int = borrow(JudgeConfig, "max_retries")
+    judge_max_reasks: int = borrow(JudgeConfig, "max_reasks")
+    judge_rpm: float | None = borrow(JudgeConfig, "requests_per_minute")
+    judge_tpm: float | None = borrow(JudgeConfig, "tokens_per_minute")
     judge_backend: str = option("model", "embedded judge: `model` (a language model) or `rule` (a keyword judge, "
                                 "for tests)")
     judge_server_model: str = option(EMBEDDED_JUDGE_MODEL, "the embedded judge's model (embedded name or a folder)")
-    judge_server_args: tuple[str, ...] = option((), "extra `rvpo judge serve` arguments (e.g. `[--fault-rate, "
+    judge_server_args: tuple[str | int | float, ...] = option((), "extra `rvpo judge serve` arguments (e.g. `[--fault-rate, "
                                                 "'0.1']`)")
     judge_start_timeout_s: float = option(600.0, "seconds to wait for the embedded judge to listen")
     heldout: float = option(0.2, "held-out share (or count, when >= 1) of `--data`")
@@ -97,7 +103,7 @@ class RubricOptions:
     on_error: str = option("raise", "a malformed data row: `raise` (stop with file:line) or `skip` it")
     verdict: str = option("soft", "`soft`: the judge's probability of the desirable outcome where it gives one; "
                           "`hard`: its yes/no; `threshold:<t>`: met iff p_met >= t")
-    judge_threshold: float | None = option(None, "per-judge decision threshold on p_met for the yes/no")
+    judge_threshold: float | None = borrow(JudgeConfig, "threshold")
     judge_logprobs: bool | None = option(None, "ask the judge for logprobs (default: unless `verdict: hard`; "
                                          "`false` for a server that rejects them)")
     judge_alarm_steps: int = option(3, "the first steps at which a dead judge is reported on the console")
@@ -115,26 +121,22 @@ class RubricOptions:
             parse_verdict_mode(self.verdict)
         except ValueError as e:
             raise TypeError(str(e)) from None
-        if not (isinstance(self.judge_alarm_steps, int) and self.judge_alarm_steps >= 0):
-            raise TypeError(f"judge_alarm_steps: expected an integer >= 0, got {self.judge_alarm_steps!r}")
         if self.judge_api_key_env is not None and not os.environ.get(str(self.judge_api_key_env)):
             raise TypeError(f"judge_api_key_env: environment variable {self.judge_api_key_env} is not set")
-        if self.judge_backend not in ("model", "rule"):
-            raise TypeError(f"judge_backend: expected 'model' or 'rule' (the embedded judge), got {self.judge_backend!r}")
+        for name, choices in _CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise TypeError(f"{name}: expected {' or '.join(map(repr, choices))}, got {getattr(self, name)!r}")
         args = self.judge_server_args
         if isinstance(args, str) or not all(isinstance(a, (str, int, float)) for a in args):
             raise TypeError("judge_server_args: expected a list of `rvpo judge serve` arguments")
-        if not (isinstance(self.heldout, (int, float)) and self.heldout >= 0 and math.isfinite(self.heldout)):
-            raise TypeError(f"heldout: expected a fraction in [0, 1) or a count >= 1, got {self.heldout!r}")
-        if self.max_channels is not None and (not isinstance(self.max_channels, int) or self.max_channels < 1):
-            raise TypeError(f"max_channels: expected an integer >= 1, got {self.max_channels!r}")
-        if self.scale not in ("unit", "points"):
-            raise TypeError(f"scale: expected 'unit' or 'points', got {self.scale!r}")
-        if self.on_error not in ("raise", "skip"):
-            raise TypeError(f"on_error: expected 'raise' or 'skip', got {self.on_error!r}")
-        t = self.judge_start_timeout_s
-        if not (isinstance(t, (int, float)) and t > 0):
-            raise TypeError(f"judge_start_timeout_s: expected seconds > 0, got {t!r}")
+        check_rules(self, _RULES, label=str)
+
+
+_CHOICES = {"judge_backend": ("model", "rule"), "scale": ("unit", "points"), "on_error": ("raise", "skip")}
+"""Options that take one of a few words."""
+_RULES = {"heldout": ("a fraction in [0, 1) or a count >= 1", number(0)[1]), "max_channels": optional(integer(1)),
+          "judge_start_timeout_s": ("seconds > 0", number(0, above=True)[1]), "judge_alarm_steps": integer(0)}
+"""Range rules of :class:`RubricOptions` (:func:`rvpo.settings.check_rules`)."""
 
 
 class RubricTask(Task):
@@ -170,12 +172,9 @@ class RubricTask(Task):
         served = o.judge_model or (judge_server_model if o.judge_backend == "model" else "rvpo-rule")
         try:  # every client setting checked now, before a run folder exists (base_url/cache filled in later)
             self._judge_template = JudgeConfig(
-                base_url=o.judge_url, model=served, concurrency=o.judge_concurrency, timeout_s=o.judge_timeout_s,
+                **borrowed_values(o, JudgeConfig), base_url=o.judge_url, model=served, cache_path=None,
                 json_mode=(o.judge_url is None) if o.judge_json_mode is None else bool(o.judge_json_mode),
-                max_tokens=o.judge_max_tokens, max_retries=o.judge_max_retries, max_reasks=o.judge_max_reasks,
-                requests_per_minute=o.judge_rpm, tokens_per_minute=o.judge_tpm, cache_path=None,
-                logprobs=(self.verdict != "hard") if o.judge_logprobs is None else bool(o.judge_logprobs),
-                threshold=o.judge_threshold)
+                logprobs=(self.verdict != "hard") if o.judge_logprobs is None else bool(o.judge_logprobs))
         except ValueError as e:
             raise TypeError(f"judge settings: {e}") from None
         self._train_spec: str | None = None
