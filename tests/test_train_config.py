@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_defaults_are_valid_and_sized_for_cpu():
     cfg = build_config()
-    assert cfg == TrainConfig()
+    assert cfg == replace(TrainConfig(), temperature=0.7)  # the default task's train_defaults (test_task_train_defaults)
     assert cfg.advantage == AdvantageSpec() and cfg.advantage.k == "linear:0.5:2.0"
     assert cfg.lora.enabled and cfg.batch_size == cfg.prompts_per_step * cfg.group_size == 12  # 3 x G=4: 3x the old RL work
 

@@ -26,8 +26,8 @@ def register(subparsers) -> None:
     p.add_argument("--config", metavar="YAML", help="config file (fields: rvpo train --help-config)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run directory from its latest checkpoint")
     p.add_argument("--help-config", action="store_true",
-                   help="print every config field with its default, then the task's options (--task or the config's), "
-                        "and exit")
+                   help="print every config field with its default, then the task's options and training defaults "
+                        "(--task or the config's), and exit")
     g = p.add_argument_group("overrides (applied after --config; help is the field's own, see --help-config)")
     docs, choices = _field_info()
     for flags, name in FLAGS:
@@ -74,6 +74,22 @@ def _field_info() -> tuple[dict[str, str], dict[str, tuple]]:
             {name: get_args(tp) for name, tp, _default, _doc in fields if get_origin(tp) is Literal})
 
 
+def describe_task_defaults(task: str) -> str:
+    """A Markdown table of the fields task ``task``'s ``train_defaults`` change: the field, TrainConfig's
+    default and the task's; a sentence when it declares none. Raises ``ConfigError`` for a bad declaration."""
+    from rvpo.settings import dotted_get
+    from rvpo.tasks.base import train_defaults
+    from rvpo.train.config import TrainConfig, canonical, task_base, to_dict_value
+
+    base, default = task_base(task), TrainConfig()
+    names = [canonical(k) for k in train_defaults(task)]
+    if not names:
+        return f"Task {task!r} declares no training defaults: the defaults above apply."
+    rows = [f"| `{n}` | `{to_dict_value(dotted_get(default, n))}` | `{to_dict_value(dotted_get(base, n))}` |"
+            for n in names]
+    return "\n".join([f"| field | default | task {task!r} |", "| --- | --- | --- |", *rows])
+
+
 def overrides_from_args(args) -> dict[str, str]:
     """Dotted-field overrides from the command line (flags first, then ``--set``), as strings."""
     from rvpo.train.config import parse_set
@@ -85,19 +101,22 @@ def overrides_from_args(args) -> dict[str, str]:
 
 
 def run(args) -> int:
-    from rvpo.train.config import ConfigError, build_config, describe_fields
+    from rvpo.train.config import ConfigError, TrainConfig, build_config, describe_fields
 
     if args.help_config:
         print(describe_fields())
         from rvpo.tasks.base import describe_options
 
         try:
-            name = args.task or build_config(args.config).task if (args.task or args.config) else "toolcall"
-            table = describe_options(name)
-            print(f"\nOptions of task {name!r} (`task_options.NAME` in a config, `--set task_options.NAME=V`):\n")
-            print(table)
+            name = args.task or (build_config(args.config).task if args.config else TrainConfig().task)
+            options, defaults = describe_options(name), describe_task_defaults(name)
         except (ConfigError, FileNotFoundError, ValueError) as e:
             raise UserError(str(e)) from None
+        print(f"\nOptions of task {name!r} (`task_options.NAME` in a config, `--set task_options.NAME=V`):\n")
+        print(options)
+        print(f"\nTraining defaults of task {name!r} (in place of the defaults above; a config file and the "
+              "flags still win):\n")
+        print(defaults)
         return 0
     if args.resume and args.config:
         raise UserError("--resume uses the run directory's config.yaml; pass overrides (e.g. --steps), not --config")

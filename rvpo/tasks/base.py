@@ -117,6 +117,15 @@ class Task:
             (empty: ``"<name>/"``).
         progress_metrics: logged metrics the progress bar shows in place of the channel means when a
             task has more than six channels (e.g. a rubric's share of items met).
+        train_defaults: the ``rvpo train`` settings this task is sized for, as dotted config keys
+            (``{"max_completion_length": 48, "group_size": 8, "prompts_per_step": 4}``). They replace
+            TrainConfig's defaults and lie under the YAML file and the command line (dataclass defaults
+            < ``train_defaults`` < ``--config`` < flags and ``--set``); ``rvpo train --help-config --task
+            NAME`` lists what they change. Keys and values are checked like a ``--set`` (a misspelt key
+            fails with the closest field, naming the task); ``task`` and ``task_options`` are not
+            allowed. They are read from the factory before the task is built (:func:`train_defaults`):
+            a Task class used as its own factory has them; a function factory carries them as an
+            attribute, as it does ``Options`` (``make_task.train_defaults = MyTask.train_defaults``).
 
     Per-step metrics: :meth:`step_metrics` is called after each logged step. A task that declares a
     keyword ``data`` (``def step_metrics(self, advantages=None, *, data=None)``) also receives a
@@ -141,6 +150,7 @@ class Task:
     easy_channels: tuple[str, ...] = ()
     metric_prefixes: tuple[str, ...] = ()
     progress_metrics: tuple[str, ...] = ()
+    train_defaults: Mapping[str, Any] = {}
 
     def load(self, spec: str, split: str, seed: int = 0) -> list[dict]:
         """Rows for ``spec`` (``split`` is ``"train"`` or ``"eval"``; ``seed`` may drive generation)."""
@@ -218,6 +228,18 @@ def describe_options(name: str) -> str:
     return format_help(cls, "task_options.") or f"Task {name!r} takes no options."
 
 
+def train_defaults(name: str) -> dict[str, Any]:
+    """The ``train_defaults`` of task ``name`` (see :class:`Task`), read from its factory without building
+    the task. Raises ``ValueError`` for an unknown task (``"task: ..."``) or a declaration that is not a
+    mapping of field names (``"task 'x': train_defaults: ..."``); the keys and values are checked by
+    :func:`rvpo.train.config.task_base`."""
+    declared = getattr(_factory(name), "train_defaults", None) or {}
+    if not isinstance(declared, Mapping) or not all(isinstance(k, str) for k in declared):
+        raise ValueError(f"task {name!r}: train_defaults: expected a mapping of config field names to values, "
+                         f"got {declared!r}")
+    return dict(declared)
+
+
 def _factory(name: str) -> Callable[..., Any]:
     """The factory (a Task class or a function) of a registry name, ``pkg.mod:factory`` or ``file.py:factory``."""
     target = TASKS.get(name, name)
@@ -253,6 +275,12 @@ def get_task(name: str, options: Mapping[str, Any] | None = None) -> Task:
     for attr in ("load", "reward_funcs", "evaluate"):
         if not callable(getattr(task, attr, None)):
             raise ValueError(f"task: {target!r} gave {type(task).__name__}, which has no {attr}()")
+    declared = dict(getattr(task, "train_defaults", None) or {})
+    if declared and declared != dict(getattr(factory, "train_defaults", None) or {}):  # else silently unused
+        cls = type(task).__name__
+        raise ValueError(f"task: {target!r} gave {cls}, whose train_defaults its factory does not carry; they are "
+                         f"read before the task is built: set {getattr(factory, '__name__', 'factory')}"
+                         f".train_defaults = {cls}.train_defaults")
     return task
 
 

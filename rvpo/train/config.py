@@ -1,14 +1,15 @@
 """The ``rvpo train`` configuration: one frozen dataclass tree, loaded from YAML plus overrides.
 
 Every field has exactly one default (here) and a docstring (shown by ``rvpo train --help-config``
-and in docs/train.md). Sources are applied in order: defaults, ``--config run.yaml``, then
-command-line overrides (``--steps 10``, ``--set lora.r=8``). Every value is checked once, in
+and in docs/train.md). Sources are applied in order: defaults, the task's ``train_defaults`` (the
+settings a task is sized for, :func:`task_base`), ``--config run.yaml``, then command-line overrides
+(``--steps 10``, ``--set lora.r=8``). Every value is checked once, in
 :func:`validate`, and errors name the field: ``config field 'group_size': expected an int >= 2,
 got 'x'``; unknown YAML keys name the file and suggest the closest field.
 
 Sizing of the defaults (2-core CPU, see docs/train.md "Measured cost"): LoRA, bf16 where the CPU has
 bf16 units, a 24-step warm start, then 8 RL steps of 3 prompts x G=4 completions sampled at
-temperature 0.7, 64 new tokens, 32 held-out eval prompts before, after the warm start and after RL,
+temperature 0.7 (the default task's ``train_defaults``), 64 new tokens, 32 held-out eval prompts before, after the warm start and after RL,
 so that ``rvpo train`` with no arguments fits in about 7-8 minutes on a fresh 2-core machine
 including set-up and model conversion, and visibly learns (docs/train.md "Does the default
 learn?"). For real comparisons use ``rvpo experiment`` (docs/experiment.md).
@@ -40,6 +41,7 @@ from rvpo.settings import (
     unknown_key_error,
 )
 from rvpo.settings import iter_fields as _iter_fields
+from rvpo.tasks.base import train_defaults
 from rvpo.userfiles import read_user_yaml  # also refuses folders, FIFOs, binary files, duplicate keys
 
 
@@ -131,10 +133,11 @@ class TrainConfig:
     prompts_per_step: int = 3
     """prompts per optimizer step (batch = prompts_per_step * group_size completions)"""
     max_completion_length: int = 64
-    """maximum new tokens per sampled completion (gold answers of the built-in task: mean 54, max 100)"""
-    temperature: float = 0.7
-    """sampling temperature for the rollouts (TRL's default is 1.0; at 1.0 the warm-started 135M model's
-    samples are mostly broken, which leaves RL little to learn from: docs/train.md "Does the default learn?")"""
+    """maximum new tokens per sampled completion (gold answers of the default task, toolcall: mean 54, max 100;
+    a task may declare its own, e.g. neglect 48)"""
+    temperature: float = 1.0
+    """sampling temperature for the rollouts (TRL's default; the toolcall and neglect tasks declare 0.7: at
+    1.0 the warm-started 135M model's tool calls are mostly broken, docs/train.md "Does the default learn?")"""
     learning_rate: float = 1e-4
     """AdamW learning rate (1e-4 suits LoRA; use ~1e-5 for full fine-tuning)"""
     kl_beta: float = 0.0
@@ -330,18 +333,49 @@ def build_config(
     string_overrides: dict[str, str] | None = None,
     base: TrainConfig | None = None,
 ) -> TrainConfig:
-    """Defaults (or ``base``) <- YAML <- typed overrides <- ``--set`` strings; then :func:`validate`."""
-    cfg = base or TrainConfig()
-    if yaml_path is not None:
+    """Defaults <- the task's ``train_defaults`` (:func:`task_base`; the task is resolved first, from the YAML
+    and the overrides) <- YAML <- typed overrides <- ``--set`` strings; then :func:`validate`. ``base`` (a
+    resolved config: a run directory's on ``--resume``, an experiment's) replaces the first two."""
+    try:
+        from_yaml = load_yaml(yaml_path) if yaml_path is not None else {}
+    except ConfigError as e:
+        raise _in_file(e, yaml_path) from None
+
+    def layers(cfg: TrainConfig) -> TrainConfig:
         try:
-            cfg = apply_overrides(cfg, load_yaml(yaml_path))
+            cfg = apply_overrides(cfg, from_yaml)
         except ConfigError as e:
-            msg = str(e)
-            raise ConfigError(msg if msg.startswith(str(yaml_path)) else f"{yaml_path}: {msg}") from None
-    cfg = apply_overrides(cfg, overrides or {})
-    cfg = apply_overrides(cfg, string_overrides or {}, from_string=True)
-    validate(cfg)
-    return cfg
+            raise _in_file(e, yaml_path) from None
+        cfg = apply_overrides(cfg, overrides or {})
+        return apply_overrides(cfg, string_overrides or {}, from_string=True)
+
+    return validate(layers(base if base is not None else task_base(layers(TrainConfig()).task)))
+
+
+def _in_file(e: ConfigError, path: str | Path | None) -> ConfigError:
+    """``e`` with the YAML file's name in front (once)."""
+    msg = str(e)
+    return ConfigError(msg if path is None or msg.startswith(str(path)) else f"{path}: {msg}")
+
+
+def task_base(task: str) -> TrainConfig:
+    """TrainConfig's defaults with task ``task`` and its ``train_defaults`` applied, checked like ``--set``
+    values; errors name the task (``task 'x': train_defaults: unknown field 'grup_size' (did you mean
+    'group_size'?)``), an unknown task fails as ``config field 'task': unknown task ...``."""
+    try:
+        declared = train_defaults(task)
+    except ValueError as e:
+        msg = str(e)
+        raise ConfigError(f"config field 'task': {msg.removeprefix('task: ')}" if msg.startswith("task: ")
+                          else msg) from None
+    where = f"task {task!r}: train_defaults: "
+    fixed = next((k for k in declared if canonical(k).split(".")[0] in ("task", "task_options")), None)
+    if fixed is not None:  # the task's options have defaults of their own
+        raise ConfigError(f"{where}{fixed!r} cannot be a training default (it is the run's own choice)")
+    try:
+        return validate(apply_overrides(replace(TrainConfig(), task=task), declared))
+    except ConfigError as e:
+        raise ConfigError(f"{where}{e}") from None
 
 
 _POSITIVE, _NON_NEGATIVE = number(0, above=True), number(0)
@@ -445,15 +479,10 @@ def _check_report_to(value: str) -> None:
 def to_dict(cfg: TrainConfig) -> dict[str, Any]:
     """Nested plain dict (tuples as lists) for config.yaml; :func:`from_dict` reads it back."""
 
-    def plain(v: Any) -> Any:
-        if isinstance(v, tuple):
-            return [plain(x) for x in v]
-        return v
-
     out: dict[str, Any] = {}
     for f in fields(cfg):
         v = getattr(cfg, f.name)
-        out[f.name] = to_dict(v) if dataclasses.is_dataclass(v) else plain(v)
+        out[f.name] = to_dict(v) if dataclasses.is_dataclass(v) else to_dict_value(v)
     return out
 
 
@@ -461,13 +490,18 @@ def from_dict(d: dict[str, Any], where: str = "") -> TrainConfig:
     """Build and validate a config from a nested dict (e.g. a run directory's config.yaml)."""
     flat = flatten_config(d, where)
     _check_fields(list(flat), where)
-    return validate(apply_overrides(TrainConfig(), flat))
+    return validate(apply_overrides(task_base(apply_overrides(TrainConfig(), flat).task), flat))
 
 
 def describe_fields() -> str:
     """A Markdown table of all fields: name, type, default, meaning (docs and ``--help-config``;
     :func:`rvpo.settings.format_help`)."""
     return format_help(TrainConfig)
+
+
+def to_dict_value(value: Any) -> Any:
+    """A config value as :func:`to_dict` writes it (tuples as lists)."""
+    return [to_dict_value(v) for v in value] if isinstance(value, tuple) else value
 
 
 def save_config(path: str | Path, cfg: TrainConfig) -> None:

@@ -164,6 +164,9 @@ class NeglectTask(Task):
     target_metric = "constraint"
     monitor_channels = ("words",)
     constraint_channels = ("constraint",)
+    train_defaults = {"prompts_per_step": 4, "group_size": 8, "max_completion_length": 48, "temperature": 0.7}
+    """the step shape of its calibration (docs/neglect.md "Measured base rates": G=8 at temperature 0.7 and
+    40-48 tokens left 84-94% of the groups with spread on the constraint)"""
 
     Options = NeglectOptions
 
@@ -261,6 +264,7 @@ def make_task(**options: Any) -> NeglectTask:
 
 
 make_task.Options = NeglectOptions  # type: ignore[attr-defined]
+make_task.train_defaults = NeglectTask.train_defaults  # type: ignore[attr-defined]
 
 
 __all__ = ["NeglectOptions", "NeglectTask", "make_task", "score_responses", "score_text", "count_words", "content_words", "TOPICS"]
