@@ -166,6 +166,7 @@ def generate_shared_prefix(generate: Any, model: Any, input_ids: torch.Tensor,
 @contextlib.contextmanager
 def shared_prefix_generation(model: Any) -> Iterator[Any]:
     """Within the block, ``model.generate`` pre-fills each distinct prompt once (:func:`generate_shared_prefix`)."""
+    had = "generate" in vars(model)  # an instance attribute: another wrapper (fast_generation) to restore
     original = model.generate
 
     def generate(*args: Any, **kwargs: Any) -> torch.Tensor:
@@ -178,7 +179,7 @@ def shared_prefix_generation(model: Any) -> Iterator[Any]:
     try:
         yield model
     finally:
-        try:
-            del model.generate
-        except AttributeError:  # pragma: no cover - a wrapper that stores attributes elsewhere
+        if had:
             model.generate = original
+        else:
+            del model.generate

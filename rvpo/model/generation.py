@@ -3,7 +3,8 @@
 ``generate(model, tokenizer, prompts)`` renders each conversation with the tokenizer's chat
 template (``add_generation_prompt=True``), left-pads a batch, and decodes only the new tokens.
 Greedy when ``temperature == 0``; sampling otherwise (seeded with ``seed`` if given, so a run is
-reproducible on the same machine and batch size).
+reproducible on the same machine and batch size). Decoding runs :func:`rvpo.model.decoding.decode`
+(the same tokens as ``model.generate`` when greedy; the same distribution when sampling).
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ def generate(
     Returns:
         ``P`` strings: the decoded new tokens, special tokens removed, in prompt order.
     """
+    from rvpo.model.decoding import fast_generate  # deferred: optional dependency transformers (rvpo[trl])
+
     if temperature < 0:
         raise ValueError(f"temperature: must be >= 0, got {temperature}")
     if batch_size < 1 or max_new_tokens < 1:
@@ -88,7 +91,8 @@ def generate(
                 chunk = texts[start : start + batch_size]
                 # the chat template already holds the special tokens (bos etc.)
                 enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-                out = model.generate(**enc, **gen_kwargs)  # (b, T_prompt + T_new)
+                # (b, T_prompt + T_new); the lean loop where it implements the settings (same greedy output)
+                out = fast_generate(model.generate, model, enc["input_ids"], enc["attention_mask"], **gen_kwargs)
                 new = out[:, enc["input_ids"].shape[1] :]  # left padding: prompts end at the same column
                 results.extend(tokenizer.batch_decode(new, skip_special_tokens=True))
     finally:
