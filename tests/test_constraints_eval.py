@@ -83,6 +83,22 @@ def test_cli_responses_self_contained_ifeval_rows(tmp_path, capsys):
     assert len((run_dir / "examples.jsonl").read_text().splitlines()) == 4
 
 
+def test_cli_with_a_model_is_the_tasks_own_eval(tmp_path, tiny_llama_dir, capsys, monkeypatch):
+    """``rvpo eval constraints --model`` runs ConstraintsTask.evaluate (greedy answers, then the same scoring)."""
+    from rvpo.tasks.constraints.task import ConstraintsTask
+
+    calls = []
+    real = ConstraintsTask.evaluate
+    monkeypatch.setattr(ConstraintsTask, "evaluate", lambda self, *a, **kw: calls.append(kw) or real(self, *a, **kw))
+    assert main(["eval", "constraints", "--model", tiny_llama_dir, "--limit", "2", "--max-new-tokens", "4",
+                 "--out", str(tmp_path / "runs"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert calls == [{"max_new_tokens": 4, "batch_size": 16}]
+    assert out["n"] == 2 and out["model"] == tiny_llama_dir and out["responses"] is None
+    assert set(out["metrics"]) >= {"prompt_strict", "prompt_loose", "inst_strict", "inst_loose"}
+    assert len(out["records"]) == 2 and len((Path(out["run_dir"]) / "examples.jsonl").read_text().splitlines()) == 2
+
+
 def test_cli_responses_matched_by_key_to_data(tmp_path, capsys):
     data = _write(tmp_path / "data.jsonl", FIXTURE)
     resp = _write(tmp_path / "r.jsonl", [{"key": 3, "response": "Repeat this. ok"}])

@@ -111,6 +111,8 @@ def test_cli_writes_a_run_dir(tmp_path, tiny_llama_dir, capsys):
     lines = (run / "examples.jsonl").read_text().splitlines()
     assert len(lines) == 3 and {"completion", "format", "correctness", "exact_match"} <= json.loads(lines[0]).keys()
     assert json.loads((run / "results.json").read_text())["n"] == 3
+    assert set(json.loads((run / "results.json").read_text())) == set(head)  # the command's own keys, not the
+    assert not {"metrics", "ci95", "records"} & set(head)                   # task contract's summary of them
     assert main(["eval", "toolcall", "--model", str(tmp_path / "nope"), "--limit", "1"]) == 2
     assert "no such folder" in capsys.readouterr().err
     assert main(["eval", "toolcall", "--data", str(tmp_path / "missing.parquet")]) == 2

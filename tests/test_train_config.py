@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
@@ -215,9 +215,18 @@ def test_cli_flag_help_is_the_field_docstring():
     docs = {name: doc for name, _tp, _d, doc in iter_fields()}
     sub = parser._subparsers._group_actions[0].choices["train"]
     helps = {a.dest: a.help for a in sub._actions}
-    for _flags, name in cli_train.FLAGS:
+    for _flags, name in cli_train.flags():
         if name in docs:
             assert helps[name].startswith(docs[name]), name
     args = parser.parse_args(["train", "--k", "3", "--estimator", "gdpo", "--no-lora", "--set", "seed=4"])
     assert cli_train.overrides_from_args(args) == {"advantage.k": "3", "advantage.estimator": "gdpo",
                                                    "lora.enabled": "false", "seed": "4"}
+    # every advantage field is a flag by its bare name (and by its older flat name), made from the config's names
+    adv = {name: flags for flags, name in cli_train.advantage_flags()}
+    assert set(adv) == {f"advantage.{f.name}" for f in fields(AdvantageSpec)}
+    assert adv["advantage.k"] == ("--k", "--k-schedule") and adv["advantage.weights"] == ("--weights", "--reward-weights")
+    args = parser.parse_args(["train", "--k-schedule", "linear:0:1", "--eps", "1e-6", "--noise-floor", "0.1"])
+    assert cli_train.overrides_from_args(args) == {"advantage.k": "linear:0:1", "advantage.eps": "1e-6",
+                                                   "advantage.noise_floor": "0.1"}
+    cfg = build_config(string_overrides=cli_train.overrides_from_args(args))
+    assert (cfg.advantage.k, cfg.advantage.eps, cfg.advantage.noise_floor) == ("linear:0.0:1.0", 1e-6, (0.1,))

@@ -111,6 +111,9 @@ def _rows(args, task) -> list[dict]:
 
 
 def run(args) -> int:
+    """Scores given answers (``--responses``), or a front over the task's own eval (``ConstraintsTask.evaluate``:
+    greedy answers, IFEval's strict and loose checks), printed and saved with this command's table and keys."""
+    from rvpo.cli.eval_task import load_model
     from rvpo.runs import check_run_root, new_run_dir, write_eval_outputs
     from rvpo.tasks.constraints.eval import score_responses
     from rvpo.tasks.constraints.task import make_task
@@ -134,11 +137,12 @@ def run(args) -> int:
         if not rows:
             raise UserError(f"--data {args.data!r}: no prompts")
         _require_langdetect(rows)
-        responses, model_name = _generate(args, rows)
+        model, tok, model_name = load_model(args.model, args.precision)
     from rvpo.tasks.constraints.instructions import MissingDependencyError
 
     try:
-        res = score_responses(rows, responses)
+        res = score_responses(rows, responses) if args.responses else task.evaluate(
+            model, tok, rows, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
     except (ValueError, MissingDependencyError) as e:
         raise UserError(str(e)) from None
     if res["n_unsupported"] and res["n_unsupported"] == res["n_instructions"]:
@@ -184,20 +188,6 @@ def _require_langdetect(rows: list[dict]) -> None:
     if any(types(r) & NEEDS_LANGDETECT for r in rows) and importlib.util.find_spec("langdetect") is None:
         raise UserError("rvpo eval constraints needs langdetect for IFEval's language checks "
                         f"(response_language, english_lowercase, english_capital): {LANGDETECT_HINT}")
-
-
-def _generate(args, rows: list[dict]) -> tuple[list[str], str]:
-    from rvpo.model.generation import generate
-    from rvpo.model.loading import ModelNotFoundError
-    from rvpo.model.policy import load_policy
-
-    try:
-        model, tok = load_policy(args.model, precision=args.precision)
-    except (FileNotFoundError, ModelNotFoundError, ValueError) as e:
-        raise UserError(str(e)) from None
-    responses = generate(model, tok, [r["prompt"] for r in rows], max_new_tokens=args.max_new_tokens,
-                         temperature=0.0, batch_size=args.batch_size)
-    return responses, args.model or "smollm2-135m-instruct"
 
 
 def _print_table(head: dict) -> None:

@@ -7,8 +7,10 @@
     rvpo eval task my_pkg.tasks:make_task --data held_out.jsonl   # your own task (docs/tasks.md)
 
 The numbers are the ones ``rvpo train`` puts in its before/after table for the same task, data and
-generation settings. ``rvpo eval toolcall|constraints|healthbench|gpqa`` add benchmark-specific
-scoring (BFCL's AST checker, IFEval's loose check, the HealthBench grader, GPQA's extraction).
+generation settings. ``rvpo eval toolcall`` and ``rvpo eval constraints`` run the same ``Task.evaluate``
+(:func:`task_rows`, :func:`load_model`) and print it as their benchmark (BFCL's categories, IFEval's four
+numbers; constraints also scores given answers); ``rvpo eval healthbench|gpqa`` answer with any policy,
+an endpoint included, and grade with the judge their flags name.
 
 Writes a run directory (``--out``, default ``runs/``) with ``config.json``, ``results.json`` (n, every
 metric with its 95% CI) and ``examples.jsonl`` (the task's records); with ``--checkpoints``, one such
@@ -52,6 +54,33 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def task_rows(task: Any, data: str, limit: int, seed: int = 0, what: str = "rows") -> list[dict]:
+    """The first ``limit`` (0: all) of the task's held-out rows for ``--data`` (empty: the task's default
+    held-out split); :class:`UserError` names ``--data`` for a missing, bad or empty one."""
+    spec = data or task.default_eval_data
+    try:
+        rows = list(task.load(spec, "eval", seed=seed))
+    except (FileNotFoundError, ValueError) as e:
+        raise UserError(f"--data {spec!r}: {e}") from None
+    rows = rows[:limit] if limit else rows
+    if not rows:
+        raise UserError(f"--data {spec!r}: no {what}")
+    return rows
+
+
+def load_model(name: str | None, precision: str) -> tuple[Any, Any, str]:
+    """``(model, tokenizer, label)``: the policy ``--model`` names (LoRA merged into its base; None: the
+    embedded default, which ``label`` then names); :class:`UserError` for one that cannot be loaded."""
+    from rvpo.model.loading import DEFAULT_MODEL, ModelNotFoundError
+    from rvpo.model.policy import load_policy
+
+    try:
+        model, tok = load_policy(name, precision=precision)
+    except (FileNotFoundError, ModelNotFoundError, ValueError) as e:
+        raise UserError(str(e)) from None
+    return model, tok, name or DEFAULT_MODEL
+
+
 def _task_and_rows(args) -> tuple[Any, list[dict]]:
     from rvpo.tasks.base import get_task
     from rvpo.train.config import ConfigError, parse_set
@@ -65,29 +94,16 @@ def _task_and_rows(args) -> tuple[Any, list[dict]]:
         task = get_task(args.task, options)
     except (ValueError, yaml.YAMLError) as e:
         raise UserError(str(e)) from None
-    spec = args.data or task.default_eval_data
-    try:
-        rows = list(task.load(spec, "eval", seed=args.seed))
-    except (FileNotFoundError, ValueError) as e:
-        raise UserError(f"--data {spec!r}: {e}") from None
-    rows = rows[: args.limit] if args.limit else rows
-    if not rows:
-        raise UserError(f"--data {spec!r}: no rows")
-    return task, rows
+    return task, task_rows(task, args.data, args.limit, seed=args.seed)
 
 
 def _evaluate(args, task: Any, rows: list[dict], model_name: str | None, run_dir) -> dict:
     """Load ``model_name`` (merged), run ``task.evaluate`` on ``rows`` and write the eval's run folder."""
-    from rvpo.model.loading import ModelNotFoundError
-    from rvpo.model.policy import load_policy
     from rvpo.runs import write_eval_outputs
     from rvpo.tasks.base import accepts_keyword
 
     t0 = time.perf_counter()
-    try:
-        model, tok = load_policy(model_name, precision=args.precision)
-    except (FileNotFoundError, ModelNotFoundError, ValueError) as e:
-        raise UserError(str(e)) from None
+    model, tok, label = load_model(model_name, args.precision)
     wanted = {"temperature": args.temperature, "samples": args.samples, "seed": args.seed}
     kw = {k: v for k, v in wanted.items() if accepts_keyword(task.evaluate, k)}
     if (args.temperature != 0 or args.samples != 1) and "temperature" not in kw:
@@ -95,7 +111,7 @@ def _evaluate(args, task: Any, rows: list[dict], model_name: str | None, run_dir
               file=sys.stderr)
     with task.session(run_dir):
         res = task.evaluate(model, tok, rows, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, **kw)
-    head = {"task": task.name or args.task, "model": model_name or "smollm2-135m-instruct", "data": args.data,
+    head = {"task": task.name or args.task, "model": label, "data": args.data,
             "n": res.get("n", len(rows)), "metrics": res.get("metrics", {}), "ci95": res.get("ci95", {}),
             "total_seconds": round(time.perf_counter() - t0, 2), "run_dir": str(run_dir)}
     config = {k: v for k, v in vars(args).items() if k != "func"}

@@ -43,34 +43,26 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    """A front over the tool-call task's own eval (``ToolCallTask.evaluate``: the scoring, BFCL's included),
+    printed and saved with this command's tables and keys."""
+    from rvpo.cli.eval_task import load_model, task_rows
     from rvpo.runs import check_run_root, new_run_dir, to_json, write_eval_outputs
-    from rvpo.tasks.toolcall import load_examples
-    from rvpo.tasks.toolcall.eval import bfcl_table, evaluate_toolcall, markdown_table, summary_row
+    from rvpo.tasks.toolcall.eval import bfcl_table, markdown_table, summary_row
+    from rvpo.tasks.toolcall.task import make_task
 
     if args.limit < 0:
         raise UserError(f"--limit: expected an int >= 0, got {args.limit}")
     if args.max_new_tokens < 1 or args.batch_size < 1:
         raise UserError("--max-new-tokens and --batch-size: expected ints >= 1")
-    try:
-        examples = list(load_examples(args.data))
-    except (FileNotFoundError, ValueError) as e:
-        raise UserError(f"--data {args.data!r}: {e}") from None
-    if args.limit:
-        examples = examples[: args.limit]
-    if not examples:
-        raise UserError(f"--data {args.data!r}: no examples")
-    from rvpo.model.loading import ModelNotFoundError
-    from rvpo.model.policy import load_policy
-
+    task = make_task()
+    examples = task_rows(task, args.data, args.limit, what="examples")
     check_run_root(args.out)
     t0 = time.perf_counter()
-    try:
-        model, tok = load_policy(args.model, precision=args.precision)
-    except (FileNotFoundError, ModelNotFoundError, ValueError) as e:
-        raise UserError(str(e)) from None
-    res = evaluate_toolcall(model, examples, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                            tokenizer=tok)
-    res["model"] = args.model or "smollm2-135m-instruct"
+    model, tok, label = load_model(args.model, args.precision)
+    res = task.evaluate(model, tok, examples, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    for key in ("metrics", "ci95"):  # the task's summary of the numbers below, which keep their own keys here
+        res.pop(key)
+    res["model"] = label
     res["data"] = args.data
     res["total_seconds"] = round(time.perf_counter() - t0, 2)
     with new_run_dir(args.out, "eval-toolcall") as run_dir:
@@ -89,4 +81,3 @@ def run(args) -> int:
                   "correctness only)", file=sys.stderr)
         print(f"run dir: {run_dir}", file=sys.stderr)
     return 0
-

@@ -30,9 +30,11 @@ def register(subparsers) -> None:
                         "(--task or the config's), and exit")
     g = p.add_argument_group("overrides (applied after --config; help is the field's own, see --help-config)")
     docs, choices = _field_info()
-    for flags, name in FLAGS:
+    adv = p.add_argument_group("advantage settings (rvpo.core.AdvantageSpec; each field by its bare name)")
+    for group, (flags, name) in [(g, f) for f in FLAGS] + [(adv, f) for f in advantage_flags()]:
         metavar = "{" + ",".join(choices[name]) + "}" if name in choices else name.split(".")[-1].upper()
-        g.add_argument(*flags, dest=name, metavar=metavar, help=f"{docs.get(name) or TASK_OPTIONS[name]} (field: {name})")
+        group.add_argument(*flags, dest=name, metavar=metavar,
+                           help=f"{docs.get(name) or TASK_OPTIONS[name]} (field: {name})")
     g.add_argument("--lora", dest="lora.enabled", action="store_const", const="true",
                    help=f"{docs['lora.enabled']} (field: lora.enabled)")
     g.add_argument("--no-lora", dest="lora.enabled", action="store_const", const="false", help="full fine-tuning")
@@ -47,14 +49,32 @@ def register(subparsers) -> None:
 FLAGS: list[tuple[tuple[str, ...], str]] = [
     (("--model",), "model"), (("--task",), "task"), (("--data",), "data"), (("--eval-data",), "eval.data"),
     (("--judge-url",), "task_options.judge_url"), (("--judge-model",), "task_options.judge_model"),
-    (("--estimator",), "advantage.estimator"), (("--k", "--k-schedule"), "advantage.k"),
-    (("--beta",), "advantage.beta"), (("--kl-beta",), "kl_beta"), (("--steps",), "steps"),
+    (("--kl-beta",), "kl_beta"), (("--steps",), "steps"),
     (("--group-size", "-G"), "group_size"), (("--prompts-per-step",), "prompts_per_step"),
     (("--max-completion-length",), "max_completion_length"), (("--learning-rate", "--lr"), "learning_rate"),
     (("--seed",), "seed"), (("--precision",), "precision"), (("--out",), "out"),
 ]
 """Command-line shortcuts for config fields; their help text is the field's docstring (one declaration).
-Values are parsed and checked by the config layer, like ``--set`` values."""
+Values are parsed and checked by the config layer, like ``--set`` values. The advantage section's flags
+are not listed here: :func:`advantage_flags` makes them from the config's names for its fields."""
+
+
+def advantage_flags() -> list[tuple[tuple[str, ...], str]]:
+    """A flag for every ``advantage.*`` field, one for each name the config layer accepts for it
+    (:data:`rvpo.train.config.ALIASES`: the bare field name, then an older flat name), e.g.
+    ``(("--noise-floor",), "advantage.noise_floor")``. The values pass through as strings, like ``--set``."""
+    from rvpo.train.config import ALIASES
+
+    names: dict[str, list[str]] = {}
+    for alias, name in ALIASES.items():
+        if name.startswith("advantage."):
+            names.setdefault(name, []).append("--" + alias.replace("_", "-"))
+    return [(tuple(flags), name) for name, flags in names.items()]
+
+
+def flags() -> list[tuple[tuple[str, ...], str]]:
+    """Every named flag: :data:`FLAGS` and :func:`advantage_flags`."""
+    return FLAGS + advantage_flags()
 
 TASK_OPTIONS = {
     "task_options.judge_url": "rubric task: OpenAI-compatible judge endpoint incl. /v1 (default: the embedded judge)",
@@ -94,7 +114,7 @@ def overrides_from_args(args) -> dict[str, str]:
     """Dotted-field overrides from the command line (flags first, then ``--set``), as strings."""
     from rvpo.train.config import parse_set
 
-    names = [name for _, name in FLAGS] + ["lora.enabled", "eval.enabled"]
+    names = [name for _, name in flags()] + ["lora.enabled", "eval.enabled"]
     out = {name: str(getattr(args, name)) for name in names if getattr(args, name, None) is not None}
     out.update(parse_set(args.set))
     return out

@@ -121,10 +121,19 @@ class AdvantageSpec:
         """The k schedule object (``schedule(step, total)`` is a float or an adaptive rule)."""
         return _parse_k(self.k)
 
+    def k_at(self, step: int = 0, total: int = 1) -> Any:
+        """k for a batch made at ``step`` of ``total`` (a float, or an adaptive rule the estimator resolves
+        on the batch). Trainers hand the spec their step; no trainer reads the schedule itself."""
+        return self.schedule(step, total)
+
+    def describe(self) -> str:
+        """The estimator and its k schedule, for a run's log: ``rvpo, k linear:0.5:2.0``."""
+        return f"{self.estimator}, k {self.k}"
+
     def params(self, step: int = 0, total: int = 1, weights: Sequence[float] | torch.Tensor | None = None) -> dict:
         """Keyword arguments of :func:`rvpo.compute_advantages` at ``step`` of ``total``
         (``estimator`` included). ``weights`` overrides the spec's (e.g. a trainer's reward weights)."""
-        kw = {"estimator": self.estimator, "k": self.schedule(step, total), **self._static()}
+        kw = {"estimator": self.estimator, "k": self.k_at(step, total), **self._static()}
         if weights is not None:
             kw["weights"] = weights
         elif self.named_weights:

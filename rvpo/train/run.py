@@ -454,7 +454,7 @@ def _train(cfg: TrainConfig, resume: str | Path | None, callbacks: Sequence[Any]
         trainer = build_trainer(cfg, task, model, tok, train_rows, run_dir / "checkpoints", cbs, precision, rewards)
         task_metrics.trainer = trainer
         last = latest_checkpoint(run_dir) if resume else None
-        log(f"training: {cfg.advantage.estimator}, k {cfg.advantage.k}, {cfg.steps} steps x {cfg.prompts_per_step} prompts x "
+        log(f"training: {cfg.advantage.describe()}, {cfg.steps} steps x {cfg.prompts_per_step} prompts x "
             f"G={cfg.group_size}, {cfg.max_completion_length} tokens, " + ("LoRA" if cfg.lora.enabled else "full"))
         t = time.perf_counter()
         res.interrupted = run_trainer(trainer, last[1] if last else None, interrupt)

@@ -116,3 +116,11 @@ def test_defaults_equal_a_default_spec_and_k_is_parsed_once(monkeypatch):
     assert parsed == ["cosine:0.25:3.5"] and a.schedule is b.schedule is c.schedule
     AdvantageSpec(k=1.5)  # a number: no string to parse
     assert [p for p in parsed if isinstance(p, str)] == ["cosine:0.25:3.5"]
+
+
+def test_k_at_is_the_schedule_at_a_step_and_describe_names_it():
+    spec = AdvantageSpec(k="linear:0.5:2.0")
+    assert [spec.k_at(s, 3) for s in range(3)] == [0.5, 1.25, 2.0] == [spec.params(s, 3)["k"] for s in range(3)]
+    assert AdvantageSpec(k=2).k_at() == 2.0
+    assert spec.describe() == "rvpo, k linear:0.5:2.0"
+    assert AdvantageSpec(estimator="gdpo", k="1.5").describe() == "gdpo, k constant:1.5"
