@@ -3,10 +3,12 @@
 Arms (``--arms``):
 
 * ``shared-prefix`` (default): ``before`` = TRL's own generation and logprob forward (every prompt
-  computed G times, every position through the LM head), ``after`` = ``rvpo_shared_prefix`` (each
-  prompt once per group, in sampling and in the loss forward; :mod:`rvpo.integrations.shared_prefix`);
-  both at the machine's ``auto`` precision.
-* ``precision``: fp32 against bf16 (shared prefix on in both).
+  computed G times, every position through the LM head, ``generate``'s decode loop), ``after`` =
+  rvpo's (``rvpo_shared_prefix``: each prompt once per group, in sampling and in the loss forward,
+  :mod:`rvpo.integrations.shared_prefix`; ``rvpo_fast_decode``: the lean decode loop,
+  :mod:`rvpo.model.decoding`); both at the machine's ``auto`` precision.
+* ``decode``: the shared prefix on in both; ``generate`` against the lean decode loop.
+* ``precision``: fp32 against bf16 (rvpo's path in both).
 
 Configs (``--configs``): ``default`` (the README's main job: toolcall, 3 prompts x G=4 x 64 tokens)
 and ``neglect`` (the neglect preset's step shape: 4 prompts x G=8 x 48 tokens on the neglect task).
@@ -54,10 +56,11 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 ARMS = {
-    "shared-prefix": {"before": ("auto", False), "after": ("auto", True)},
-    "precision": {"fp32": ("fp32", True), "bf16": ("bf16", True)},
+    "shared-prefix": {"before": ("auto", False, False), "after": ("auto", True, True)},
+    "decode": {"generate": ("auto", True, False), "lean loop": ("auto", True, True)},
+    "precision": {"fp32": ("fp32", True, True), "bf16": ("bf16", True, True)},
 }
-"""arm set -> {arm name: (precision, rvpo_shared_prefix)}"""
+"""arm set -> {arm name: (precision, rvpo_shared_prefix, rvpo_fast_decode)}"""
 CONFIGS = {
     "default": {},
     "neglect": {"task": "neglect", "prompts_per_step": "4", "group_size": "8", "max_completion_length": "48"},
@@ -184,7 +187,8 @@ def instrument(trainer, prof: Profile) -> None:
     trainer.add_callback(Clock())
 
 
-def one_run(cfg, precision_name: str, shared_prefix: bool, model_path: str, tmp: Path) -> list[dict[str, float]]:
+def one_run(cfg, precision_name: str, shared_prefix: bool, fast_decode: bool, model_path: str,
+            tmp: Path) -> list[dict[str, float]]:
     from dataclasses import replace
 
     import rvpo.train.run as run
@@ -198,6 +202,7 @@ def one_run(cfg, precision_name: str, shared_prefix: bool, model_path: str, tmp:
     model, tok = load_model_and_tokenizer(model_path, dtype=run.model_dtype(cfg, precision))
     trainer = run.build_trainer(cfg, task, model, tok, rows, tmp / f"{precision_name}-{time.time_ns()}", [], precision)
     trainer.args.rvpo_shared_prefix = shared_prefix
+    trainer.args.rvpo_fast_decode = fast_decode
     prof = Profile()
     instrument(trainer, prof)
     torch.manual_seed(cfg.seed)
@@ -267,10 +272,10 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             for c in configs:
-                for arm, (prec, shared) in arms.items():
+                for arm, (prec, shared, fast) in arms.items():
                     peaks.append(max(matmul_gflops(torch.float32),
                                      matmul_gflops(torch.bfloat16) if bf16_units else 0.0))
-                    steps = one_run(cfgs[c], prec, shared, model_path, Path(tmp))
+                    steps = one_run(cfgs[c], prec, shared, fast, model_path, Path(tmp))
                     results[c][arm] += steps[args.warmup:]
                     print(f"round {r + 1} {c} {arm}: step s " + ", ".join(f"{s['step']:.1f}" for s in steps),
                           file=sys.stderr, flush=True)

@@ -12,7 +12,8 @@ methods and hold no math here (it lives in :mod:`rvpo.core`):
   eval), keep this process's slice, replace ``output["advantages"]``, replace the values TRL just
   appended to the completions table, and add RVPO metrics.
 
-The risk coefficient is ``k = schedule(state.global_step, state.max_steps)``. TRL generates once per
+The risk coefficient is the spec's ``k_at(state.global_step, state.max_steps)`` (the adapter hands the
+spec its step; the schedule is the spec's business). TRL generates once per
 generation batch (``steps_per_generation * num_iterations`` micro-steps, see
 ``GRPOTrainer._prepare_inputs``), so k is evaluated at the optimizer step at which that batch is
 generated and stays fixed for the optimizer steps that reuse it. k is a pure function of the global
@@ -66,6 +67,7 @@ from rvpo.integrations.shared_prefix import (  # noqa: E402
     shared_prefix_logps,
     supports_shared_prefix,
 )
+from rvpo.model.decoding import fast_generation  # noqa: E402
 from rvpo.model.policy import is_peft, merged_lora  # noqa: E402  (merged_lora: re-exported)
 from rvpo.rewards import completion_text, expand_multichannel  # noqa: E402  (expand_multichannel: re-exported)
 from rvpo.tasks.base import StepData  # noqa: E402
@@ -125,10 +127,20 @@ class RVPOConfig(GRPOConfig):
                           "decoder models; others use TRL's path."},
     )
 
+    rvpo_fast_decode: bool = field(
+        default=True,
+        metadata={"help": "Decode rollouts with rvpo's lean loop (rvpo.model.decoding): the key/value cache grows "
+                          "in place and tokens are drawn by inverse CDF (one random number a row, not one per "
+                          "vocabulary entry); the same forward and the same sampling distribution as generate, other "
+                          "random draws. Settings it does not implement (beams, stop strings, ...) use generate."},
+    )
+
     def __post_init__(self) -> None:
         super().__post_init__()
         self._spec: tuple[tuple, AdvantageSpec] | None = None
-        self.rvpo_k_schedule = self.advantage.k  # normalised ("1.5" -> "constant:1.5")
+        values = self.advantage.to_dict()  # the fields in the spec's normalised form ("1.5" -> "constant:1.5")
+        for name, attr in SPEC_FIELDS.items():
+            setattr(self, attr, values[name])
         # check the parameters once, on a dummy batch, so a bad value fails here and not at step 1
         m = len(self.reward_weights) if self.reward_weights else 1
         try:
@@ -198,10 +210,10 @@ class RVPOTrainer(GRPOTrainer):
         self._rvpo_rewards: torch.Tensor | None = None
         self.last_rvpo_output = None
 
-    def rvpo_k(self) -> float:
-        """k for the generation batch made now: ``schedule(global_step, max_steps)`` (a float, or an
-        adaptive rule that the core resolves on the batch)."""
-        return self.advantage.schedule(self.state.global_step, self.state.max_steps)
+    def rvpo_k(self) -> Any:
+        """k for the generation batch made now: the spec's :meth:`~rvpo.core.AdvantageSpec.k_at` at this
+        step (a float, or an adaptive rule that the core resolves on the batch)."""
+        return self.advantage.k_at(self.state.global_step, self.state.max_steps)
 
     def _generate_single_turn(self, *args, **kwargs):
         # Local generation (no vLLM) decodes token by token, where every unmerged LoRA module adds a
@@ -213,6 +225,8 @@ class RVPOTrainer(GRPOTrainer):
         with contextlib.ExitStack() as stack:
             if self.args.rvpo_merge_lora_for_generation:
                 stack.enter_context(merged_lora(self.model))
+            if self.args.rvpo_fast_decode:  # entered first: the shared prefix wraps it and hands it the cache
+                stack.enter_context(fast_generation(self.accelerator.unwrap_model(self.model)))
             if self._rvpo_shared_prefix_ok():
                 stack.enter_context(shared_prefix_generation(self.accelerator.unwrap_model(self.model)))
             if self.args.bf16 and not is_peft(self.model):
