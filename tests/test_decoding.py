@@ -198,3 +198,33 @@ def test_decode_refuses_a_cache_longer_than_the_prompt(tiny_llama):
     cfg = resolved_config(tiny_llama, GenerationConfig(max_new_tokens=2, do_sample=False, pad_token_id=0))
     with pytest.raises(ValueError, match="holds 4 positions"):
         decode(tiny_llama, ids, None, cfg, cache=cache)
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_rvpo_trainer_samples_with_the_loop_when_asked(tiny_llama_dir, tmp_path, monkeypatch, on):
+    pytest.importorskip("trl")
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import rvpo.model.decoding as decoding
+    from rvpo.integrations.trl import RVPOConfig, RVPOTrainer
+
+    calls = []
+    real = decoding.decode
+
+    def spy(*a, **kw):
+        calls.append(kw.get("cache") is not None)  # the shared prefix pre-filled the prompts
+        return real(*a, **kw)
+
+    monkeypatch.setattr(decoding, "decode", spy)
+    rows = [{"prompt": [{"role": "user", "content": f"Say something about {w}."}]} for w in ("rain", "snow")]
+    args = RVPOConfig(output_dir=str(tmp_path), num_generations=4, per_device_train_batch_size=8,
+                      max_completion_length=6, max_steps=1, learning_rate=1e-3, save_strategy="no", report_to="none",
+                      use_cpu=True, seed=0, disable_tqdm=True, gradient_checkpointing=False, rvpo_fast_decode=on)
+    trainer = RVPOTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_llama_dir),
+                          reward_funcs=[lambda completions, **kw: [float(len(c[0]["content"])) for c in completions]],
+                          args=args, train_dataset=Dataset.from_list(rows),
+                          processing_class=AutoTokenizer.from_pretrained(tiny_llama_dir))
+    trainer.train()
+    assert calls == ([True] if on else [])
+    assert "generate" not in vars(trainer.model)
