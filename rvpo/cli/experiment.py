@@ -55,7 +55,7 @@ def _spec(args):
 
 
 def _plan_text(spec) -> str:
-    from rvpo.experiment.runner import last_step, plan, run_status
+    from rvpo.experiment.rundirs import last_step, plan, run_status
 
     lines = [f"experiment {spec.name}: {len(spec.methods)} methods x {len(spec.seeds)} seeds -> {spec.root}"]
     for i, (seed, m) in enumerate(plan(spec), 1):

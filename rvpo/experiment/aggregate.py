@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rvpo.experiment.rundirs import RUN_INFO, plan, run_status
 from rvpo.experiment.spec import TRAIN_PREFIX, ExperimentSpec
 from rvpo.runs import atomic_write_text, csv_text, read_jsonl, write_json
 from rvpo.stats import bootstrap_diff_ci, mean_ci, mean_std, welch_t
@@ -49,8 +50,6 @@ def _num(v: Any) -> float:
 
 def collect(spec: ExperimentSpec) -> list[RunData]:
     """Every planned run that has a folder, in plan order (seeds outer, methods inner)."""
-    from rvpo.experiment.runner import RUN_INFO, plan, run_status  # deferred: import cycle (runner>screen>neglect>here)
-
     out = []
     for seed, m in plan(spec):
         d = spec.run_dir(m.label, seed)

@@ -9,8 +9,8 @@ got 'x'``; unknown YAML keys name the file and suggest the closest field.
 
 Sizing of the defaults (2-core CPU, see docs/train.md "Measured cost"): LoRA, bf16 where the CPU has
 bf16 units, a 24-step warm start, then 8 RL steps of 3 prompts x G=4 completions sampled at
-temperature 0.7 (the default task's ``train_defaults``), 64 new tokens, 32 held-out eval prompts before, after the warm start and after RL,
-so that ``rvpo train`` with no arguments fits in about 7-8 minutes on a fresh 2-core machine
+temperature 0.7 (the default task's ``train_defaults``), 64 new tokens, 32 held-out eval prompts
+before, after the warm start and after RL, so that ``rvpo train`` with no arguments fits in about 7-8 minutes on a fresh 2-core machine
 including set-up and model conversion, and visibly learns (docs/train.md "Does the default
 learn?"). For real comparisons use ``rvpo experiment`` (docs/experiment.md).
 """
