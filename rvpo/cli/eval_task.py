@@ -5,12 +5,18 @@
     rvpo eval task neglect --checkpoints runs/train-20261205-1100   # base, every checkpoint and final/
     rvpo eval task constraints --task-option families=[no_comma,title] --limit 16
     rvpo eval task my_pkg.tasks:make_task --data held_out.jsonl   # your own task (docs/tasks.md)
+    rvpo eval task toolcall --responses answers.jsonl           # score given answers, no model (Task.score)
 
 The numbers are the ones ``rvpo train`` puts in its before/after table for the same task, data and
 generation settings. ``rvpo eval toolcall`` and ``rvpo eval constraints`` run the same ``Task.evaluate``
 (:func:`task_rows`, :func:`load_model`) and print it as their benchmark (BFCL's categories, IFEval's four
 numbers; constraints also scores given answers); ``rvpo eval healthbench|gpqa`` answer with any policy,
 an endpoint included, and grade with the judge their flags name.
+
+``--responses FILE`` scores answers that are already written, without a model: a JSONL file (or a JSON
+array) of objects with a string ``"response"``, one per held-out row; with ``"id"`` on every line, matched
+to the rows' ids (any order), else taken in row order. It runs ``Task.score`` (a task that has none is an
+error) inside the task's session (the rubric task's judge), and writes the same run directory.
 
 Writes a run directory (``--out``, default ``runs/``) with ``config.json``, ``results.json`` (n, every
 metric with its 95% CI) and ``examples.jsonl`` (the task's records); with ``--checkpoints``, one such
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -38,6 +45,9 @@ def register(subparsers) -> None:
                    help="the embedded model name (default), a model folder, a run directory or a checkpoint")
     p.add_argument("--checkpoints", default=None, metavar="RUN_DIR",
                    help="evaluate the base model, every checkpoint and final/ of an rvpo train run directory")
+    p.add_argument("--responses", default=None, metavar="FILE",
+                   help="score these answers instead of generating (Task.score): JSONL of {\"response\"[, \"id\"]}, "
+                        "one per row; no --model or --checkpoints")
     p.add_argument("--no-base", action="store_true", help="with --checkpoints: skip the base model (step 0)")
     p.add_argument("--data", default="", help="held-out rows (a spec the task reads); empty: the task's default")
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N rows (0 = all)")
@@ -97,6 +107,81 @@ def _task_and_rows(args) -> tuple[Any, list[dict]]:
     return task, task_rows(task, args.data, args.limit, seed=args.seed)
 
 
+def read_responses(path: str, rows: list[dict]) -> list[str]:
+    """One response per row from ``--responses`` ``path`` (see the module docstring), in row order.
+
+    :class:`UserError` naming the file (and line) for an unreadable file, a bad line, a missing
+    ``"response"``, ids on some lines only, an id that is not a row's (or given twice), a row left without
+    a response, or a count that differs from the rows'.
+    """
+    from rvpo.runs import iter_json_records
+    from rvpo.userfiles import check_regular_file
+
+    try:
+        p = check_regular_file(Path(path).expanduser(), "--responses")
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    name = f"--responses {p}"
+    try:
+        records = [(r.value, r.where) for r in iter_json_records(p, where=name)]
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    except OSError as e:
+        raise UserError(f"{name}: cannot read: {e.strerror or e}") from None
+    if not records:
+        raise UserError(f"{name}: no responses")
+    for obj, where in records:
+        if not isinstance(obj.get("response"), str):
+            raise UserError(f"{where}: expected an object with a string 'response'")
+    with_id = [where for obj, where in records if "id" in obj]
+    if not with_id:
+        if len(records) != len(rows):
+            where = records[len(rows)][1] if len(records) > len(rows) else name
+            raise UserError(f"{where}: {len(records)} responses for {len(rows)} rows (without ids, one response per "
+                            "row in row order; check --data and --limit)")
+        return [obj["response"] for obj, _ in records]
+    if len(with_id) != len(records):
+        where = next(w for obj, w in records if "id" not in obj)
+        raise UserError(f"{where}: no 'id' while other lines have one (give every line an id, or none)")
+    index = {str(r.get("id")): i for i, r in enumerate(rows) if r.get("id") is not None}
+    if len(index) != len(rows):
+        raise UserError(f"{name}: the rows of --data carry no unique ids to match; give the responses in row "
+                        "order without 'id'")
+    out: list[str | None] = [None] * len(rows)
+    for obj, where in records:
+        key = str(obj["id"])
+        if key not in index:
+            raise UserError(f"{where}: id {obj['id']!r} is not among the {len(rows)} rows (check --data and --limit)")
+        if out[index[key]] is not None:
+            raise UserError(f"{where}: id {obj['id']!r} given twice")
+        out[index[key]] = obj["response"]
+    missing = [str(rows[i].get("id")) for i, v in enumerate(out) if v is None]
+    if missing:
+        shown = ", ".join(repr(m) for m in missing[:5]) + (", ..." if len(missing) > 5 else "")
+        raise UserError(f"{name}: {len(records)} responses for {len(rows)} rows: no response for id {shown}")
+    return [str(v) for v in out]
+
+
+def _score(args, task: Any, rows: list[dict], responses: list[str], run_dir) -> dict:
+    """``--responses``: ``task.score`` on the given answers (in the task's session) and the eval's run folder."""
+    from rvpo.runs import write_eval_outputs
+
+    t0 = time.perf_counter()
+    try:
+        with task.session(run_dir):
+            res = task.score(rows, responses)
+    except NotImplementedError as e:
+        raise UserError(str(e) or f"task {task.name or args.task!r} cannot score given responses") from None
+    except ValueError as e:  # e.g. a response the task's checker refuses
+        raise UserError(f"--responses {args.responses}: {e}") from None
+    head = {"task": task.name or args.task, "model": None, "responses": args.responses, "data": args.data,
+            "n": res.get("n", len(rows)), "metrics": res.get("metrics", {}), "ci95": res.get("ci95", {}),
+            "total_seconds": round(time.perf_counter() - t0, 2), "run_dir": str(run_dir)}
+    config = {k: v for k, v in vars(args).items() if k != "func"}
+    write_eval_outputs(run_dir, config, list(res.get("records", [])), head)
+    return head
+
+
 def _evaluate(args, task: Any, rows: list[dict], model_name: str | None, run_dir) -> dict:
     """Load ``model_name`` (merged), run ``task.evaluate`` on ``rows`` and write the eval's run folder."""
     from rvpo.runs import write_eval_outputs
@@ -122,24 +207,33 @@ def _evaluate(args, task: Any, rows: list[dict], model_name: str | None, run_dir
 def run(args) -> int:
     from rvpo.cli.eval_healthbench import sweep_targets_or_error
     from rvpo.runs import check_run_root, new_run_dir, to_json
-    from rvpo.tasks.base import markdown_table
+    from rvpo.tasks.base import can_score, markdown_table
 
     if args.limit < 0:
         raise UserError(f"--limit: expected an int >= 0, got {args.limit}")
     if args.max_new_tokens < 1 or args.batch_size < 1 or args.samples < 1:
         raise UserError("--max-new-tokens, --batch-size and --samples: expected ints >= 1")
+    if args.responses is not None and (args.model is not None or args.checkpoints):
+        raise UserError("--responses scores given answers without a model: leave out --model and --checkpoints")
     targets = sweep_targets_or_error(args) if args.checkpoints else None  # also refuses --model with it
     task, rows = _task_and_rows(args)
+    if args.responses is not None and not can_score(task):
+        raise UserError(f"--responses: task {task.name or args.task!r} cannot score given responses (it has no "
+                        "score(); only a model can be evaluated on it)")
+    responses = read_responses(args.responses, rows) if args.responses is not None else None
     check_run_root(args.out)
     label = (task.name or args.task).replace("/", "_").replace(":", "_")
     if targets is not None:
         return _sweep(args, task, rows, label, targets)
     with new_run_dir(args.out, f"eval-{label}") as run_dir:
-        head = _evaluate(args, task, rows, args.model, run_dir)
+        if responses is not None:
+            head = _score(args, task, rows, responses, run_dir)
+        else:
+            head = _evaluate(args, task, rows, args.model, run_dir)
     if args.json:
         print(to_json(head))
     else:
-        print(markdown_table(task, [(head["model"], head)]))
+        print(markdown_table(task, [(head["model"] or f"responses: {args.responses}", head)]))
         if task.describe_eval():
             print("\n" + task.describe_eval())
         print(f"run dir: {run_dir}", file=sys.stderr)

@@ -135,6 +135,13 @@ class Task:
     Sampled evaluation: :meth:`evaluate` takes keyword-only ``temperature`` (0 = greedy), ``samples``
     (completions per prompt) and ``seed``; ``rvpo train`` passes them only to a task whose
     ``evaluate`` declares them (older tasks stay greedy).
+
+    Offline scoring: :meth:`score` scores completions that are already written (one string per row, in
+    row order) and returns the result :meth:`evaluate` would for the same completions, so that an eval
+    can be rerun without a model (``rvpo eval task NAME --responses FILE``). A task whose scoring needs
+    no model implements it and lets :meth:`evaluate` generate, then call ``self.score``; one that needs
+    a judge scores inside :meth:`session`, as :meth:`evaluate` does. The default raises
+    ``NotImplementedError`` (the task can only evaluate a model).
     """
 
     name: str = ""
@@ -172,6 +179,17 @@ class Task:
         seeded with ``seed``) and every one is scored. A task may leave these keywords out (greedy only).
         """
         raise NotImplementedError
+
+    def score(self, rows: Sequence[dict], responses: Sequence[str], **kw: Any) -> dict[str, Any]:
+        """Score given completions: ``responses[i]`` answers ``rows[i]``; the result :meth:`evaluate` returns
+        for the same completions (``n``, ``metrics``, ``ci95``, ``records``...). No model is loaded; a task
+        that grades with a judge needs its :meth:`session` open. Raises ``ValueError`` when the counts differ.
+
+        The default raises ``NotImplementedError``: the task cannot score given responses.
+        """
+        label = self.name or type(self).__name__
+        raise NotImplementedError(f"task {label!r} cannot score given responses: it implements no score() "
+                                  "(only evaluate(), which generates with a model)")
 
     def session(self, run_dir: Path) -> AbstractContextManager[Any]:
         """Resources held for the whole run (e.g. a local judge server); stopped when the run ends or dies."""
@@ -353,6 +371,13 @@ def accepts_keyword(fn: Callable[..., Any], name: str) -> bool:
     except (TypeError, ValueError):
         return False
     return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def can_score(task: Any) -> bool:
+    """Whether ``task`` has its own :meth:`Task.score` (not the base class's, which raises; duck-typed tasks
+    may have none). Its ``score`` may still raise ``NotImplementedError`` where the task's options rule it out."""
+    fn = getattr(type(task), "score", None) or getattr(task, "score", None)
+    return callable(fn) and fn is not Task.score
 
 
 def metric_prefixes(task: Any) -> tuple[str, ...]:

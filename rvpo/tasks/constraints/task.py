@@ -126,6 +126,10 @@ class ConstraintsTask(Task):
                  batch_size: int) -> dict[str, Any]:
         responses = generate(model, tokenizer, [r["prompt"] for r in rows], max_new_tokens=max_new_tokens,
                              temperature=0.0, batch_size=batch_size)
+        return self.score(rows, responses)
+
+    def score(self, rows: Sequence[dict], responses: Sequence[str], **kw: Any) -> dict[str, Any]:
+        """Score given answers (one per row, in order; no model): :func:`score_responses`."""
         return score_responses(rows, responses)
 
     def describe_eval(self) -> str:

@@ -239,6 +239,11 @@ class NeglectTask(Task):
         """:func:`score_responses` with this task's limit and thresholds."""
         return score_responses(rows, responses, max_words=self.max_words, thresholds=self.thresholds)
 
+    def score(self, rows: Sequence[dict], responses: Sequence[str | Sequence[str]], **kw: Any) -> dict[str, Any]:
+        """Score given answers (no model): one per row in row order, or a list of sampled answers per row;
+        :meth:`score_responses`, the result :meth:`evaluate` returns for the same answers (less its settings)."""
+        return self.score_responses(rows, responses)
+
     def evaluate(self, model: Any, tokenizer: Any, rows: Sequence[dict], *, max_new_tokens: int, batch_size: int,
                  temperature: float = 0.0, samples: int = 1, seed: int = 0) -> dict[str, Any]:
         """Answer every row (greedy, or ``samples`` draws at ``temperature``) and score every answer."""
@@ -248,7 +253,7 @@ class NeglectTask(Task):
         prompts = [r["prompt"] for r in rows for _ in range(samples)]
         texts = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
                          batch_size=batch_size, seed=seed)
-        res = self.score_responses(rows, [texts[i * samples:(i + 1) * samples] for i in range(len(rows))])
+        res = self.score(rows, [texts[i * samples:(i + 1) * samples] for i in range(len(rows))])
         res.update(max_new_tokens=max_new_tokens, temperature=temperature, samples=samples, seed=seed)
         return res
 

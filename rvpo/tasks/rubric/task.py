@@ -357,9 +357,20 @@ class RubricTask(Task):
     def evaluate(self, model: Any, tokenizer: Any, rows: Sequence[dict], *, max_new_tokens: int,
                  batch_size: int) -> dict[str, Any]:
         """Greedy answers, every item judged (same judge), HealthBench scores; see the module docstring."""
+        policy = LocalPolicy(model, tokenizer=tokenizer, max_new_tokens=max_new_tokens, batch_size=batch_size)
+        return self._grade(rows, policy)
+
+    def score(self, rows: Sequence[dict], responses: Sequence[str], **kw: Any) -> dict[str, Any]:
+        """Judge given answers (one per row, in order) against the rows' rubrics: :meth:`evaluate`'s result for
+        the same answers. Needs the judge: call it inside ``with task.session(run_dir):``."""
+        if len(rows) != len(responses):
+            raise ValueError(f"{len(rows)} rows but {len(responses)} responses")
+        return self._grade(rows, _GivenAnswers(responses))
+
+    def _grade(self, rows: Sequence[dict], policy: Any) -> dict[str, Any]:
+        """``policy``'s answers to ``rows``, every item judged by the session's judge."""
         judge = self.require_judge()
         examples = [self.to_example(r) for r in rows]
-        policy = LocalPolicy(model, tokenizer=tokenizer, max_new_tokens=max_new_tokens, batch_size=batch_size)
         since = judge.stats.snapshot()
         res = run_healthbench(examples, policy, judge)
         judged = judge.stats.delta(since)
@@ -380,6 +391,16 @@ class RubricTask(Task):
         if self.judge_finding:
             text += f" **Warning: {self.judge_finding}**"
         return text
+
+
+class _GivenAnswers:
+    """A policy (``answer(conversations)``) that returns answers already written, in order."""
+
+    def __init__(self, answers: Sequence[str]):
+        self.answers = [str(a) for a in answers]
+
+    def answer(self, conversations: Sequence[Any]) -> list[str]:
+        return list(self.answers)
 
 
 def check_judge_model(model: str, field: str) -> str:

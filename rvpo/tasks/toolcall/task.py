@@ -8,12 +8,14 @@ BFCL rows also BFCL's AST accuracy (``bfcl_accuracy``, Wilson 95% CI).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rvpo.model.generation import generate
 from rvpo.tasks.base import Task, build_options
-from rvpo.tasks.toolcall.eval import evaluate_toolcall
+from rvpo.tasks.toolcall.eval import score_toolcall
 from rvpo.tasks.toolcall.loaders import load_examples
 from rvpo.tasks.toolcall.rewards import make_correctness_reward, make_format_reward
 
@@ -48,8 +50,21 @@ class ToolCallTask(Task):
 
     def evaluate(self, model: Any, tokenizer: Any, rows: Sequence[dict], *, max_new_tokens: int,
                  batch_size: int) -> dict[str, Any]:
-        res = evaluate_toolcall(model, rows, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                                tokenizer=tokenizer)
+        """Greedy completions for ``rows``, then :meth:`score` (as :func:`evaluate_toolcall`, plus the task's
+        ``metrics`` and ``ci95``)."""
+        t0 = time.perf_counter()
+        completions = generate(model, tokenizer, [r["prompt"] for r in rows], max_new_tokens=max_new_tokens,
+                               temperature=0.0, batch_size=batch_size)
+        res = self.score(rows, completions)
+        res["seconds"] = round(time.perf_counter() - t0, 2)
+        res["model"] = getattr(getattr(model, "config", None), "_name_or_path", "")
+        res["max_new_tokens"] = max_new_tokens
+        return res
+
+    def score(self, rows: Sequence[dict], responses: Sequence[str], **kw: Any) -> dict[str, Any]:
+        """Score given completions (one per row, in order; no model): :func:`score_toolcall` plus ``metrics``
+        and ``ci95``."""
+        res = score_toolcall(rows, responses)
         res["metrics"] = {m: res[m] for m in self.eval_metrics}
         if "bfcl_accuracy" in res:  # BFCL rows: BFCL's AST accuracy too
             res["metrics"]["bfcl_accuracy"] = res["bfcl_accuracy"]
