@@ -23,10 +23,11 @@ completion length (``logits_to_keep``), ``H`` hidden size.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import torch
+
+from rvpo.model.generation import patched_generate
 
 
 def unique_prompts(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -163,23 +164,15 @@ def generate_shared_prefix(generate: Any, model: Any, input_ids: torch.Tensor,
     return generate(input_ids=input_ids, attention_mask=attention_mask, cache=cache, **kwargs)
 
 
-@contextlib.contextmanager
-def shared_prefix_generation(model: Any) -> Iterator[Any]:
+def shared_prefix_generation(model: Any) -> contextlib.AbstractContextManager[Any]:
     """Within the block, ``model.generate`` pre-fills each distinct prompt once (:func:`generate_shared_prefix`)."""
-    had = "generate" in vars(model)  # an instance attribute: another wrapper (fast_generation) to restore
-    original = model.generate
 
-    def generate(*args: Any, **kwargs: Any) -> torch.Tensor:
-        if args or "input_ids" not in kwargs or kwargs.get("inputs_embeds") is not None:
-            return original(*args, **kwargs)
-        return generate_shared_prefix(original, model, kwargs.pop("input_ids"), kwargs.pop("attention_mask", None),
-                                      **kwargs)
+    def wrap(original: Any) -> Any:
+        def generate(**kwargs: Any) -> torch.Tensor:
+            if kwargs.get("inputs_embeds") is not None:
+                return original(**kwargs)
+            return generate_shared_prefix(original, model, kwargs.pop("input_ids"),
+                                          kwargs.pop("attention_mask", None), **kwargs)
+        return generate
 
-    model.generate = generate
-    try:
-        yield model
-    finally:
-        if had:
-            model.generate = original
-        else:
-            del model.generate
+    return patched_generate(model, wrap)

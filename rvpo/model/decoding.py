@@ -23,7 +23,8 @@ Notation: ``B`` rows, ``P`` prompt length (left-padded), ``V`` vocabulary, ``T``
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import functools
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -37,6 +38,8 @@ from transformers.generation.logits_process import (
     TopKLogitsWarper,
     TopPLogitsWarper,
 )
+
+from rvpo.model.generation import patched_generate
 
 
 class GrowingLayer(DynamicLayer):
@@ -251,22 +254,6 @@ def fast_generate(generate: Any, model: Any, input_ids: torch.Tensor, attention_
     return decode(model, input_ids, attention_mask, config, cache=cache)
 
 
-@contextlib.contextmanager
-def fast_generation(model: Any) -> Iterator[Any]:
+def fast_generation(model: Any) -> contextlib.AbstractContextManager[Any]:
     """Within the block, ``model.generate(input_ids=..., ...)`` runs :func:`fast_generate`."""
-    had = "generate" in vars(model)
-    original = model.generate
-
-    def generate(*args: Any, **kwargs: Any) -> torch.Tensor:
-        if args or "input_ids" not in kwargs:
-            return original(*args, **kwargs)
-        return fast_generate(original, model, **kwargs)
-
-    model.generate = generate
-    try:
-        yield model
-    finally:
-        if had:
-            model.generate = original
-        else:
-            del model.generate
+    return patched_generate(model, lambda original: functools.partial(fast_generate, original, model))

@@ -10,7 +10,7 @@ reproducible on the same machine and batch size). Decoding runs :func:`rvpo.mode
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -98,3 +98,27 @@ def generate(
     finally:
         model.train(was_training)
     return results
+
+
+@contextlib.contextmanager
+def patched_generate(model: Any, wrap: Callable[[Any], Any]) -> Iterator[Any]:
+    """Within the block, ``model.generate`` is ``wrap(original)``; calls with positional arguments or
+    without ``input_ids`` go to the original. On exit the original is back, whether it was the class's
+    method or an instance attribute (an outer wrapper's), so wrappers nest."""
+    had = "generate" in vars(model)
+    original = model.generate
+    wrapped = wrap(original)
+
+    def generate(*args: Any, **kwargs: Any) -> torch.Tensor:
+        if args or "input_ids" not in kwargs:
+            return original(*args, **kwargs)
+        return wrapped(**kwargs)
+
+    model.generate = generate
+    try:
+        yield model
+    finally:
+        if had:
+            model.generate = original
+        else:
+            del model.generate
