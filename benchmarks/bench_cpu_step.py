@@ -8,6 +8,8 @@ Arms (``--arms``):
   :mod:`rvpo.integrations.shared_prefix`; ``rvpo_fast_decode``: the lean decode loop,
   :mod:`rvpo.model.decoding`); both at the machine's ``auto`` precision.
 * ``decode``: the shared prefix on in both; ``generate`` against the lean decode loop.
+* ``pack``: the lean loop in both; plain weights against packed ones (``rvpo_packed_decode``,
+  :mod:`rvpo.model.packed`).
 * ``precision``: fp32 against bf16 (rvpo's path in both).
 
 Configs (``--configs``): ``default`` (the README's main job: toolcall, 3 prompts x G=4 x 64 tokens)
@@ -56,11 +58,12 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 ARMS = {
-    "shared-prefix": {"before": ("auto", False, False), "after": ("auto", True, True)},
-    "decode": {"generate": ("auto", True, False), "lean loop": ("auto", True, True)},
-    "precision": {"fp32": ("fp32", True, True), "bf16": ("bf16", True, True)},
+    "shared-prefix": {"before": ("auto", False, False, False), "after": ("auto", True, True, True)},
+    "decode": {"generate": ("auto", True, False, False), "lean loop": ("auto", True, True, True)},
+    "pack": {"unpacked": ("auto", True, True, False), "packed": ("auto", True, True, True)},
+    "precision": {"fp32": ("fp32", True, True, True), "bf16": ("bf16", True, True, True)},
 }
-"""arm set -> {arm name: (precision, rvpo_shared_prefix, rvpo_fast_decode)}"""
+"""arm set -> {arm name: (precision, rvpo_shared_prefix, rvpo_fast_decode, rvpo_packed_decode)}"""
 CONFIGS = {
     "default": {},
     "neglect": {"task": "neglect", "prompts_per_step": "4", "group_size": "8", "max_completion_length": "48"},
@@ -187,7 +190,7 @@ def instrument(trainer, prof: Profile) -> None:
     trainer.add_callback(Clock())
 
 
-def one_run(cfg, precision_name: str, shared_prefix: bool, fast_decode: bool, model_path: str,
+def one_run(cfg, precision_name: str, shared_prefix: bool, fast_decode: bool, packed: bool, model_path: str,
             tmp: Path) -> list[dict[str, float]]:
     from dataclasses import replace
 
@@ -203,6 +206,7 @@ def one_run(cfg, precision_name: str, shared_prefix: bool, fast_decode: bool, mo
     trainer = run.build_trainer(cfg, task, model, tok, rows, tmp / f"{precision_name}-{time.time_ns()}", [], precision)
     trainer.args.rvpo_shared_prefix = shared_prefix
     trainer.args.rvpo_fast_decode = fast_decode
+    trainer.args.rvpo_packed_decode = packed
     prof = Profile()
     instrument(trainer, prof)
     torch.manual_seed(cfg.seed)
@@ -272,10 +276,10 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             for c in configs:
-                for arm, (prec, shared, fast) in arms.items():
+                for arm, (prec, shared, fast, packed) in arms.items():
                     peaks.append(max(matmul_gflops(torch.float32),
                                      matmul_gflops(torch.bfloat16) if bf16_units else 0.0))
-                    steps = one_run(cfgs[c], prec, shared, fast, model_path, Path(tmp))
+                    steps = one_run(cfgs[c], prec, shared, fast, packed, model_path, Path(tmp))
                     results[c][arm] += steps[args.warmup:]
                     print(f"round {r + 1} {c} {arm}: step s " + ", ".join(f"{s['step']:.1f}" for s in steps),
                           file=sys.stderr, flush=True)

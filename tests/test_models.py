@@ -108,3 +108,26 @@ def test_load_and_generate(smollm2_dir):
     assert batched[1] == single[0]  # left padding does not change a greedy answer
     with pytest.raises(ValueError, match="prompts\\[0\\]"):
         generate(model, tok, ["not a conversation"], max_new_tokens=2)
+
+
+def test_gguf_parsed_once_memoizes_within_the_block_only(tmp_path):
+    gguf = pytest.importorskip("gguf")
+    import numpy as np
+
+    path = tmp_path / "tiny.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_block_count(2)
+    writer.add_tensor("token_embd.weight", np.arange(12, dtype=np.float32).reshape(3, 4))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    original = gguf.GGUFReader, gguf.get_tensor_name_map
+    with models.gguf_parsed_once():
+        first = gguf.GGUFReader(str(path))
+        assert gguf.GGUFReader(str(path)) is first  # one parse per file
+        assert first.tensors[0].name == "token_embd.weight"
+        arch = gguf.MODEL_ARCH.LLAMA
+        assert gguf.get_tensor_name_map(arch, 2) is gguf.get_tensor_name_map(arch, 2)
+    assert (gguf.GGUFReader, gguf.get_tensor_name_map) == original
+    assert gguf.GGUFReader(str(path)) is not gguf.GGUFReader(str(path))

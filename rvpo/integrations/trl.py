@@ -135,6 +135,13 @@ class RVPOConfig(GRPOConfig):
                           "random draws. Settings it does not implement (beams, stop strings, ...) use generate."},
     )
 
+    rvpo_packed_decode: bool = field(
+        default=True,
+        metadata={"help": "With rvpo_fast_decode on an fp32 CPU model: decode steps multiply by weights packed once "
+                          "for oneDNN (rvpo.model.packed), LoRA merged in; a decode step about 1.4x faster at 12 "
+                          "rows, the same products up to float rounding."},
+    )
+
     def __post_init__(self) -> None:
         super().__post_init__()
         self._spec: tuple[tuple, AdvantageSpec] | None = None
@@ -226,7 +233,8 @@ class RVPOTrainer(GRPOTrainer):
             if self.args.rvpo_merge_lora_for_generation:
                 stack.enter_context(merged_lora(self.model))
             if self.args.rvpo_fast_decode:  # entered first: the shared prefix wraps it and hands it the cache
-                stack.enter_context(fast_generation(self.accelerator.unwrap_model(self.model)))
+                stack.enter_context(fast_generation(self.accelerator.unwrap_model(self.model),
+                                                    pack=self.args.rvpo_packed_decode))
             if self._rvpo_shared_prefix_ok():
                 stack.enter_context(shared_prefix_generation(self.accelerator.unwrap_model(self.model)))
             if self.args.bf16 and not is_peft(self.model):

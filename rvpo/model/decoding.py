@@ -40,6 +40,7 @@ from transformers.generation.logits_process import (
 )
 
 from rvpo.model.generation import patched_generate
+from rvpo.model.packed import packed_linears
 
 
 class GrowingLayer(DynamicLayer):
@@ -177,7 +178,8 @@ def _token_ids(value: int | Sequence[int] | None) -> list[int]:
 
 @torch.no_grad()
 def decode(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, config: GenerationConfig,
-           cache: DynamicCache | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+           cache: DynamicCache | None = None, generator: torch.Generator | None = None,
+           pack: bool = True) -> torch.Tensor:
     """Decode up to ``config.max_new_tokens`` tokens after each left-padded prompt.
 
     Args:
@@ -186,6 +188,8 @@ def decode(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor | N
         config: resolved generation settings that :func:`plain_config` accepts.
         cache: a cache already holding the first ``n < P`` prompt positions (a shared prefix), or None.
         generator: the random generator for sampling (torch's default when None).
+        pack: multiply by LoRA-merged, oneDNN-packed weights where :mod:`rvpo.model.packed` applies
+            (fp32 on the CPU); the tokens then match ``generate``'s up to rounding.
 
     Returns:
         ``(B, P + t)``, ``t <= T``: the prompts and their new tokens, as ``generate`` returns them: a
@@ -207,21 +211,22 @@ def decode(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor | N
     feed, feed_positions = input_ids[:, done:], positions[:, done:]
     sequences = input_ids
     running = torch.ones(B, dtype=torch.bool, device=input_ids.device)
-    for _ in range(int(config.max_new_tokens)):
-        out = model(input_ids=feed, attention_mask=mask, position_ids=feed_positions, cache=cache, use_cache=True,
-                    logits_to_keep=1)
-        scores = processors(sequences, out.logits[:, -1, :].float())
-        if config.do_sample:
-            token = sample(torch.softmax(scores, dim=-1), generator)
-        else:
-            token = scores.argmax(dim=-1)
-        token = torch.where(running, token, pad[0])
-        sequences = torch.cat([sequences, token[:, None]], dim=-1)
-        running &= ~torch.isin(token, eos)
-        if not running.any():
-            break
-        mask = torch.cat([mask, mask.new_ones(B, 1)], dim=-1)
-        feed, feed_positions = token[:, None], feed_positions[:, -1:] + 1
+    with packed_linears(model, rows=B) if pack else contextlib.nullcontext():
+        for _ in range(int(config.max_new_tokens)):
+            out = model(input_ids=feed, attention_mask=mask, position_ids=feed_positions, cache=cache, use_cache=True,
+                        logits_to_keep=1)
+            scores = processors(sequences, out.logits[:, -1, :].float())
+            if config.do_sample:
+                token = sample(torch.softmax(scores, dim=-1), generator)
+            else:
+                token = scores.argmax(dim=-1)
+            token = torch.where(running, token, pad[0])
+            sequences = torch.cat([sequences, token[:, None]], dim=-1)
+            running &= ~torch.isin(token, eos)
+            if not running.any():
+                break
+            mask = torch.cat([mask, mask.new_ones(B, 1)], dim=-1)
+            feed, feed_positions = token[:, None], feed_positions[:, -1:] + 1
     return sequences
 
 
@@ -239,11 +244,12 @@ def resolved_config(model: Any, config: GenerationConfig | None = None, **kwargs
 
 def fast_generate(generate: Any, model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                   generation_config: GenerationConfig | None = None, cache: DynamicCache | None = None,
-                  **kwargs: Any) -> torch.Tensor:
+                  pack: bool = True, **kwargs: Any) -> torch.Tensor:
     """``generate(input_ids=..., attention_mask=..., ...)``, run by :func:`decode` when the settings allow.
 
     ``generate`` is the model's own ``generate`` (called, unchanged, for settings :func:`plain_config`
-    refuses or arguments :func:`decode` does not take); ``model`` the module whose forward decodes.
+    refuses or arguments :func:`decode` does not take); ``model`` the module whose forward decodes;
+    ``pack`` as in :func:`decode`.
     """
     config = resolved_config(model, generation_config, **kwargs)
     if config is None or plain_config(config) is not None:
@@ -251,9 +257,9 @@ def fast_generate(generate: Any, model: Any, input_ids: torch.Tensor, attention_
             kwargs["cache"] = cache
         return generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=generation_config,
                         **kwargs)
-    return decode(model, input_ids, attention_mask, config, cache=cache)
+    return decode(model, input_ids, attention_mask, config, cache=cache, pack=pack)
 
 
-def fast_generation(model: Any) -> contextlib.AbstractContextManager[Any]:
+def fast_generation(model: Any, pack: bool = True) -> contextlib.AbstractContextManager[Any]:
     """Within the block, ``model.generate(input_ids=..., ...)`` runs :func:`fast_generate`."""
-    return patched_generate(model, lambda original: functools.partial(fast_generate, original, model))
+    return patched_generate(model, lambda original: functools.partial(fast_generate, original, model, pack=pack))
