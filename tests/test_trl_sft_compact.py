@@ -23,12 +23,14 @@ def test_compact_head_scores_only_labelled_positions_with_the_same_loss(tiny_lla
     from rvpo.integrations.trl_sft import compact_lm_head
 
     seen: list[int] = []
+    chunks: list[int] = []
     real = trl_utils._ChunkedLogProbFunction
 
     class Spy:
         @staticmethod
         def apply(hidden, *args):
             seen.append(hidden.shape[0])  # positions sent through the vocabulary projection
+            chunks.append(args[4])  # vocabulary columns per tile
             return real.apply(hidden, *args)
 
     monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", Spy)
@@ -39,11 +41,12 @@ def test_compact_head_scores_only_labelled_positions_with_the_same_loss(tiny_lla
     labels[:, :8] = -100  # a prompt of 8 tokens
     labels[2, 10:] = -100  # and padding at the end of one row
     full = _fused_loss(tiny_llama, ids, labels, seen)
-    original = trl_utils._use_triton
-    with compact_lm_head() as active:
+    original, chunk = trl_utils._use_triton, trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE
+    with compact_lm_head(vocab_chunk=256) as active:
         assert active
         compact = _fused_loss(tiny_llama, ids, labels, seen)
-    assert trl_utils._use_triton is original  # restored
+    assert trl_utils._use_triton is original and trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE == chunk  # restored
+    assert chunks == [chunk, 256]  # smaller tiles inside the block: the same sums, in more pieces
     assert full[3] == 3 * 11 and compact[3] == int((labels[:, 1:] != -100).sum()) == 4 + 4 + 2
     assert torch.allclose(full[0], compact[0], atol=1e-6)
     assert torch.allclose(full[1], compact[1], atol=1e-6)

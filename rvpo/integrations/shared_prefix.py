@@ -134,9 +134,16 @@ def shared_prefix_logps(model: Any, input_ids: torch.Tensor, attention_mask: tor
     outputs = ("log_probs", "entropy") if compute_entropy else ("log_probs",)
     with ctx:
         logps, entropy, *_ = ChunkedLogProbFunction.apply(hidden.reshape(B * C, -1), weight, head.bias,
-                                                          targets.reshape(-1), float(temperature), 32768, None, 1.0,
-                                                          outputs)
+                                                          targets.reshape(-1), float(temperature),
+                                                          vocab_chunk(hidden.device), None, 1.0, outputs)
     return logps.view(B, C), (entropy.view(B, C) if compute_entropy and entropy is not None else None)
+
+
+def vocab_chunk(device: torch.device) -> int:
+    """Vocabulary columns per tile of the chunked logprob kernel. On a GPU, TRL's 32768. On a CPU the
+    tile's several passes (scale, max, exp, sum) run at memory speed unless it stays in cache:
+    768 completion tokens x 2048 columns took 1.0 s forward and backward here, against 2.2 s at 32768."""
+    return 2048 if device.type == "cpu" else 32768
 
 
 @torch.no_grad()

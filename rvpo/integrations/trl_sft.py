@@ -10,8 +10,9 @@ compact branch on the CPU too, for the duration of a ``with`` block. The kernel 
 Triton) and the loss are unchanged; only the masked positions are skipped (tested against the full
 branch: same loss and gradients). Measured: a warm-start step of the default run 7.4 -> 4.3 s (docs/train.md).
 
-This overrides a TRL internal (the module global ``_use_triton`` that ``add_fused_lm_head`` reads), so
-it acts only on the TRL minor version it was tested with and is a no-op elsewhere.
+This overrides TRL internals (the module globals ``_use_triton`` and ``_CHUNKED_LOGPROB_CHUNK_SIZE`` that
+``add_fused_lm_head`` reads), so it acts only on the TRL minor version it was tested with and is a no-op
+elsewhere.
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ def _supported(version: str) -> bool:
 
 
 @contextlib.contextmanager
-def compact_lm_head() -> Iterator[bool]:
+def compact_lm_head(vocab_chunk: int | None = None) -> Iterator[bool]:
     """Within the block, TRL's fused LM head projects only labelled positions on the CPU as well.
 
+    ``vocab_chunk``: vocabulary columns per tile of its kernel, in place of TRL's 32768 (the module
+    global ``_CHUNKED_LOGPROB_CHUNK_SIZE``); see :func:`rvpo.integrations.shared_prefix.vocab_chunk`.
     Yields whether the override is active (False on an untested TRL, where nothing changes).
     """
     import trl  # deferred: optional dependency trl (start-up time: rvpo.train.run imports this module)
@@ -46,8 +49,11 @@ def compact_lm_head() -> Iterator[bool]:
     def use_compact(device):  # read only by add_fused_lm_head's compact-or-full choice
         return device.type == "cpu" or original(device)
 
+    chunk = trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE
     trl_utils._use_triton = use_compact
+    trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE = vocab_chunk or chunk
     try:
         yield True
     finally:
         trl_utils._use_triton = original
+        trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE = chunk

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from rvpo.integrations.shared_prefix import vocab_chunk
 from rvpo.integrations.trl_sft import compact_lm_head
 from rvpo.train.config import ConfigError, TrainConfig
 
@@ -59,7 +60,8 @@ def warm_start(cfg: TrainConfig, model: Any, tok: Any, train_rows: Sequence[dict
                          peft_config=lora_config(cfg))
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
-    with compact_lm_head():  # off the GPU, TRL would score the prompt positions too
+    # off the GPU, TRL would score the prompt positions too, in tiles sized for a GPU
+    with compact_lm_head(vocab_chunk(torch.device("cuda" if cuda else "cpu"))):
         trainer.train()
     trainer.save_model(str(out_dir / "warmstart"))
     shutil.rmtree(out_dir / "sft-tmp", ignore_errors=True)  # save_strategy "no": only empty scaffolding
