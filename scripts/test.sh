@@ -7,6 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"  # spinning OpenMP threads starve a shared CPU
+# the suite starts several Python processes: byte-compile once at install (uv skips it by default)
+export UV_COMPILE_BYTECODE="${UV_COMPILE_BYTECODE:-1}"
 scripts/setup.sh trl,judge,dev
 .venv/bin/ruff check .  # pyflakes, bugbear (zip(strict=) too), import order, pyupgrade: a lint error fails CI
 .venv/bin/python -m pytest -q "$@"

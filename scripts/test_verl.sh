@@ -18,6 +18,7 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.rvpo-stamp" 2>/dev/null)" != 
   start=$(date +%s)
   [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
   . "$venv/bin/activate"
+  export UV_COMPILE_BYTECODE="${UV_COMPILE_BYTECODE:-1}"  # Ray's workers each import torch and verl
   . scripts/installer.sh
   if [ "$TORCH_BY_PIP" = 1 ]; then
     python -m pip install -q --upgrade pip

@@ -200,6 +200,11 @@ def test_experiment_end_to_end_interrupt_resume_skip(tmp_path, tiny_llama_dir, c
 
     again = run_experiment(load_spec(path), train_fn=no_train, progress=False)
     assert again.trained == [] and len(again.skipped) == 4 and not again.interrupted
+    # the eval batch size sets only the speed: the finished runs still count
+    faster = yaml.safe_load(path.read_text())
+    faster["train"]["eval"]["batch_size"] = 1
+    again = run_experiment(load_spec(_write(tmp_path, faster, "faster.yaml")), train_fn=no_train, progress=False)
+    assert again.trained == [] and len(again.skipped) == 4
 
     # a changed method no longer matches its folders: refused, naming the field
     changed = yaml.safe_load(path.read_text())

@@ -61,7 +61,9 @@ def run_status(run_dir: Path, cfg: TrainConfig) -> str:
         return "new"
     old = flatten_config(yaml.safe_load(saved.read_text()) or {}, f"{saved}: ")  # older names resolved
     new = _flat(to_dict(cfg))
-    ignore = ("out", "steps", "warmstart.from_dir")
+    # eval.batch_size sets how many prompts decode together: the speed, not the answers (the default
+    # run's greedy eval gave the same 32 answers at 16 and 32)
+    ignore = ("out", "steps", "warmstart.from_dir", "eval.batch_size")
     diff = sorted(k for k in set(old) | set(new) if k not in ignore and old.get(k) != new.get(k))
     if diff:
         shown = ", ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in diff[:3])

@@ -73,7 +73,7 @@ class EvalConfig:
     """number of held-out prompts (the first N of the split); 0 means all"""
     max_new_tokens: int = 64
     """generation budget per eval prompt"""
-    batch_size: int = 16
+    batch_size: int = 32
     """prompts generated together"""
     temperature: float = 0.0
     """eval decoding: 0 is greedy; above 0, samples (passed only to tasks whose evaluate() takes it)"""
