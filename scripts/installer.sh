@@ -4,7 +4,7 @@
 # uv (from PyPI, installed into the venv) downloads in parallel and does not byte-compile (Python
 # compiles each module on first import): on a 2-core machine it installed rvpo's dependencies in
 # 5 s, where pip took 53 s. uv reads none of pip's settings, so torch stays with pip unless pip's
-# find-links hold a torch wheel (this kind of machine keeps its CPU build of torch on disk there):
+# find-links hold the torch wheel asked for (this kind of machine keeps its CPU build there):
 # then uv gets those folders and installs torch as well. RVPO_INSTALLER=pip uses pip throughout, as
 # does a machine where uv cannot be installed.
 INSTALL=(python -m pip install -q)
@@ -12,8 +12,10 @@ TORCH_BY_PIP=1
 if [ "${RVPO_INSTALLER:-uv}" = uv ]; then
   if python -m pip install -q uv; then
     INSTALL=(python -m uv pip install -q)
+    want="torch-*.whl"  # the wheel torch_spec (set by the caller) asks for, where it pins a version
+    case "${torch_spec:-}" in torch==*) want="torch-${torch_spec#torch==}[+-]*.whl" ;; esac
     for link in $(python -m pip config list 2>/dev/null | sed -n "s/^.*\.find-links='\(.*\)'$/\1/p" | tr ' ' '\n' | sort -u); do
-      if compgen -G "${link#file://}/torch-*.whl" > /dev/null; then
+      if compgen -G "${link#file://}/$want" > /dev/null; then
         INSTALL+=(--find-links "${link#file://}")
         TORCH_BY_PIP=0
       fi

@@ -110,6 +110,8 @@ def test_no_change_where_packing_cannot_apply():
     model64 = _model(None).double()
     with torch.no_grad(), packed.packed_linears(model64, rows=2) as n:
         assert n == 0
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16), packed.packed_linears(model, rows=2) as n:
+        assert n == 0  # autocast's bf16 products stay autocast's
 
 
 def test_lora_variants_keep_their_own_forward():

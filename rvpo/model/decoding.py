@@ -17,6 +17,11 @@ samples from the same distribution: ``softmax`` of the scores after the same log
 random numbers are used differently. Any other generation setting (beams, stop strings, ...) makes
 :func:`fast_generate` hand the call to ``generate`` unchanged: :func:`plain_config` says which.
 
+A fourth cost is the weights' own: at 12 rows MKL prepares every weight matrix again for each token.
+With ``pack`` (the default), an fp32 model on the CPU multiplies by weights packed once for oneDNN,
+LoRA merged in (:mod:`rvpo.model.packed`): the same products up to float rounding, so greedy output
+matches ``generate``'s up to rounding (token for token in the tests and on SmolLM2's samples).
+
 Notation: ``B`` rows, ``P`` prompt length (left-padded), ``V`` vocabulary, ``T`` new tokens.
 """
 

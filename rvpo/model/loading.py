@@ -232,7 +232,7 @@ def gguf_parsed_once() -> Iterator[None]:
     ``gguf.GGUFReader``, which walks all 49k vocabulary entries) and asks ``gguf.get_tensor_name_map``
     for a new map for every tensor (397 times for SmolLM2). Both are pure functions of their
     arguments, looked up on the ``gguf`` module at each call, so memoizing them within the block
-    changes nothing but the time: 9 of the conversion's 21 s here. On exit they are as before.
+    changes nothing but the time: the conversion took 8.5-12.4 s here, against 20.3 s. On exit they are as before.
     """
     import functools
 

@@ -15,7 +15,8 @@ arithmetic), packed once when the block opens. Outside the block every module is
 training, checkpoints and the adapter's parameters never see it. Only the rounding differs from the
 unpacked, unmerged forward (tests/test_packed.py bounds it).
 
-It applies where it can help and is safe: fp32 weights on the CPU, oneDNN present, gradients off.
+It applies where it can help and is safe: fp32 weights on the CPU, oneDNN present, gradients and
+autocast off.
 Elsewhere the block changes nothing; so does any layer it does not understand (a LoRA variant
 such as DoRA, an adapter with a bias, a quantized base layer), which keeps its own forward.
 """
@@ -34,8 +35,9 @@ MAX_PACKED_ROWS = 64
 
 
 def available(model: torch.nn.Module) -> bool:
-    """Whether packing can apply to ``model``: fp32 parameters on the CPU, oneDNN, gradients off."""
-    if torch.is_grad_enabled() or not torch.backends.mkldnn.is_available():
+    """Whether packing can apply to ``model``: fp32 parameters on the CPU, oneDNN, gradients and
+    autocast off (under autocast the products belong to autocast's dtype)."""
+    if torch.is_grad_enabled() or torch.is_autocast_enabled("cpu") or not torch.backends.mkldnn.is_available():
         return False
     ops = torch.ops.mkldnn
     if not (hasattr(ops, "_reorder_linear_weight") and hasattr(ops, "_linear_pointwise")):
