@@ -23,7 +23,7 @@ DEFAULT_RUN = {
              "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]},
     "warmstart": {"enabled": True, "steps": 24, "batch_size": 4, "learning_rate": 0.0003, "eval": True,
                   "from_dir": ""},
-    "eval": {"enabled": True, "data": "", "examples": 32, "max_new_tokens": 64, "batch_size": 16,
+    "eval": {"enabled": True, "data": "", "examples": 32, "max_new_tokens": 64, "batch_size": 32,  # was 16: speed only
              "temperature": 0.0, "samples": 1, "seed": 0},
     "out": "runs", "save_steps": 10, "save_total_limit": 2, "report_to": "none", "device": "auto",
     "precision": "auto",
