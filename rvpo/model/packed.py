@@ -62,11 +62,7 @@ def merged_weight(module: torch.nn.Module) -> torch.Tensor | None:
             continue
         if name in getattr(module, "lora_variant", {}) or getattr(module, "lora_bias", {}).get(name, False):
             return None  # DoRA and friends, or a bias on lora_B: not a plain weight delta
-        A, B = module.lora_A[name].weight.detach(), module.lora_B[name].weight.detach()
-        if getattr(module, "fan_in_fan_out", False) or A.dtype != weight.dtype:
-            weight = weight + module.get_delta_weight(name).detach().to(weight.dtype)
-        else:  # the same sum in one pass: W + scaling * (B @ A)
-            weight = torch.addmm(weight, B, A, alpha=module.scaling[name])
+        weight = weight + module.get_delta_weight(name).detach().to(weight.dtype)
     return weight
 
 
